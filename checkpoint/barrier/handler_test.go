@@ -1,0 +1,102 @@
+package barrier
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+
+	"github.com/weirstream/weir/checkpoint"
+)
+
+// TestTranscripts replays testdata/*.txt. Commands:
+//
+//	new mode=aligned|at-least-once channels=N
+//	barrier ch=C id=N t=DUR [ts=DUR]   (t: arrival time; ts: trigger time)
+//	cancel ch=C id=N t=DUR
+//	eop ch=C t=DUR
+//	abort id=N t=DUR                   (the coordinator aborted N)
+//
+// Each prints the actions, then the blocked channels and the pending
+// checkpoint. Regenerate with: go test ./checkpoint/barrier -rewrite
+func TestTranscripts(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		var h Handler
+		epoch := time.Unix(1000, 0)
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			args := map[string]string{}
+			for _, a := range d.CmdArgs {
+				if len(a.Vals) > 0 {
+					args[a.Key] = a.Vals[0]
+				}
+			}
+			num := func(k string) int {
+				n, err := strconv.Atoi(args[k])
+				if err != nil {
+					d.Fatalf(t, "%s: bad %s=%q", d.Pos, k, args[k])
+				}
+				return n
+			}
+			at := func(k string) time.Time {
+				v, ok := args[k]
+				if !ok {
+					return epoch
+				}
+				dur, err := time.ParseDuration(v)
+				if err != nil {
+					d.Fatalf(t, "%s: bad %s=%q", d.Pos, k, v)
+				}
+				return epoch.Add(dur)
+			}
+			var acts []Action
+			switch d.Cmd {
+			case "new":
+				switch args["mode"] {
+				case "aligned":
+					h = New(checkpoint.ExactlyOnce, num("channels"))
+				case "at-least-once":
+					h = New(checkpoint.AtLeastOnce, num("channels"))
+				default:
+					d.Fatalf(t, "unknown mode %q", args["mode"])
+				}
+				return "ok"
+			case "barrier":
+				acts = h.OnBarrier(at("t"), num("ch"), checkpoint.Barrier{ID: checkpoint.ID(num("id")), Timestamp: at("ts")})
+			case "cancel":
+				acts = h.OnCancellation(at("t"), num("ch"), checkpoint.ID(num("id")))
+			case "eop":
+				acts = h.OnEndOfPartition(at("t"), num("ch"))
+			case "abort":
+				acts = h.OnAbort(at("t"), checkpoint.ID(num("id")))
+			default:
+				d.Fatalf(t, "unknown command %q", d.Cmd)
+			}
+			return render(h, acts)
+		})
+	})
+}
+
+func render(h Handler, acts []Action) string {
+	var b strings.Builder
+	for _, a := range acts {
+		fmt.Fprintln(&b, a)
+	}
+	var blocked []string
+	for ch := 0; ch < 16; ch++ {
+		func() {
+			defer func() { _ = recover() }() // past the last channel
+			if h.Blocked(ch) {
+				blocked = append(blocked, strconv.Itoa(ch))
+			}
+		}()
+	}
+	p := "none"
+	if id, ok := h.Pending(); ok {
+		p = strconv.Itoa(int(id))
+	}
+	fmt.Fprintf(&b, "blocked=[%s] pending=%s\n", strings.Join(blocked, " "), p)
+	return b.String()
+}
