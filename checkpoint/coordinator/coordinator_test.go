@@ -19,10 +19,12 @@ import (
 //	new [interval=D timeout=D min-pause=D max-concurrent=N tolerable=N retained=N]
 //	    tasks=V.S,... sources=V.S,... [next-id=N retained-ids=N,...]
 //	start t=D | tick t=D | trigger t=D [kind=savepoint]
-//	ack id=N task=V.S t=D | decline id=N task=V.S t=D | finished task=V.S t=D
-//	written id=N t=D | write-failed id=N t=D | shutdown t=D
+//	ack id=N task=V.S t=D [size=N] | decline id=N task=V.S t=D [reason=S]
+//	finished task=V.S t=D | written id=N t=D | write-failed id=N t=D [err=S]
+//	shutdown t=D
 //
-// Each prints the actions, then pending and completed ids and the next
+// Times are offsets from an epoch. Each command prints the actions, then the
+// pending and retained completed ids, the latest completed id and the next
 // deadline. Regenerate with: go test ./checkpoint/coordinator -rewrite
 func TestTranscripts(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -90,13 +92,21 @@ func TestTranscripts(t *testing.T) {
 			case "ack":
 				acts = c.Ack(now, id, parseTask(t, args["task"]), checkpoint.TaskSnapshot{StateSize: int64(num("size", 0))})
 			case "decline":
-				acts = c.Decline(now, id, parseTask(t, args["task"]), errors.New("snapshot failed"))
+				reason := errors.New("snapshot failed")
+				if r, ok := args["reason"]; ok {
+					reason = errors.New(r)
+				}
+				acts = c.Decline(now, id, parseTask(t, args["task"]), reason)
 			case "finished":
 				acts = c.TaskFinished(now, parseTask(t, args["task"]))
 			case "written":
 				acts = c.MetadataWritten(now, id)
 			case "write-failed":
-				acts = c.MetadataFailed(now, id, errors.New("disk full"))
+				err := errors.New("disk full")
+				if e, ok := args["err"]; ok {
+					err = errors.New(e)
+				}
+				acts = c.MetadataFailed(now, id, err)
 			case "shutdown":
 				acts = c.Shutdown(now)
 			default:
@@ -147,7 +157,7 @@ func render(a Action, epoch time.Time) string {
 			tasks = append(tasks, fmt.Sprintf("%s:%d", t, s.StateSize))
 		}
 		sort.Strings(tasks)
-		return fmt.Sprintf("write-metadata id=%d kind=%s acks=%v", a.ID, a.Kind, tasks)
+		return fmt.Sprintf("write-metadata id=%d kind=%s triggered=%s acks=%v", a.ID, a.Kind, a.TriggeredAt.Sub(epoch), tasks)
 	case NotifyComplete:
 		return fmt.Sprintf("notify-complete id=%d", a.ID)
 	case NotifyAborted:
@@ -165,5 +175,9 @@ func state(c *Coordinator) string {
 	if t, ok := c.NextDeadline(); ok {
 		dl = t.Sub(time.Unix(0, 0)).String()
 	}
-	return fmt.Sprintf("pending=%v completed=%v deadline=%s\n", c.Pending(), c.Completed(), dl)
+	latest := "none"
+	if id, ok := c.LatestCompleted(); ok {
+		latest = strconv.Itoa(int(id))
+	}
+	return fmt.Sprintf("pending=%v completed=%v latest=%s deadline=%s\n", c.Pending(), c.Completed(), latest, dl)
 }
