@@ -1,0 +1,121 @@
+package state
+
+import (
+	"math/bits"
+
+	"github.com/weirstream/weir/checkpoint"
+)
+
+// DefaultMaxParallelism is the default number of key groups.
+const DefaultMaxParallelism = 128
+
+// The murmur3 (32-bit, seed 0) hash decides which key group, and so which
+// subtask, owns a key. It must never change: a checkpoint's key groups were
+// computed with it.
+
+const (
+	m3c1 = 0xcc9e2d51
+	m3c2 = 0x1b873593
+)
+
+func m3mix(h, k uint32) uint32 {
+	k *= m3c1
+	k = bits.RotateLeft32(k, 15)
+	k *= m3c2
+	h ^= k
+	h = bits.RotateLeft32(h, 13)
+	return h*5 + 0xe6546b64
+}
+
+func m3fmix(h uint32) uint32 {
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
+}
+
+// Murmur3Uint64 hashes the 8 little-endian bytes of v.
+func Murmur3Uint64(v uint64) uint32 {
+	h := m3mix(0, uint32(v))
+	h = m3mix(h, uint32(v>>32))
+	return m3fmix(h ^ 8)
+}
+
+// Murmur3Bytes hashes b.
+func Murmur3Bytes(b []byte) uint32 {
+	var h uint32
+	n := len(b)
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		h = m3mix(h, uint32(b[i])|uint32(b[i+1])<<8|uint32(b[i+2])<<16|uint32(b[i+3])<<24)
+	}
+	h = m3tail(h, b[i:])
+	return m3fmix(h ^ uint32(n))
+}
+
+// Murmur3String hashes the bytes of s without copying them.
+func Murmur3String(s string) uint32 {
+	var h uint32
+	n := len(s)
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		h = m3mix(h, uint32(s[i])|uint32(s[i+1])<<8|uint32(s[i+2])<<16|uint32(s[i+3])<<24)
+	}
+	var k uint32
+	switch n - i {
+	case 3:
+		k ^= uint32(s[i+2]) << 16
+		fallthrough
+	case 2:
+		k ^= uint32(s[i+1]) << 8
+		fallthrough
+	case 1:
+		k ^= uint32(s[i])
+		k *= m3c1
+		k = bits.RotateLeft32(k, 15)
+		k *= m3c2
+		h ^= k
+	}
+	return m3fmix(h ^ uint32(n))
+}
+
+func m3tail(h uint32, t []byte) uint32 {
+	var k uint32
+	switch len(t) {
+	case 3:
+		k ^= uint32(t[2]) << 16
+		fallthrough
+	case 2:
+		k ^= uint32(t[1]) << 8
+		fallthrough
+	case 1:
+		k ^= uint32(t[0])
+		k *= m3c1
+		k = bits.RotateLeft32(k, 15)
+		k *= m3c2
+		h ^= k
+	}
+	return h
+}
+
+// KeyGroupOf maps a key hash to its key group.
+func KeyGroupOf(hash uint32, maxParallelism int) int {
+	return int(hash % uint32(maxParallelism))
+}
+
+// RangeForSubtask is the contiguous range of key groups subtask owns among
+// parallelism subtasks (Flink's assignment).
+func RangeForSubtask(maxParallelism, parallelism, subtask int) checkpoint.KeyGroupRange {
+	return checkpoint.KeyGroupRange{
+		Start: (subtask*maxParallelism + parallelism - 1) / parallelism,
+		End:   ((subtask+1)*maxParallelism - 1) / parallelism,
+	}
+}
+
+// SubtaskForKeyGroup is the subtask owning keyGroup; it agrees with
+// RangeForSubtask.
+func SubtaskForKeyGroup(maxParallelism, parallelism, keyGroup int) int {
+	return keyGroup * parallelism / maxParallelism
+}

@@ -1,0 +1,143 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/weirstream/weir/checkpoint"
+)
+
+// OperatorBackend holds the operator list states of one operator in one
+// subtask. Entries are small (source positions, transaction handles): a
+// snapshot copies them synchronously and they travel inline in the
+// checkpoint metadata.
+type OperatorBackend struct {
+	restored map[string]checkpoint.ListStateSnapshot
+	states   map[string]listTable
+	order    []string
+}
+
+type listTable interface {
+	snapshot() (checkpoint.ListStateSnapshot, error)
+}
+
+// NewOperatorBackend returns a backend holding the restored states.
+func NewOperatorBackend(restored []checkpoint.ListStateSnapshot) *OperatorBackend {
+	b := &OperatorBackend{restored: map[string]checkpoint.ListStateSnapshot{}, states: map[string]listTable{}}
+	for _, l := range restored {
+		if prev, ok := b.restored[l.Name]; ok {
+			prev.Entries = append(prev.Entries, l.Entries...)
+			b.restored[l.Name] = prev
+			continue
+		}
+		b.restored[l.Name] = l
+	}
+	return b
+}
+
+// ListState is a list of values per operator subtask.
+type ListState[T any] interface {
+	Get() []T
+	Update(v []T)
+	Add(v T)
+	Clear()
+}
+
+type listState[T any] struct {
+	name  string
+	mode  checkpoint.Redistribution
+	codec Codec[T]
+	items []T
+}
+
+// GetListState registers (or returns) the list state called name.
+func GetListState[T any](b *OperatorBackend, name string, mode checkpoint.Redistribution, c Codec[T]) (ListState[T], error) {
+	if t, ok := b.states[name]; ok {
+		ls, ok := t.(*listState[T])
+		if !ok {
+			return nil, fmt.Errorf("list state %q is already registered with another type", name)
+		}
+		return ls, nil
+	}
+	ls := &listState[T]{name: name, mode: mode, codec: c}
+	if r, ok := b.restored[name]; ok {
+		for i, e := range r.Entries {
+			v, err := c.Decode(e)
+			if err != nil {
+				return nil, fmt.Errorf("cannot restore list state %q entry %d: %w", name, i, err)
+			}
+			ls.items = append(ls.items, v)
+		}
+		delete(b.restored, name)
+	}
+	b.states[name] = ls
+	b.order = append(b.order, name)
+	return ls, nil
+}
+
+func (l *listState[T]) Get() []T     { return l.items }
+func (l *listState[T]) Update(v []T) { l.items = append(l.items[:0:0], v...) }
+func (l *listState[T]) Add(v T)      { l.items = append(l.items, v) }
+func (l *listState[T]) Clear()       { l.items = nil }
+func (l *listState[T]) snapshot() (checkpoint.ListStateSnapshot, error) {
+	s := checkpoint.ListStateSnapshot{Name: l.name, Mode: l.mode, Entries: make([][]byte, len(l.items))}
+	for i, v := range l.items {
+		s.Entries[i] = l.codec.Append(nil, v)
+	}
+	return s, nil
+}
+
+// Snapshot copies every list state (restored states never registered are
+// kept as they were).
+func (b *OperatorBackend) Snapshot() ([]checkpoint.ListStateSnapshot, error) {
+	var out []checkpoint.ListStateSnapshot
+	for _, name := range b.order {
+		s, err := b.states[name].snapshot()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	for _, r := range b.restored {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Redistribute spreads the list states of old subtasks over newParallelism
+// subtasks: SplitEvenly deals the union of all entries out in contiguous,
+// even runs; Union gives every subtask every entry.
+func Redistribute(old [][]checkpoint.ListStateSnapshot, newParallelism int) [][]checkpoint.ListStateSnapshot {
+	type agg struct {
+		mode    checkpoint.Redistribution
+		entries [][]byte
+	}
+	var names []string
+	byName := map[string]*agg{}
+	for _, sub := range old {
+		for _, l := range sub {
+			a := byName[l.Name]
+			if a == nil {
+				a = &agg{mode: l.Mode}
+				byName[l.Name] = a
+				names = append(names, l.Name)
+			}
+			a.entries = append(a.entries, l.Entries...)
+		}
+	}
+	out := make([][]checkpoint.ListStateSnapshot, newParallelism)
+	for _, name := range names {
+		a := byName[name]
+		for s := range newParallelism {
+			l := checkpoint.ListStateSnapshot{Name: name, Mode: a.mode}
+			if a.mode == checkpoint.Union {
+				l.Entries = a.entries
+			} else {
+				lo := len(a.entries) * s / newParallelism
+				hi := len(a.entries) * (s + 1) / newParallelism
+				l.Entries = a.entries[lo:hi]
+			}
+			out[s] = append(out[s], l)
+		}
+	}
+	return out
+}
