@@ -1,0 +1,360 @@
+// Package weir is the DataStream API of weir, a stateful stream processor
+// built around consistent distributed snapshots (the asynchronous barrier
+// snapshot of Apache Flink).
+//
+// A job is a dataflow of generic transformations (Go has no generic
+// methods, so they are functions):
+//
+//	env := weir.NewEnvironment(
+//		weir.Parallelism(2),
+//		weir.Checkpointing(time.Second, weir.ExactlyOnce),
+//		weir.CheckpointStorage("file:///var/lib/weir/checkpoints"),
+//	)
+//	nums := weir.FromSource(env, weir.Generator(2, -1, func(p int, off int64) int64 { return off }), "numbers")
+//	sums := weir.Sum(weir.KeyBy(nums, func(n int64) int64 { return n % 2 }), func(n int64) int64 { return n })
+//	sums.Print()
+//	err := env.Execute(ctx, "parity-sum")
+//
+// Execute builds the job graph (operators joined by forward edges with equal
+// parallelism are chained into one goroutine), runs every parallel subtask
+// in the local cluster, checkpoints all state on an interval without
+// stopping the stream, and on any failure restores the latest completed
+// checkpoint and rewinds the sources.
+package weir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
+	"github.com/weirstream/weir/storage"
+)
+
+// Mode is the checkpointing guarantee.
+type Mode = checkpoint.Mode
+
+const (
+	// ExactlyOnce aligns barriers: after a restore every record has
+	// affected the state exactly once.
+	ExactlyOnce = checkpoint.ExactlyOnce
+	// AtLeastOnce never blocks channels: lower latency, but after a restore
+	// some records may have affected the state twice.
+	AtLeastOnce = checkpoint.AtLeastOnce
+)
+
+// Collector receives records emitted by a function.
+type Collector[T any] = runtime.Collector[T]
+
+// Option configures an Environment.
+type Option func(*config) error
+
+type config struct {
+	parallelism    int
+	maxParallelism int
+	checkpointing  bool
+	mode           Mode
+	coord          coordinator.Config
+	storageURL     string
+	restore        string
+	allowNonRest   bool
+	retainOnCancel bool
+	restart        restart.Strategy
+	bufferTimeout  time.Duration
+	bufferSize     int
+	credits        int
+	logger         *slog.Logger
+	stdout         io.Writer
+}
+
+// Parallelism sets the default parallelism of operators (default 1).
+func Parallelism(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("parallelism must be at least 1, got %d", n)
+		}
+		c.parallelism = n
+		return nil
+	}
+}
+
+// MaxParallelism sets the number of key groups (default 128). It bounds the
+// parallelism of keyed operators and cannot change once a job has state.
+func MaxParallelism(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 1<<15 {
+			return fmt.Errorf("max parallelism must be between 1 and 32768, got %d", n)
+		}
+		c.maxParallelism = n
+		return nil
+	}
+}
+
+// Checkpointing enables checkpoints every interval in the given mode.
+func Checkpointing(interval time.Duration, mode Mode) Option {
+	return func(c *config) error {
+		if interval <= 0 {
+			return fmt.Errorf("checkpoint interval must be positive, got %s", interval)
+		}
+		c.checkpointing = true
+		c.coord.Interval = interval
+		c.mode = mode
+		return nil
+	}
+}
+
+// CheckpointTimeout expires checkpoints that take longer (default 10 min).
+func CheckpointTimeout(d time.Duration) Option {
+	return func(c *config) error { c.coord.Timeout = d; return nil }
+}
+
+// MinPauseBetweenCheckpoints is the least time between the end of one
+// checkpoint and the start of the next (default 0).
+func MinPauseBetweenCheckpoints(d time.Duration) Option {
+	return func(c *config) error { c.coord.MinPause = d; return nil }
+}
+
+// MaxConcurrentCheckpoints bounds the checkpoints in flight (default 1).
+func MaxConcurrentCheckpoints(n int) Option {
+	return func(c *config) error { c.coord.MaxConcurrent = n; return nil }
+}
+
+// TolerableCheckpointFailures is the number of consecutive failed
+// checkpoints after which the job fails over (default 0; -1 unlimited).
+func TolerableCheckpointFailures(n int) Option {
+	return func(c *config) error { c.coord.TolerableFailures = n; return nil }
+}
+
+// RetainedCheckpoints is the number of completed checkpoints kept (default 1).
+func RetainedCheckpoints(n int) Option {
+	return func(c *config) error { c.coord.NumRetained = n; return nil }
+}
+
+// RetainOnCancel keeps completed checkpoints when the job is cancelled
+// (default true), so that it can be resumed with Restore("latest").
+func RetainOnCancel(retain bool) Option {
+	return func(c *config) error { c.retainOnCancel = retain; return nil }
+}
+
+// CheckpointStorage sets where checkpoints go: "file:///path", a plain path,
+// or "memory://" (default).
+func CheckpointStorage(location string) Option {
+	return func(c *config) error { c.storageURL = location; return nil }
+}
+
+// Restore starts the job from a checkpoint: "latest" (the newest completed
+// checkpoint in the checkpoint storage, or a fresh start if there is none),
+// a checkpoint directory (".../chk-17"), or its _metadata file. Empty means
+// a fresh start.
+func Restore(from string) Option {
+	return func(c *config) error { c.restore = from; return nil }
+}
+
+// AllowNonRestoredState lets a job restore from a checkpoint that has state
+// for operators the job no longer has (that state is dropped).
+func AllowNonRestoredState() Option {
+	return func(c *config) error { c.allowNonRest = true; return nil }
+}
+
+// RestartStrategy sets what happens when a task fails (default: fixed delay,
+// unlimited attempts, 1 s apart, with checkpointing; none without).
+func RestartStrategy(s restart.Strategy) Option {
+	return func(c *config) error {
+		if s == nil {
+			return errors.New("restart strategy must not be nil")
+		}
+		c.restart = s
+		return nil
+	}
+}
+
+// BufferTimeout is the longest a partly filled output buffer waits before it
+// is sent (default 5 ms). 0 sends after every input buffer.
+func BufferTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("buffer timeout must not be negative, got %s", d)
+		}
+		c.bufferTimeout = d
+		return nil
+	}
+}
+
+// BufferSize is the number of records per network buffer (default 1024).
+func BufferSize(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("buffer size must be at least 1, got %d", n)
+		}
+		c.bufferSize = n
+		return nil
+	}
+}
+
+// Logger sets the structured logger (default: discard).
+func Logger(l *slog.Logger) Option {
+	return func(c *config) error { c.logger = l; return nil }
+}
+
+// Stdout is where Print writes (default os.Stdout).
+func Stdout(w io.Writer) Option {
+	return func(c *config) error { c.stdout = w; return nil }
+}
+
+// Environment is where a job is defined and executed.
+type Environment struct {
+	cfg   config
+	err   error
+	nodes []*node
+	print *lockedWriter
+}
+
+// NewEnvironment returns an environment configured by opts. An invalid
+// option is reported by Execute.
+func NewEnvironment(opts ...Option) *Environment {
+	e := &Environment{cfg: config{
+		parallelism: 1, maxParallelism: state.DefaultMaxParallelism, retainOnCancel: true,
+		bufferTimeout: 5 * time.Millisecond, bufferSize: 1024, credits: 4, stdout: os.Stdout,
+	}}
+	e.cfg.coord.Timeout = 10 * time.Minute
+	for _, o := range opts {
+		if err := o(&e.cfg); err != nil && e.err == nil {
+			e.err = fmt.Errorf("invalid configuration: %w", err)
+		}
+	}
+	e.print = &lockedWriter{w: e.cfg.stdout}
+	return e
+}
+
+// Err returns the first configuration or definition error, if any.
+func (e *Environment) Err() error { return e.err }
+
+func (e *Environment) setErr(err error) {
+	if e.err == nil {
+		e.err = err
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// Execute runs the job until it finishes, fails for good, or ctx ends.
+func (e *Environment) Execute(ctx context.Context, jobName string) error {
+	j, err := e.Start(ctx, jobName)
+	if err != nil {
+		return err
+	}
+	return j.Wait()
+}
+
+// JobClient controls a job started with Start.
+type JobClient struct {
+	job     *runtime.Job
+	storage storage.Storage
+}
+
+// Wait blocks until the job ends; see Execute.
+func (j *JobClient) Wait() error { return j.job.Wait() }
+
+// Done is closed when the job has ended.
+func (j *JobClient) Done() <-chan struct{} { return j.job.Done() }
+
+// Cancel stops the job.
+func (j *JobClient) Cancel() { j.job.Cancel() }
+
+// TriggerCheckpoint takes a checkpoint now and waits for it to complete.
+func (j *JobClient) TriggerCheckpoint(ctx context.Context) (runtime.CheckpointStats, error) {
+	return j.job.TriggerCheckpoint(ctx, checkpoint.KindCheckpoint)
+}
+
+// Checkpoints lists the finished checkpoints, oldest first.
+func (j *JobClient) Checkpoints() []runtime.CheckpointStats { return j.job.Checkpoints() }
+
+// LatestCheckpoint is the newest completed checkpoint (0 if none).
+func (j *JobClient) LatestCheckpoint() checkpoint.ID { return j.job.LatestCompleted() }
+
+// Restarts counts the failovers so far.
+func (j *JobClient) Restarts() int { return j.job.Restarts() }
+
+// Storage is the job's checkpoint storage (nil without checkpointing).
+func (j *JobClient) Storage() storage.Storage { return j.storage }
+
+// Start builds the job graph and starts the job; it returns at once.
+func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, error) {
+	if e.err != nil {
+		return nil, e.err
+	}
+	g, err := e.buildGraph(jobName)
+	if err != nil {
+		return nil, err
+	}
+	c := e.cfg
+	rc := runtime.Config{
+		Checkpointing: c.checkpointing, Mode: c.mode, Coordinator: c.coord,
+		AllowNonRestoredState: c.allowNonRest, RetainOnCancel: c.retainOnCancel,
+		Restart: c.restart, BufferSize: c.bufferSize, BufferTimeout: c.bufferTimeout,
+		Credits: c.credits, Logger: c.logger,
+	}
+	if rc.Restart == nil {
+		if c.checkpointing {
+			rc.Restart = restart.FixedDelay(math.MaxInt32, time.Second)
+		} else {
+			rc.Restart = restart.None()
+		}
+	}
+	var stor storage.Storage
+	if c.checkpointing || c.restore != "" {
+		loc := c.storageURL
+		if loc == "" {
+			loc = "memory://"
+		}
+		stor, err = storage.Open(loc)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open checkpoint storage %q: %w", loc, err)
+		}
+		rc.Storage = stor
+	}
+	switch c.restore {
+	case "":
+	case "latest":
+		id, ok, err := stor.Latest()
+		if err != nil {
+			return nil, fmt.Errorf("cannot find the latest checkpoint in %s: %w", stor, err)
+		}
+		if ok {
+			rc.RestoreStorage, rc.RestoreID = stor, id
+		}
+	default:
+		rs, id, err := storage.ResolveRestorePath(c.restore)
+		if err != nil {
+			return nil, err
+		}
+		rc.RestoreStorage, rc.RestoreID = rs, id
+		if rs.String() == stor.String() {
+			rc.RestoreStorage = stor
+		}
+	}
+	j, err := runtime.Start(ctx, g, rc)
+	if err != nil {
+		return nil, err
+	}
+	return &JobClient{job: j, storage: stor}, nil
+}

@@ -1,0 +1,216 @@
+package weir_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/restart"
+)
+
+// seqRec is record number Seq (1..N) of key Key.
+type seqRec struct {
+	Key int64
+	Seq int64
+}
+
+// seqOut is what the keyed counter emits: the record and how many records
+// of its key the state had counted when it arrived.
+type seqOut struct {
+	Key, Seq, Cnt int64
+}
+
+// injector fails chosen calls at random, at most max times in all.
+type injector struct {
+	mu     sync.Mutex
+	rng    *rand.Rand
+	left   int
+	counts map[string]int
+}
+
+func newInjector(seed uint64, max int) *injector {
+	return &injector{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), left: max, counts: map[string]int{}}
+}
+
+// maybe returns an error with probability p, while failures are left.
+func (in *injector) maybe(where string, p float64) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.left == 0 || in.rng.Float64() >= p {
+		return nil
+	}
+	in.left--
+	in.counts[where]++
+	return fmt.Errorf("injected failure in %s", where)
+}
+
+func (in *injector) injected() map[string]int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range in.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// flakySource wraps a source: restores may fail.
+type flakySource struct {
+	weir.Source[seqRec]
+	inj *injector
+}
+
+func (s flakySource) CreateReader(ctx weir.SourceContext) (weir.SourceReader[seqRec], error) {
+	if ctx.RestoredCheckpoint != 0 {
+		if err := s.inj.maybe("restore", 0.3); err != nil {
+			return nil, err
+		}
+	}
+	return s.Source.CreateReader(ctx)
+}
+
+// flakySink wraps the collecting sink: snapshots and notifications may fail.
+type flakySink struct {
+	*weir.CollectSink[seqOut]
+	inj *injector
+}
+
+func (s flakySink) CreateWriter(ctx weir.SinkContext) (weir.SinkWriter[seqOut], error) {
+	w, err := s.CollectSink.CreateWriter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &flakyWriter{SinkWriter: w, inj: s.inj}, nil
+}
+
+type flakyWriter struct {
+	weir.SinkWriter[seqOut]
+	inj *injector
+}
+
+func (w *flakyWriter) SnapshotState(id checkpoint.ID) ([][]byte, error) {
+	if err := w.inj.maybe("snapshot", 0.05); err != nil {
+		return nil, err
+	}
+	return w.SinkWriter.(weir.SnapshottingWriter).SnapshotState(id)
+}
+
+func (w *flakyWriter) NotifyCheckpointComplete(id checkpoint.ID) error {
+	if err := w.inj.maybe("notify", 0.05); err != nil {
+		return err
+	}
+	return w.SinkWriter.(weir.CheckpointListener).NotifyCheckpointComplete(id)
+}
+
+func (w *flakyWriter) NotifyCheckpointAborted(id checkpoint.ID) error {
+	return w.SinkWriter.(weir.CheckpointListener).NotifyCheckpointAborted(id)
+}
+
+func (w *flakyWriter) Finish() error { return w.SinkWriter.(weir.Finisher).Finish() }
+
+// counter keeps a per-key count in keyed state.
+type counter struct{ cnt weir.ValueState[int64] }
+
+func (c *counter) Open(ctx *weir.KeyedContext[int64]) (err error) {
+	c.cnt, err = weir.GetValueState[int64](ctx, "cnt")
+	return err
+}
+
+func (c *counter) ProcessElement(ctx *weir.KeyedContext[int64], in seqRec, out weir.Collector[seqOut]) error {
+	n, _ := c.cnt.Value()
+	n++
+	c.cnt.Update(n)
+	out.Collect(seqOut{Key: in.Key, Seq: in.Seq, Cnt: n})
+	return nil
+}
+
+// TestFailureInjection runs sequence-numbered sources through a keyBy
+// shuffle into a keyed counter, with failures thrown at random in map,
+// snapshot, restore and notify, and checks every key's output: nothing lost
+// and, in exactly-once mode, nothing duplicated and every count equal to its
+// sequence number.
+func TestFailureInjection(t *testing.T) {
+	for _, mode := range []weir.Mode{weir.ExactlyOnce, weir.AtLeastOnce} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			t.Run(fmt.Sprintf("%s/seed%d", mode, seed), func(t *testing.T) { runFailureInjection(t, mode, seed) })
+		}
+	}
+}
+
+func runFailureInjection(t *testing.T, mode weir.Mode, seed uint64) {
+	const keys, perKey = 6, 3000
+	inj := newInjector(seed, 8)
+	sink := flakySink{CollectSink: weir.NewCollectSink[seqOut](), inj: inj}
+	env := weir.NewEnvironment(
+		weir.Parallelism(2),
+		weir.Checkpointing(15*time.Millisecond, mode),
+		weir.CheckpointStorage(t.TempDir()),
+		weir.RestartStrategy(restart.FixedDelay(100, time.Millisecond)),
+		weir.BufferSize(64),
+	)
+	// One partition per key, records 1..perKey; a slow-ish rate so that
+	// checkpoints and failures interleave with the records.
+	gen := weir.Generator(keys, perKey, func(p int, off int64) seqRec { return seqRec{Key: int64(p), Seq: off + 1} }).WithRate(20000)
+	src := weir.FromSource[seqRec](env, flakySource{Source: gen, inj: inj}, "seq").UID("src").SetParallelism(3)
+	mapped := weir.MapErr(src, func(r seqRec) (seqRec, error) {
+		if err := inj.maybe("map", 0.0005); err != nil {
+			return r, err
+		}
+		return r, nil
+	}).UID("map").SetParallelism(3)
+	counted := weir.Process(weir.KeyBy(mapped, func(r seqRec) int64 { return r.Key }), &counter{}).UID("count")
+	counted.SinkTo(sink).UID("sink")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	job, err := env.Start(ctx, "failure-injection")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		t.Fatalf("job: %v (injected %v)", err, inj.injected())
+	}
+	t.Logf("injected %v, restarts %d, checkpoints %d", inj.injected(), job.Restarts(), len(job.Checkpoints()))
+	if job.Restarts() == 0 {
+		t.Fatal("no failure was injected: the test proves nothing")
+	}
+
+	got := map[int64]map[int64][]int64{} // key -> seq -> counts seen
+	for _, o := range sink.Committed() {
+		if got[o.Key] == nil {
+			got[o.Key] = map[int64][]int64{}
+		}
+		got[o.Key][o.Seq] = append(got[o.Key][o.Seq], o.Cnt)
+	}
+	var lost, dups, badCnt int
+	for k := int64(0); k < keys; k++ {
+		for s := int64(1); s <= perKey; s++ {
+			cs := got[k][s]
+			switch {
+			case len(cs) == 0:
+				lost++
+			case len(cs) > 1:
+				dups += len(cs) - 1
+			}
+			if len(cs) == 1 && cs[0] != s {
+				badCnt++
+			}
+		}
+	}
+	if lost != 0 {
+		t.Errorf("%s: %d records lost", mode, lost)
+	}
+	if mode == weir.ExactlyOnce {
+		if dups != 0 {
+			t.Errorf("exactly once: %d duplicates", dups)
+		}
+		if badCnt != 0 {
+			t.Errorf("exactly once: %d records whose count differs from their sequence number (state affected twice)", badCnt)
+		}
+	}
+}

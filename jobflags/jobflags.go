@@ -1,0 +1,188 @@
+// Package jobflags gives every weir job binary the same standard flags, so
+// that a job started by hand, by systemd or by Kubernetes is configured the
+// same way. Each flag can also be set through an environment variable named
+// WEIR_ plus the flag name in upper case with dashes as underscores
+// (--checkpoint-dir is WEIR_CHECKPOINT_DIR); a flag on the command line wins
+// over the environment.
+//
+//	fs := flag.NewFlagSet("myjob", flag.ContinueOnError)
+//	jf := jobflags.Register(fs)
+//	failAfter := fs.Int("fail-after", 0, "...") // the job's own flags
+//	if err := jobflags.Parse(fs, os.Args[1:], os.Getenv); err != nil { ... }
+//	opts, err := jf.Options()
+//	env := weir.NewEnvironment(opts...)
+package jobflags
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/restart"
+)
+
+// Flags holds the standard job flags.
+type Flags struct {
+	CheckpointDir      string
+	CheckpointInterval time.Duration
+	Mode               checkpoint.Mode
+	Parallelism        int
+	Restore            string
+	Restart            restart.Strategy
+	LogLevel           slog.Level
+}
+
+type modeValue struct{ m *checkpoint.Mode }
+
+func (v modeValue) String() string {
+	if v.m == nil {
+		return checkpoint.ExactlyOnce.String()
+	}
+	return v.m.String()
+}
+
+func (v modeValue) Set(s string) error {
+	m, err := checkpoint.ParseMode(s)
+	if err != nil {
+		return err
+	}
+	*v.m = m
+	return nil
+}
+
+type restartValue struct{ s *restart.Strategy }
+
+func (v restartValue) String() string {
+	if v.s == nil || *v.s == nil {
+		return ""
+	}
+	return (*v.s).String()
+}
+
+func (v restartValue) Set(s string) error {
+	st, err := restart.Parse(s)
+	if err != nil {
+		return err
+	}
+	*v.s = st
+	return nil
+}
+
+type positiveInt struct{ n *int }
+
+func (v positiveInt) String() string {
+	if v.n == nil {
+		return "0"
+	}
+	return strconv.Itoa(*v.n)
+}
+
+func (v positiveInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("not a whole number: %q", s)
+	}
+	if n < 1 {
+		return fmt.Errorf("must be at least 1, got %d", n)
+	}
+	*v.n = n
+	return nil
+}
+
+type levelValue struct{ l *slog.Level }
+
+func (v levelValue) String() string {
+	if v.l == nil {
+		return "info"
+	}
+	return strings.ToLower(v.l.String())
+}
+
+func (v levelValue) Set(s string) error { return v.l.UnmarshalText([]byte(s)) }
+
+// Register adds the standard flags to fs.
+func Register(fs *flag.FlagSet) *Flags {
+	f := &Flags{CheckpointInterval: time.Second, Parallelism: 1, Mode: checkpoint.ExactlyOnce}
+	fs.StringVar(&f.CheckpointDir, "checkpoint-dir", "", "where checkpoints are stored: a directory or file:///path (default: a folder weir-checkpoints/<job> in the working directory)")
+	fs.DurationVar(&f.CheckpointInterval, "checkpoint-interval", f.CheckpointInterval, "time between checkpoints; 0 disables checkpointing")
+	fs.Var(modeValue{&f.Mode}, "mode", "checkpointing mode: exactly-once or at-least-once")
+	fs.Var(positiveInt{&f.Parallelism}, "parallelism", "default parallelism of operators")
+	fs.StringVar(&f.Restore, "restore", "", "start from a checkpoint: 'latest' (the newest in --checkpoint-dir, or a fresh start when there is none) or a checkpoint path")
+	fs.Var(restartValue{&f.Restart}, "restart-strategy", "none, fixed-delay:attempts=N,delay=D, failure-rate:max=N,interval=D,delay=D or exponential-delay:initial=D,max=D")
+	fs.Var(levelValue{&f.LogLevel}, "log-level", "debug, info, warn or error")
+	return f
+}
+
+// EnvName is the environment variable that sets flag name.
+func EnvName(name string) string {
+	return "WEIR_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Parse parses args into fs and then fills every flag not given on the
+// command line from its WEIR_* environment variable (read with getenv). An
+// invalid value is an error naming the flag or variable.
+func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	fs.SetOutput(discard{})
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.PrintDefaults()
+			return err
+		}
+		return fmt.Errorf("invalid command line: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("invalid command line: unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || set[f.Name] {
+			return
+		}
+		env := EnvName(f.Name)
+		if v := getenv(env); v != "" {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("invalid value %q for %s (--%s): %w", v, env, f.Name, serr)
+			}
+		}
+	})
+	return err
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Options turns the flags into environment options for job jobName.
+func (f *Flags) Options(jobName string) ([]weir.Option, error) {
+	if f.CheckpointInterval < 0 {
+		return nil, fmt.Errorf("invalid value %s for --checkpoint-interval: must not be negative", f.CheckpointInterval)
+	}
+	opts := []weir.Option{weir.Parallelism(f.Parallelism),
+		weir.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel})))}
+	dir := f.CheckpointDir
+	if dir == "" {
+		dir = "weir-checkpoints/" + jobName
+	}
+	if f.CheckpointInterval > 0 {
+		opts = append(opts, weir.Checkpointing(f.CheckpointInterval, f.Mode), weir.CheckpointStorage(dir))
+	} else if f.Restore != "" {
+		opts = append(opts, weir.CheckpointStorage(dir))
+	}
+	if f.Restore != "" {
+		opts = append(opts, weir.Restore(f.Restore))
+	}
+	if f.Restart != nil {
+		opts = append(opts, weir.RestartStrategy(f.Restart))
+	}
+	return opts, nil
+}

@@ -1,0 +1,279 @@
+package weir
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
+)
+
+// ValueState is a single value per key; see GetValueState.
+type ValueState[V any] = state.ValueState[V]
+
+// KeyedContext is what a keyed function sees: the key of the record being
+// processed and the keyed state scoped to it.
+type KeyedContext[K comparable] struct {
+	backend *state.HeapKeyedBackend[K]
+	op      *runtime.OperatorContext
+}
+
+// CurrentKey is the key of the record being processed.
+func (c *KeyedContext[K]) CurrentKey() K { return c.backend.CurrentKey() }
+
+// Subtask is the index of the parallel subtask running the function.
+func (c *KeyedContext[K]) Subtask() int { return c.op.Subtask }
+
+// Parallelism is the operator's parallelism.
+func (c *KeyedContext[K]) Parallelism() int { return c.op.Parallelism }
+
+// GetValueState returns the value state called name, scoped to the current
+// key at every access. Call it in Open (or once, and keep the result).
+// Values are written into checkpoints with state.CodecFor[V] (built-in for
+// numbers, strings and bytes; JSON for other types).
+func GetValueState[V any, K comparable](ctx *KeyedContext[K], name string) (ValueState[V], error) {
+	return state.GetValueState[K, V](ctx.backend, name, state.CodecFor[V]())
+}
+
+// GetValueStateWithCodec is GetValueState with an explicit value codec.
+func GetValueStateWithCodec[V any, K comparable](ctx *KeyedContext[K], name string, codec state.Codec[V]) (ValueState[V], error) {
+	return state.GetValueState[K, V](ctx.backend, name, codec)
+}
+
+// KeyedProcessFunction processes the records of a keyed stream one at a
+// time, with keyed state. Implementations may also implement
+// Open(*KeyedContext[K]) error, called once per subtask before the first
+// record (the place to get state handles), and CheckpointListener.
+type KeyedProcessFunction[K comparable, IN, OUT any] interface {
+	ProcessElement(ctx *KeyedContext[K], in IN, out Collector[OUT]) error
+}
+
+// KeyedOpener is implemented by functions that need setup per subtask.
+type KeyedOpener[K comparable] interface {
+	Open(ctx *KeyedContext[K]) error
+}
+
+// ProcessFunc adapts a function to KeyedProcessFunction.
+type ProcessFunc[K comparable, IN, OUT any] func(ctx *KeyedContext[K], in IN, out Collector[OUT]) error
+
+// ProcessElement implements KeyedProcessFunction.
+func (f ProcessFunc[K, IN, OUT]) ProcessElement(ctx *KeyedContext[K], in IN, out Collector[OUT]) error {
+	return f(ctx, in, out)
+}
+
+// Process applies fn to every record of a keyed stream.
+//
+// Like Flink, which gives every parallel subtask its own deserialized copy
+// of a function, weir gives each subtask its own copy of fn when fn is a
+// pointer to a struct: a shallow copy, so fields set in Open (state
+// handles) are per subtask, while pointers, maps and channels the fields
+// hold are shared.
+func Process[K comparable, IN, OUT any](ks KeyedStream[K, IN], fn KeyedProcessFunction[K, IN, OUT]) Stream[OUT] {
+	return keyedNode(ks, "KeyedProcess", func(out runtime.Collector[OUT]) keyedLogic[K, IN] {
+		return &processLogic[K, IN, OUT]{fn: perSubtask(fn), out: out}
+	})
+}
+
+// perSubtask returns a shallow copy of fn if it points to a struct, else fn.
+func perSubtask[F any](fn F) F {
+	v := reflect.ValueOf(fn)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return fn
+	}
+	c := reflect.New(v.Elem().Type())
+	c.Elem().Set(v.Elem())
+	if f, ok := c.Interface().(F); ok {
+		return f
+	}
+	return fn
+}
+
+// KV is a key with a value: what keyed aggregations emit.
+type KV[K, V any] struct {
+	Key   K
+	Value V
+}
+
+func (kv KV[K, V]) String() string { return fmt.Sprintf("(%v,%v)", kv.Key, kv.Value) }
+
+// Number is what Sum adds up.
+type Number interface {
+	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~float32 | ~float64
+}
+
+// Reduce combines the records of each key with f and emits the running
+// result after every record (Flink's rolling reduce).
+func Reduce[K comparable, T any](ks KeyedStream[K, T], f func(acc, in T) T) Stream[T] {
+	return keyedNode(ks, "Reduce", func(out runtime.Collector[T]) keyedLogic[K, T] {
+		return &reduceLogic[K, T]{f: f, out: out}
+	})
+}
+
+// Sum adds up field(record) per key and emits (key, running sum) after
+// every record.
+func Sum[K comparable, T any, N Number](ks KeyedStream[K, T], field func(T) N) Stream[KV[K, N]] {
+	return keyedNode(ks, "Sum", func(out runtime.Collector[KV[K, N]]) keyedLogic[K, T] {
+		return &sumLogic[K, T, N]{field: field, out: out}
+	})
+}
+
+// Count counts the records per key and emits (key, running count) after
+// every record.
+func Count[K comparable, T any](ks KeyedStream[K, T]) Stream[KV[K, int64]] {
+	return Sum(ks, func(T) int64 { return 1 })
+}
+
+// keyedLogic is the per-record body of a keyed operator.
+type keyedLogic[K comparable, IN any] interface {
+	open(ctx *KeyedContext[K]) error
+	process(ctx *KeyedContext[K], in IN) error
+	operator() any // the user function, for optional interfaces
+}
+
+func keyedNode[K comparable, IN, OUT any](ks KeyedStream[K, IN], kind string, newLogic func(out runtime.Collector[OUT]) keyedLogic[K, IN]) Stream[OUT] {
+	n := addNode[OUT](ks.s.n.env, kind, []input{ks.hashInput()})
+	key, codec := ks.key, ks.codec
+	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+		op := &keyedOp[K, IN]{key: key, codec: codec, logic: newLogic(out.(runtime.Collector[OUT]))}
+		return runtime.Collector[IN](op), op, nil, nil
+	}
+	return Stream[OUT]{n}
+}
+
+// keyedOp runs keyed logic over a heap keyed state backend.
+type keyedOp[K comparable, IN any] struct {
+	key   func(IN) K
+	codec state.Codec[K]
+	hash  state.HashFunc[K]
+	logic keyedLogic[K, IN]
+	ctx   KeyedContext[K]
+	kgr   checkpoint.KeyGroupRange
+	fail  func(error)
+}
+
+func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
+	o.hash = state.HasherFor(o.codec)
+	o.kgr = oc.KeyGroups
+	o.fail = oc.Fail
+	b := state.NewHeapKeyedBackend[K](o.codec, o.hash, oc.MaxParallelism, oc.KeyGroups)
+	o.ctx = KeyedContext[K]{backend: b, op: oc}
+	if err := o.logic.open(&o.ctx); err != nil {
+		return err
+	}
+	for _, h := range oc.RestoredKeyed {
+		if err := restoreKeyed(b, oc, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func restoreKeyed[K comparable](b *state.HeapKeyedBackend[K], oc *runtime.OperatorContext, h checkpoint.KeyedStateHandle) error {
+	rc, err := oc.OpenStream(h.Stream)
+	if err != nil {
+		return fmt.Errorf("cannot restore keyed state of %s from checkpoint %d: %w", oc.OperatorName, oc.RestoredCheckpoint, err)
+	}
+	defer rc.Close()
+	if err := b.Restore(rc, h); err != nil {
+		return fmt.Errorf("cannot restore keyed state of %s from checkpoint %d: %w", oc.OperatorName, oc.RestoredCheckpoint, err)
+	}
+	return nil
+}
+
+func (o *keyedOp[K, IN]) Collect(in IN) {
+	k := o.key(in)
+	o.ctx.backend.SetCurrentKeyHashed(k, o.hash(k))
+	if err := o.logic.process(&o.ctx, in); err != nil {
+		o.fail(err)
+	}
+}
+
+func (o *keyedOp[K, IN]) SnapshotState(checkpoint.ID) (runtime.OperatorSnapshot, error) {
+	return runtime.OperatorSnapshot{Keyed: keyedSnapshot{o.ctx.backend.Snapshot()}, KeyRange: o.kgr}, nil
+}
+
+func (o *keyedOp[K, IN]) NotifyCheckpointComplete(id checkpoint.ID) error {
+	if l, ok := o.logic.operator().(CheckpointListener); ok {
+		return l.NotifyCheckpointComplete(id)
+	}
+	return nil
+}
+
+func (o *keyedOp[K, IN]) NotifyCheckpointAborted(id checkpoint.ID) error {
+	if l, ok := o.logic.operator().(CheckpointListener); ok {
+		return l.NotifyCheckpointAborted(id)
+	}
+	return nil
+}
+
+func (o *keyedOp[K, IN]) Finish() error { return nil }
+func (o *keyedOp[K, IN]) Close() error  { return nil }
+
+type processLogic[K comparable, IN, OUT any] struct {
+	fn  KeyedProcessFunction[K, IN, OUT]
+	out runtime.Collector[OUT]
+}
+
+func (l *processLogic[K, IN, OUT]) open(ctx *KeyedContext[K]) error {
+	if o, ok := l.fn.(KeyedOpener[K]); ok {
+		return o.Open(ctx)
+	}
+	return nil
+}
+
+func (l *processLogic[K, IN, OUT]) process(ctx *KeyedContext[K], in IN) error {
+	return l.fn.ProcessElement(ctx, in, l.out)
+}
+
+func (l *processLogic[K, IN, OUT]) operator() any { return l.fn }
+
+type reduceLogic[K comparable, T any] struct {
+	f   func(acc, in T) T
+	out runtime.Collector[T]
+	st  ValueState[T]
+}
+
+func (l *reduceLogic[K, T]) open(ctx *KeyedContext[K]) (err error) {
+	l.st, err = GetValueState[T](ctx, "reduce")
+	return err
+}
+
+func (l *reduceLogic[K, T]) process(_ *KeyedContext[K], in T) error {
+	if acc, ok := l.st.Value(); ok {
+		in = l.f(acc, in)
+	}
+	l.st.Update(in)
+	l.out.Collect(in)
+	return nil
+}
+
+func (l *reduceLogic[K, T]) operator() any { return l.f }
+
+type sumLogic[K comparable, T any, N Number] struct {
+	field func(T) N
+	out   runtime.Collector[KV[K, N]]
+	st    ValueState[N]
+}
+
+func (l *sumLogic[K, T, N]) open(ctx *KeyedContext[K]) (err error) {
+	l.st, err = GetValueState[N](ctx, "sum")
+	return err
+}
+
+func (l *sumLogic[K, T, N]) process(ctx *KeyedContext[K], in T) error {
+	sum, _ := l.st.Value()
+	sum += l.field(in)
+	l.st.Update(sum)
+	l.out.Collect(KV[K, N]{Key: ctx.backend.CurrentKey(), Value: sum})
+	return nil
+}
+
+func (l *sumLogic[K, T, N]) operator() any { return l.field }
+
+// keyedSnapshot adapts the state backend's frozen view to the runtime.
+type keyedSnapshot struct{ s state.KeyedSnapshot }
+
+func (k keyedSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) { return k.s.WriteKeyGroups(w) }
+func (k keyedSnapshot) Release()                                    { k.s.Release() }

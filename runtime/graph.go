@@ -1,0 +1,162 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+)
+
+// JobGraph is the parallel dataflow the runtime executes: vertices (chains
+// of operators that run fused in one goroutine per subtask) joined by
+// partitioned edges.
+type JobGraph struct {
+	Name           string
+	MaxParallelism int
+	Vertices       []*Vertex // in topological order (sources first)
+}
+
+// OperatorInfo names one operator of a chain.
+type OperatorInfo struct {
+	UID  string
+	Name string
+}
+
+// Vertex is a chain of operators with a parallelism.
+type Vertex struct {
+	ID          int
+	Name        string
+	Parallelism int
+	Operators   []OperatorInfo // head first
+	IsSource    bool
+	Inputs      []*Edge // gate channel order: edge by edge, sender by sender
+	Outputs     []*Edge
+	// Build creates the chain of one subtask. outputs[i] is the
+	// Collector[T] for Outputs[i] (a *RecordWriter[T]); ops[i] is the
+	// context of Operators[i].
+	Build func(subtask int, outputs []any) (*Chain, error)
+}
+
+// Edge is a partitioned connection between two vertices.
+type Edge struct {
+	Source *Vertex
+	Target *Vertex
+	Kind   PartitionKind
+	Type   EdgeType
+}
+
+func (e *Edge) String() string {
+	return fmt.Sprintf("%s -%s-> %s", e.Source.Name, e.Kind, e.Target.Name)
+}
+
+// EdgeType creates the typed parts of an edge (channels, writers, the
+// reading side of a gate) for the element type T of the edge. Get one with
+// TypeOf.
+type EdgeType interface {
+	newChannel(gate *InputGate, index, credits, bufSize int) any
+	newWriter(ctx context.Context, kind PartitionKind, channels []any, bufSize int, kgToChannel []int32, onFail func(error)) (collector any, out outputWriter)
+	newGateReader(gate *InputGate, channels []any, head any) (gateReader, error)
+}
+
+// outputWriter is the type-independent side of a RecordWriter.
+type outputWriter interface {
+	Flush()
+	EmitEvent(Event)
+	Err() error
+}
+
+// gateReader reads one buffer from a channel of the gate: records go
+// straight into the chain's head; an event is returned to the task.
+type gateReader interface {
+	read(ch int) (ev Event, isEvent, ok bool)
+}
+
+type edgeType[T any] struct {
+	newHash func() func(T) uint32
+}
+
+// TypeOf returns the EdgeType for records of type T. newHash creates the key
+// hash function of a Hash edge, once per sending subtask (so it may keep
+// scratch space); nil for other edges.
+func TypeOf[T any](newHash func() func(T) uint32) EdgeType { return edgeType[T]{newHash: newHash} }
+
+func (edgeType[T]) newChannel(gate *InputGate, index, credits, bufSize int) any {
+	return NewLocalChannel[T](gate, index, credits, bufSize)
+}
+
+func (et edgeType[T]) newWriter(ctx context.Context, kind PartitionKind, channels []any, bufSize int, kgToChannel []int32, onFail func(error)) (any, outputWriter) {
+	outs := make([]OutputChannel[T], len(channels))
+	for i, c := range channels {
+		outs[i] = c.(OutputChannel[T])
+	}
+	var hash func(T) uint32
+	if et.newHash != nil {
+		hash = et.newHash()
+	}
+	w := NewRecordWriter(ctx, kind, outs, bufSize, hash, kgToChannel, onFail)
+	return Collector[T](w), w
+}
+
+func (edgeType[T]) newGateReader(gate *InputGate, channels []any, head any) (gateReader, error) {
+	h, ok := head.(Collector[T])
+	if !ok {
+		var zero T
+		return nil, fmt.Errorf("chain input is %T, want Collector[%T]", head, zero)
+	}
+	r := &typedGateReader[T]{head: h, gate: gate, channels: make([]InputChannel[T], len(channels))}
+	for i, c := range channels {
+		ic, ok := c.(InputChannel[T])
+		if !ok {
+			var zero T
+			return nil, fmt.Errorf("channel %d is %T, want InputChannel[%T]", i, c, zero)
+		}
+		r.channels[i] = ic
+	}
+	return r, nil
+}
+
+type typedGateReader[T any] struct {
+	head     Collector[T]
+	channels []InputChannel[T]
+	gate     *InputGate
+}
+
+func (r *typedGateReader[T]) read(ch int) (Event, bool, bool) {
+	c := r.channels[ch]
+	b, more, ok := c.Poll()
+	if !ok {
+		return Event{}, false, false
+	}
+	if more {
+		r.gate.notify(ch)
+	}
+	if b.IsEvent() {
+		return b.Event, true, true
+	}
+	head := r.head
+	for _, rec := range b.Records {
+		head.Collect(rec)
+	}
+	c.Recycle(b.Records)
+	return Event{}, false, true
+}
+
+// FanOut returns a Collector that hands every record to each of outs (an
+// operator whose output feeds several downstream operators).
+func FanOut[T any](outs []Collector[T]) Collector[T] {
+	if len(outs) == 1 {
+		return outs[0]
+	}
+	return fanOut[T](outs)
+}
+
+type fanOut[T any] []Collector[T]
+
+func (f fanOut[T]) Collect(r T) {
+	for _, o := range f {
+		o.Collect(r)
+	}
+}
+
+// Discard is a Collector that drops everything.
+type Discard[T any] struct{}
+
+func (Discard[T]) Collect(T) {}

@@ -1,0 +1,349 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/checkpoint/barrier"
+)
+
+// mailKind is the kind of a control action posted to a task's mailbox.
+type mailKind uint8
+
+const (
+	mailTrigger        mailKind = iota + 1 // source: take checkpoint Barrier
+	mailNotifyComplete                     // checkpoint ID completed
+	mailNotifyAborted                      // checkpoint ID aborted
+	mailFinishSource                       // source at end of input: emit end of partition and finish
+)
+
+// Mail is one control action for a task. Everything that is not a record or
+// an in-band event reaches a task through its mailbox, and runs on the task
+// goroutine between two buffers.
+type Mail struct {
+	Kind    mailKind
+	Barrier checkpoint.Barrier
+	Reason  string
+}
+
+// taskHost is what a task needs from the execution it belongs to.
+type taskHost interface {
+	ack(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.TaskSnapshot)
+	decline(id checkpoint.ID, task checkpoint.TaskID, reason error)
+	sourceEnded(task checkpoint.TaskID)
+	taskFinished(task checkpoint.TaskID)
+	writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) (checkpoint.KeyedStateHandle, error)
+}
+
+// Task runs one subtask: one goroutine, one chain of operators, one mailbox
+// and (unless it is a source) one input gate.
+type Task struct {
+	ID      checkpoint.TaskID
+	Name    string
+	ctx     context.Context
+	host    taskHost
+	chain   *Chain
+	opInfo  []OperatorInfo
+	outputs []outputWriter
+	mailbox *Queue[Mail]
+
+	// input side (non-sources)
+	gate    *InputGate
+	reader  gateReader
+	handler barrier.Handler
+	ended   []bool
+	nEnded  int
+
+	bufferTimeout time.Duration
+	lastFlush     time.Time
+
+	sourceEnded bool
+	finished    bool
+	failErr     error
+	async       sync.WaitGroup
+	mails       []Mail
+	opCtx       []*OperatorContext
+}
+
+// fail records the first error of the task; the loop stops at its next turn.
+func (t *Task) fail(err error) {
+	if t.failErr == nil && err != nil {
+		t.failErr = err
+	}
+}
+
+// run is the task goroutine. It returns nil when the task finished, the
+// context's error when cancelled, or the error that failed the task.
+func (t *Task) run() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("task %s panicked: %v\n%s", t.Name, r, debug.Stack())
+		}
+		// Close every operator, also after a failure.
+		for i := len(t.chain.Operators) - 1; i >= 0; i-- {
+			if cerr := safeClose(t.chain.Operators[i]); cerr != nil && err == nil {
+				err = fmt.Errorf("cannot close operator %s: %w", t.opInfo[i].Name, cerr)
+			}
+		}
+		t.async.Wait()
+	}()
+	for i := len(t.chain.Operators) - 1; i >= 0; i-- {
+		if err := t.chain.Operators[i].Open(t.opCtx[i]); err != nil {
+			return fmt.Errorf("cannot open operator %s: %w", t.opInfo[i].Name, err)
+		}
+	}
+	t.lastFlush = time.Now()
+	for {
+		if t.ctx.Err() != nil {
+			return t.ctx.Err()
+		}
+		t.handleMail()
+		if t.failErr != nil {
+			return t.failErr
+		}
+		if t.finished {
+			return nil
+		}
+		progressed := t.step()
+		if t.failErr != nil {
+			return t.failErr
+		}
+		if progressed {
+			if t.bufferTimeout <= 0 {
+				t.flush()
+			} else if now := time.Now(); now.Sub(t.lastFlush) >= t.bufferTimeout {
+				t.flush()
+			}
+			continue
+		}
+		// Nothing to read right now: hand over what we hold, then sleep until
+		// input, a mail or cancellation arrives.
+		t.flush()
+		var inputC <-chan struct{}
+		switch {
+		case t.chain.Source != nil && !t.sourceEnded:
+			inputC = t.chain.Source.Available()
+		case t.gate != nil:
+			inputC = t.gate.Signal()
+		}
+		select {
+		case <-inputC:
+		case <-t.mailbox.C():
+		case <-t.ctx.Done():
+		}
+	}
+}
+
+func safeClose(op Operator) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in Close: %v", r)
+		}
+	}()
+	return op.Close()
+}
+
+func (t *Task) flush() {
+	for _, o := range t.outputs {
+		o.Flush()
+	}
+	t.lastFlush = time.Now()
+}
+
+// step processes one unit of input and reports whether there was any.
+func (t *Task) step() bool {
+	if t.chain.Source != nil {
+		if t.sourceEnded {
+			return false
+		}
+		st, err := t.chain.Source.Read()
+		if err != nil {
+			t.fail(fmt.Errorf("source %s: %w", t.Name, err))
+			return false
+		}
+		switch st {
+		case MoreAvailable:
+			return true
+		case EndOfInput:
+			t.flush()
+			t.sourceEnded = true
+			t.host.sourceEnded(t.ID)
+			return true
+		}
+		return false
+	}
+	ch, ok := t.gate.next(t.handler.Blocked)
+	if !ok {
+		return false
+	}
+	ev, isEvent, ok := t.reader.read(ch)
+	if !ok || !isEvent {
+		return ok
+	}
+	now := time.Now()
+	switch ev.Kind {
+	case EventBarrier:
+		t.apply(t.handler.OnBarrier(now, ch, ev.Barrier))
+	case EventCancel:
+		t.apply(t.handler.OnCancellation(now, ch, ev.Barrier.ID))
+	case EventEndOfPartition:
+		if !t.ended[ch] {
+			t.ended[ch] = true
+			t.nEnded++
+			t.apply(t.handler.OnEndOfPartition(now, ch))
+			if t.nEnded == len(t.ended) {
+				t.endOfInput()
+			}
+		}
+	}
+	return true
+}
+
+func (t *Task) apply(actions []barrier.Action) {
+	for _, a := range actions {
+		switch a := a.(type) {
+		case barrier.Snapshot:
+			t.checkpoint(a.Barrier, a.AlignmentDuration, a.StartDelay)
+		case barrier.Abort:
+			t.host.decline(a.ID, t.ID, fmt.Errorf("checkpoint %d abandoned in %s: %s", a.ID, t.Name, a.Reason))
+			for _, o := range t.outputs {
+				o.EmitEvent(Event{Kind: EventCancel, Barrier: checkpoint.Barrier{ID: a.ID}})
+			}
+		case barrier.Block, barrier.Unblock:
+			// The gate asks the handler which channels are blocked.
+		}
+	}
+}
+
+func (t *Task) handleMail() {
+	if t.mailbox.Empty() {
+		return
+	}
+	t.mails = t.mailbox.Drain(t.mails[:0])
+	for _, m := range t.mails {
+		if t.failErr != nil {
+			return
+		}
+		switch m.Kind {
+		case mailTrigger:
+			t.checkpoint(m.Barrier, 0, time.Since(m.Barrier.Timestamp))
+		case mailNotifyComplete:
+			for i, op := range t.chain.Operators {
+				if err := op.NotifyCheckpointComplete(m.Barrier.ID); err != nil {
+					t.fail(fmt.Errorf("operator %s failed on completion of checkpoint %d: %w", t.opInfo[i].Name, m.Barrier.ID, err))
+					return
+				}
+			}
+		case mailNotifyAborted:
+			if t.handler != nil {
+				t.apply(t.handler.OnAbort(time.Now(), m.Barrier.ID))
+			}
+			for i, op := range t.chain.Operators {
+				if err := op.NotifyCheckpointAborted(m.Barrier.ID); err != nil {
+					t.fail(fmt.Errorf("operator %s failed on abort of checkpoint %d: %w", t.opInfo[i].Name, m.Barrier.ID, err))
+					return
+				}
+			}
+		case mailFinishSource:
+			if !t.finished {
+				t.endOfInput()
+			}
+		}
+	}
+	clear(t.mails)
+}
+
+// endOfInput finishes the chain head to tail, so what the head emits while
+// finishing still reaches the tail, then ends every output partition.
+func (t *Task) endOfInput() {
+	for i, op := range t.chain.Operators {
+		if err := op.Finish(); err != nil {
+			t.fail(fmt.Errorf("operator %s failed to finish: %w", t.opInfo[i].Name, err))
+			return
+		}
+	}
+	for _, o := range t.outputs {
+		o.EmitEvent(Event{Kind: EventEndOfPartition})
+	}
+	t.finished = true
+	t.host.taskFinished(t.ID)
+}
+
+// checkpoint takes this subtask's snapshot of checkpoint b: the synchronous
+// part freezes every operator's state and forwards the barrier; the
+// asynchronous part writes keyed state to checkpoint storage and acknowledges.
+func (t *Task) checkpoint(b checkpoint.Barrier, alignment, startDelay time.Duration) {
+	start := time.Now()
+	snaps := make([]OperatorSnapshot, len(t.chain.Operators))
+	for i, op := range t.chain.Operators {
+		s, err := op.SnapshotState(b.ID)
+		if err != nil {
+			for _, done := range snaps[:i] {
+				if done.Keyed != nil {
+					done.Keyed.Release()
+				}
+			}
+			t.fail(fmt.Errorf("cannot snapshot operator %s for checkpoint %d: %w", t.opInfo[i].Name, b.ID, err))
+			return
+		}
+		snaps[i] = s
+	}
+	for _, o := range t.outputs {
+		o.EmitEvent(Event{Kind: EventBarrier, Barrier: b})
+	}
+	syncDur := time.Since(start)
+	t.async.Add(1)
+	go t.asyncSnapshot(b.ID, snaps, checkpoint.TaskSnapshot{
+		AlignmentDuration: alignment, StartDelay: startDelay, SyncDuration: syncDur,
+	})
+}
+
+func (t *Task) asyncSnapshot(id checkpoint.ID, snaps []OperatorSnapshot, ts checkpoint.TaskSnapshot) {
+	defer t.async.Done()
+	start := time.Now()
+	var err error
+	ts.Operators = make(map[string]checkpoint.OperatorSubtaskState, len(snaps))
+	for i, s := range snaps {
+		st := checkpoint.OperatorSubtaskState{Operator: s.List}
+		for _, l := range s.List {
+			for _, e := range l.Entries {
+				ts.StateSize += int64(len(e))
+			}
+		}
+		if s.Keyed != nil {
+			if err == nil && t.ctx.Err() == nil {
+				var h checkpoint.KeyedStateHandle
+				name := fmt.Sprintf("%d-%d-%d.keyed", t.ID.Vertex, t.ID.Subtask, i)
+				h, err = t.host.writeKeyed(id, name, s.Keyed)
+				if err == nil {
+					h.Range = s.KeyRange
+					st.Keyed = []checkpoint.KeyedStateHandle{h}
+					ts.StateSize += h.Stream.Size
+				} else {
+					err = fmt.Errorf("cannot write keyed state of operator %s: %w", t.opInfo[i].Name, err)
+				}
+			}
+			s.Keyed.Release()
+		}
+		if !st.IsEmpty() {
+			ts.Operators[t.opInfo[i].UID] = st
+		}
+	}
+	if t.ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		t.host.decline(id, t.ID, err)
+		return
+	}
+	ts.AsyncDuration = time.Since(start)
+	t.host.ack(id, t.ID, ts)
+}
+
+// errCancelled is returned by tasks stopped because the job is going down.
+var errCancelled = errors.New("task cancelled")

@@ -1,0 +1,139 @@
+package weir
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/runtime"
+)
+
+// ReadStatus is what SourceReader.Read reports.
+type ReadStatus = runtime.ReadStatus
+
+const (
+	// MoreAvailable: records may be read again right away.
+	MoreAvailable = runtime.MoreAvailable
+	// NothingAvailable: wait for Available before reading again.
+	NothingAvailable = runtime.NothingAvailable
+	// EndOfInput: the reader has no more records, ever.
+	EndOfInput = runtime.EndOfInput
+)
+
+// Source is a replayable, partitioned source of records. It creates one
+// SourceReader per parallel subtask.
+type Source[T any] interface {
+	CreateReader(ctx SourceContext) (SourceReader[T], error)
+}
+
+// SourceContext tells a reader who it is and where to resume.
+type SourceContext struct {
+	Subtask     int
+	Parallelism int
+	// Restored holds the positions every reader of the restored checkpoint
+	// returned from Snapshot, from all subtasks (union redistribution): a
+	// reader picks the entries of the partitions it owns now, so a job can
+	// restore at another parallelism. Nil on a fresh start.
+	Restored [][]byte
+	// RestoredCheckpoint is the checkpoint restored (0 on a fresh start).
+	RestoredCheckpoint checkpoint.ID
+	Logger             *slog.Logger
+}
+
+// SourceReader reads the partitions one subtask owns. All methods run on
+// the subtask's goroutine; Read is called between checkpoints, so the
+// position Snapshot reports is always between two records.
+type SourceReader[T any] interface {
+	// Read appends the records available now to buf (at most cap(buf)
+	// records in all) and returns it. It must not block for long: with
+	// nothing to read it returns NothingAvailable, and the task waits for
+	// Available (or a checkpoint trigger).
+	Read(buf []T) ([]T, ReadStatus, error)
+	// Available is signalled (or closed) when Read may have records again.
+	Available() <-chan struct{}
+	// Snapshot returns the reader's position: where to resume so that the
+	// next record read is the first one after those already returned.
+	Snapshot(id checkpoint.ID) ([][]byte, error)
+	Close() error
+}
+
+const sourceStateName = "source-positions"
+
+// FromSource adds a source to the job.
+func FromSource[T any](env *Environment, src Source[T], name string) Stream[T] {
+	n := addNode[T](env, "Source: "+name, nil)
+	n.isSource = true
+	bufSize := env.cfg.bufferSize
+	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+		op := &sourceOp[T]{src: src, out: out.(runtime.Collector[T]), buf: make([]T, 0, bufSize)}
+		return nil, op, op, nil
+	}
+	return Stream[T]{n}
+}
+
+type sourceOp[T any] struct {
+	src    Source[T]
+	reader SourceReader[T]
+	out    runtime.Collector[T]
+	buf    []T
+}
+
+func (o *sourceOp[T]) Open(ctx *runtime.OperatorContext) error {
+	sc := SourceContext{Subtask: ctx.Subtask, Parallelism: ctx.Parallelism, Logger: ctx.Logger}
+	if ctx.Restored {
+		sc.RestoredCheckpoint = ctx.RestoredCheckpoint
+		for _, l := range ctx.RestoredList {
+			if l.Name == sourceStateName {
+				sc.Restored = append(sc.Restored, l.Entries...)
+			}
+		}
+	}
+	r, err := o.src.CreateReader(sc)
+	if err != nil {
+		return fmt.Errorf("cannot create source reader: %w", err)
+	}
+	o.reader = r
+	return nil
+}
+
+func (o *sourceOp[T]) Read() (runtime.ReadStatus, error) {
+	buf, st, err := o.reader.Read(o.buf[:0])
+	for _, r := range buf {
+		o.out.Collect(r)
+	}
+	clear(buf)
+	return st, err
+}
+
+func (o *sourceOp[T]) Available() <-chan struct{} { return o.reader.Available() }
+
+func (o *sourceOp[T]) SnapshotState(id checkpoint.ID) (runtime.OperatorSnapshot, error) {
+	entries, err := o.reader.Snapshot(id)
+	if err != nil {
+		return runtime.OperatorSnapshot{}, err
+	}
+	return runtime.OperatorSnapshot{List: []checkpoint.ListStateSnapshot{{Name: sourceStateName, Mode: checkpoint.Union, Entries: entries}}}, nil
+}
+
+func (o *sourceOp[T]) NotifyCheckpointComplete(id checkpoint.ID) error {
+	if l, ok := o.reader.(CheckpointListener); ok {
+		return l.NotifyCheckpointComplete(id)
+	}
+	return nil
+}
+
+func (o *sourceOp[T]) NotifyCheckpointAborted(id checkpoint.ID) error {
+	if l, ok := o.reader.(CheckpointListener); ok {
+		return l.NotifyCheckpointAborted(id)
+	}
+	return nil
+}
+
+func (o *sourceOp[T]) Finish() error { return nil }
+
+func (o *sourceOp[T]) Close() error {
+	if o.reader == nil {
+		return nil
+	}
+	return o.reader.Close()
+}
