@@ -155,8 +155,12 @@ func (d *driver) triggerFinal(now time.Time) {
 	d.apply(actions)
 }
 
+// finishSources ends the job's checkpointing after its final checkpoint:
+// the coordinator is shut down (nothing is triggered any more, a trigger
+// already decided is dropped) and the sources emit end of partition.
 func (d *driver) finishSources() {
 	d.finalDone = true
+	d.apply(d.coord.Shutdown(time.Now()))
 	for _, t := range d.a.sources {
 		t.mailbox.Put(Mail{Kind: mailFinishSource})
 	}
@@ -168,6 +172,9 @@ func (d *driver) apply(actions []coordinator.Action) {
 		actions = actions[1:]
 		switch x := act.(type) {
 		case coordinator.TriggerSources:
+			if d.finalDone {
+				continue // the final checkpoint completed: no more checkpoints
+			}
 			d.a.job.log.Debug("trigger", "id", x.Barrier.ID, "tasks", x.Tasks)
 			d.nextID = max(d.nextID, x.Barrier.ID+1)
 			d.pending[x.Barrier.ID] = &CheckpointStats{ID: x.Barrier.ID, Kind: x.Barrier.Kind, TriggeredAt: x.Barrier.Timestamp,

@@ -1,0 +1,242 @@
+package weir_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/restart"
+)
+
+// countJob is a keyed count over a bounded generator, into a collecting
+// sink; limit records per partition, 2 partitions, 10 keys.
+func countJob(t *testing.T, dir string, limit int64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[weir.KV[int64, int64]]) {
+	t.Helper()
+	base := []weir.Option{weir.Parallelism(2), weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None())}
+	env := weir.NewEnvironment(append(base, opts...)...)
+	sink := weir.NewCollectSink[weir.KV[int64, int64]]()
+	src := weir.FromSource(env, weir.Generator(2, limit, func(p int, off int64) int64 { return off % 10 }).WithRate(2000), "gen").UID("gen")
+	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(sink).UID("sink")
+	return env, sink
+}
+
+// A job cancelled mid-way keeps its checkpoints (retain on cancel); a new
+// run with Restore("latest") resumes from the newest one, continues the
+// checkpoint ids above it, and ends with exactly-once counts.
+func TestResumeLatestAfterCancel(t *testing.T) {
+	dir := t.TempDir()
+	env, _ := countJob(t, dir, 600)
+	ctx, cancel := context.WithCancel(context.Background())
+	job, err := env.Start(ctx, "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for job.LatestCheckpoint() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoints")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := job.Wait(); err == nil {
+		t.Fatal("a cancelled job reported success")
+	}
+	firstMax := job.LatestCheckpoint()
+	if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("chk-%d", firstMax), "_metadata")); err != nil {
+		t.Fatalf("latest checkpoint not retained on cancel: %v", err)
+	}
+
+	env2, sink2 := countJob(t, dir, 600, weir.Restore("latest"))
+	job2, err := env2.Start(context.Background(), "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job2.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	cps := job2.Checkpoints()
+	if len(cps) == 0 || cps[0].ID <= firstMax {
+		t.Fatalf("checkpoint ids did not continue above %d: %+v", firstMax, cps)
+	}
+	// The second run restored counts: its committed outputs continue where
+	// the restored checkpoint ended, and each key reaches exactly 120
+	// (2 partitions x 600 records / 10 keys).
+	final := map[int64]int64{}
+	for _, kv := range sink2.Committed() {
+		final[kv.Key] = kv.Value
+	}
+	for k := int64(0); k < 10; k++ {
+		if final[k] != 120 {
+			t.Fatalf("key %d counted %d, want 120 (final %v)", k, final[k], final)
+		}
+	}
+}
+
+// Bad input gets a clear error, never a panic.
+func TestBadInput(t *testing.T) {
+	// Invalid configuration names what is wrong.
+	for _, tc := range []struct {
+		opt  weir.Option
+		want string
+	}{
+		{weir.Parallelism(0), "parallelism must be at least 1"},
+		{weir.Checkpointing(-time.Second, weir.ExactlyOnce), "checkpoint interval must be positive"},
+		{weir.MaxParallelism(0), "max parallelism must be between"},
+		{weir.BufferTimeout(-1), "buffer timeout must not be negative"},
+		{weir.CheckpointStorage("s4://nowhere"), "unsupported checkpoint storage scheme"},
+		{weir.TolerableCheckpointFailures(-5), "tolerable checkpoint failures"},
+	} {
+		env := weir.NewEnvironment(weir.Checkpointing(time.Second, weir.ExactlyOnce), tc.opt)
+		weir.FromSlice(env, []int{1}).Print()
+		err := env.Execute(context.Background(), "bad")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want error containing %q, got %v", tc.want, err)
+		}
+	}
+
+	// A job without a sink, and one with a keyed operator wider than the
+	// max parallelism.
+	env := weir.NewEnvironment()
+	weir.FromSlice(env, []int{1})
+	if err := env.Execute(context.Background(), "nosink"); err == nil || !strings.Contains(err.Error(), "no sink") {
+		t.Errorf("no sink: %v", err)
+	}
+
+	// An unknown restore path.
+	env, _ = countJob(t, t.TempDir(), 10, weir.Restore(filepath.Join(t.TempDir(), "missing", "chk-3")))
+	if err := env.Execute(context.Background(), "count"); err == nil || !strings.Contains(err.Error(), "cannot restore from") {
+		t.Errorf("unknown restore path: %v", err)
+	}
+
+	// A checkpoint directory with no checkpoint in it.
+	empty := t.TempDir()
+	env, _ = countJob(t, t.TempDir(), 10, weir.Restore(empty))
+	if err := env.Execute(context.Background(), "count"); err == nil || !strings.Contains(err.Error(), "no completed checkpoint") {
+		t.Errorf("empty checkpoint dir: %v", err)
+	}
+
+	// A corrupted and a truncated _metadata.
+	dir := t.TempDir()
+	env, _ = countJob(t, dir, 100)
+	if err := runUntilCheckpoint(env); err != nil {
+		t.Fatal(err)
+	}
+	md := latestMetadata(t, dir)
+	raw, _ := os.ReadFile(md)
+	for name, bad := range map[string][]byte{
+		"corrupted": flip(raw, len(raw)/2),
+		"truncated": raw[:len(raw)/3],
+		"empty":     {},
+	} {
+		os.WriteFile(md, bad, 0o644)
+		env, _ := countJob(t, t.TempDir(), 100, weir.Restore(filepath.Dir(md)))
+		err := env.Execute(context.Background(), "count")
+		if err == nil || !strings.Contains(err.Error(), md) {
+			t.Errorf("%s metadata: want an error naming %s, got %v", name, md, err)
+		}
+	}
+
+	// A checkpoint whose keyed state file was removed.
+	dir = t.TempDir()
+	env, _ = countJob(t, dir, 100)
+	if err := runUntilCheckpoint(env); err != nil {
+		t.Fatal(err)
+	}
+	md = latestMetadata(t, dir)
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(md), "*.keyed"))
+	for _, f := range files {
+		os.Truncate(f, 3)
+	}
+	env, _ = countJob(t, t.TempDir(), 100, weir.Restore(filepath.Dir(md)))
+	if err := env.Execute(context.Background(), "count"); err == nil || !strings.Contains(err.Error(), "cannot restore keyed state") {
+		t.Errorf("damaged state file: %v", err)
+	}
+
+	// Restoring with another max parallelism.
+	env, _ = countJob(t, t.TempDir(), 100, weir.Restore(filepath.Dir(latestMetadata(t, dir))), weir.MaxParallelism(64))
+	if err := env.Execute(context.Background(), "count"); err == nil || !strings.Contains(err.Error(), "max parallelism") {
+		t.Errorf("other max parallelism: %v", err)
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	c := append([]byte(nil), b...)
+	c[i] ^= 0xff
+	return c
+}
+
+// runUntilCheckpoint runs a job until it completed a checkpoint, then
+// cancels it (checkpoints are retained on cancel).
+func runUntilCheckpoint(env *weir.Environment) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	job, err := env.Start(ctx, "count")
+	if err != nil {
+		return err
+	}
+	for job.LatestCheckpoint() == 0 {
+		select {
+		case <-job.Done():
+			return job.Wait()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	cancel()
+	job.Wait()
+	return nil
+}
+
+func latestMetadata(t *testing.T, dir string) string {
+	t.Helper()
+	ms, _ := filepath.Glob(filepath.Join(dir, "chk-*", "_metadata"))
+	if len(ms) == 0 {
+		t.Fatalf("no checkpoint in %s", dir)
+	}
+	best, bestID := "", int64(-1)
+	for _, m := range ms {
+		var id int64
+		for _, c := range strings.TrimPrefix(filepath.Base(filepath.Dir(m)), "chk-") {
+			id = id*10 + int64(c-'0')
+		}
+		if id > bestID {
+			best, bestID = m, id
+		}
+	}
+	return best
+}
+
+// Alignment and timing figures are recorded per subtask and checkpoint.
+func TestCheckpointStatsRecorded(t *testing.T) {
+	env, _ := countJob(t, t.TempDir(), 200)
+	job, err := env.Start(context.Background(), "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var completed int
+	for _, s := range job.Checkpoints() {
+		if !s.Completed {
+			continue
+		}
+		completed++
+		if len(s.Subtasks) != 4 { // 2 source subtasks + 2 count subtasks
+			t.Fatalf("checkpoint %d has stats of %d subtasks, want 4: %+v", s.ID, len(s.Subtasks), job.Checkpoints())
+		}
+		if s.Kind != checkpoint.KindCheckpoint || s.FinishedAt.Before(s.TriggeredAt) {
+			t.Fatalf("bad stats %+v", s)
+		}
+	}
+	if completed == 0 {
+		t.Fatal("no completed checkpoint")
+	}
+}
