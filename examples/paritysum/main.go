@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -33,7 +34,7 @@ type Pair struct {
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
 		}
@@ -42,7 +43,7 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("paritysum", flag.ContinueOnError)
 	jf := jobflags.Register(fs)
 	count := fs.Int64("count", 30, "records per partition (-1: no end)")
@@ -59,7 +60,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	env := weir.NewEnvironment(opts...)
+	env := weir.NewEnvironment(append(opts, weir.Stdout(stdout))...)
 
 	src := weir.Generator(2, *count, func(_ int, offset int64) int64 { return offset }).WithRate(*rate)
 	nums := weir.FromSource(env, src, "numbers").UID("numbers")
