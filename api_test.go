@@ -71,7 +71,9 @@ func TestTransformations(t *testing.T) {
 	words := weir.FromSlice(env, strings.Fields("a b a c b a"))
 	reduced := weir.Reduce(weir.KeyBy(weir.Map(words, func(w string) weir.KV[string, int] { return weir.KV[string, int]{Key: w, Value: 1} }),
 		func(kv weir.KV[string, int]) string { return kv.Key }),
-		func(acc, in weir.KV[string, int]) weir.KV[string, int] { return weir.KV[string, int]{Key: acc.Key, Value: acc.Value + in.Value} })
+		func(acc, in weir.KV[string, int]) weir.KV[string, int] {
+			return weir.KV[string, int]{Key: acc.Key, Value: acc.Value + in.Value}
+		})
 	reduceSink := weir.NewCollectSink[weir.KV[string, int]]()
 	reduced.SinkTo(reduceSink)
 
