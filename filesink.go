@@ -51,8 +51,10 @@ type fileCommitter[T any] struct {
 func (c *fileCommitter[T]) inProgress(name string) string {
 	return filepath.Join(c.dir, "."+name+".inprogress")
 }
-func (c *fileCommitter[T]) pending(name string) string { return filepath.Join(c.dir, "."+name+".pending") }
-func (c *fileCommitter[T]) final(name string) string   { return filepath.Join(c.dir, name+c.suffix) }
+func (c *fileCommitter[T]) pending(name string) string {
+	return filepath.Join(c.dir, "."+name+".pending")
+}
+func (c *fileCommitter[T]) final(name string) string { return filepath.Join(c.dir, name+c.suffix) }
 
 func (c *fileCommitter[T]) Begin(ctx TxnContext) (*FileTxn, error) {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
