@@ -33,7 +33,8 @@ type Config struct {
 	AllowNonRestoredState bool
 	// RetainOnCancel keeps completed checkpoints when the job is cancelled;
 	// otherwise they are deleted. Checkpoints are always kept when the job
-	// fails for good (so it can be restored), and deleted when it finishes.
+	// fails for good (so it can be restored), and the final one when it
+	// finishes (so a restarted finished job does not replay its input).
 	RetainOnCancel bool
 	Restart        restart.Strategy
 	// Data plane.
@@ -257,10 +258,10 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 		nextID = max(nextID, a.nextID)
 		retained = a.retained
 		if err == nil {
+			// The final checkpoint is kept: restarting a finished job with
+			// --restore latest then restores the end state and finishes at
+			// once, instead of replaying everything from the start.
 			j.log.Info("job finished", "attempt", attemptNo)
-			if j.cfg.Checkpointing {
-				j.discardAll(retained)
-			}
 			return
 		}
 		if ctx.Err() != nil {

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestKillAndRestore starts seqcheck as a real OS process, kills it with
+// SIGKILL at random times (at least 10 times), restarts it each time with
+// --restore latest, lets the last run finish, and checks the committed
+// output: every (key, seq) exactly once, with cnt = seq.
+func TestKillAndRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a process")
+	}
+	bin := filepath.Join(t.TempDir(), "seqcheck")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("cannot build seqcheck: %v", err)
+	}
+	out, chk := t.TempDir(), t.TempDir()
+	const keys, count = 4, 5000
+	args := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
+		"--restore", "latest", "--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000",
+		"--parallelism", "2", "--log-level", "warn"}
+	rng := rand.New(rand.NewPCG(7, 7))
+	kills := 0
+	for kills < 10 {
+		cmd := exec.Command(bin, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			t.Fatalf("seqcheck ended before kill %d (%v): the workload is too short\n%s", kills+1, err, stderr.String())
+		case <-time.After(time.Duration(80+rng.IntN(300)) * time.Millisecond):
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		kills++
+	}
+	final := exec.Command(bin, args...)
+	final.Stderr = os.Stderr
+	runErr := make(chan error, 1)
+	if err := final.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { runErr <- final.Wait() }()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Fatalf("final run: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		final.Process.Kill()
+		t.Fatal("final run did not finish")
+	}
+	verify(t, out, keys, count)
+	// A finished job restarted with --restore latest changes nothing.
+	again := exec.Command(bin, args...)
+	again.Stderr = os.Stderr
+	if err := again.Run(); err != nil {
+		t.Fatalf("restart after finishing: %v", err)
+	}
+	verify(t, out, keys, count)
+}
+
+func verify(t *testing.T, dir string, keys, count int64) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[[2]int64]int{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("uncommitted file left: %s", e.Name())
+			continue
+		}
+		f, _ := os.Open(filepath.Join(dir, e.Name()))
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var k, s, c int64
+			if _, err := fmt.Sscanf(sc.Text(), "%d %d %d", &k, &s, &c); err != nil {
+				t.Fatalf("%s: bad row %q", e.Name(), sc.Text())
+			}
+			if c != s {
+				t.Errorf("key %d seq %d has cnt %d: state affected twice or lost", k, s, c)
+			}
+			seen[[2]int64{k, s}]++
+		}
+		f.Close()
+	}
+	for k := range keys {
+		for s := int64(1); s <= count; s++ {
+			if n := seen[[2]int64{k, s}]; n != 1 {
+				t.Fatalf("key %d seq %d written %d times, want exactly once", k, s, n)
+			}
+		}
+	}
+}
