@@ -1,0 +1,275 @@
+// Package postgres is weir's exactly-once PostgreSQL sink: one transaction
+// per subtask and checkpoint epoch, made durable with PREPARE TRANSACTION
+// when the checkpoint barrier passes and committed with COMMIT PREPARED when
+// the checkpoint completes. After a failure the sink commits the prepared
+// transactions of the restored checkpoint and rolls back every other one it
+// prepared, found in pg_prepared_xacts by their name prefix.
+//
+// The server must allow prepared transactions (max_prepared_transactions >
+// 0, which needs a restart to change), and the table must exist:
+//
+//	sink, err := postgres.ExactlyOnce[Row](dsn, "sums", []string{"key", "sum"},
+//		func(r Row) []any { return []any{r.Key, r.Sum} })
+//	if err != nil { ... }
+//	sums.SinkTo(sink).UID("sums-sink")
+//
+// Rows are written with COPY in batches as they arrive, inside the epoch's
+// transaction; nothing is visible to readers before the commit.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/weirstream/weir"
+)
+
+// Options tune the sink.
+type Options struct {
+	// BatchSize is the number of rows sent with one COPY (default 1000).
+	BatchSize int
+	// Timeout bounds each statement (default 1 minute).
+	Timeout time.Duration
+}
+
+// ExactlyOnce returns an exactly-once sink into table. row maps a record to
+// the values of columns. It connects once to check that the server allows
+// prepared transactions and that the table has the columns, and returns a
+// clear error otherwise.
+func ExactlyOnce[T any](dsn, table string, columns []string, row func(T) []any, opts ...Options) (weir.Sink[T], error) {
+	c, err := NewCommitter(dsn, table, columns, row, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return weir.TwoPhaseCommitSink(c), nil
+}
+
+// Committer is the sink's weir.TwoPhaseCommitter.
+type Committer[T any] struct {
+	pool    *pgxpool.Pool
+	table   pgx.Identifier
+	columns []string
+	row     func(T) []any
+	opts    Options
+}
+
+// Txn is the transaction handle: its global id (gid). While the epoch is
+// open it also holds the connection and the rows not yet sent.
+type Txn struct {
+	GID  string
+	conn *pgxpool.Conn
+	rows [][]any
+}
+
+var gidUnsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// NewCommitter connects and validates; see ExactlyOnce.
+func NewCommitter[T any](dsn, table string, columns []string, row func(T) []any, opts ...Options) (*Committer[T], error) {
+	o := Options{BatchSize: 1000, Timeout: time.Minute}
+	if len(opts) > 0 {
+		if opts[0].BatchSize > 0 {
+			o.BatchSize = opts[0].BatchSize
+		}
+		if opts[0].Timeout > 0 {
+			o.Timeout = opts[0].Timeout
+		}
+	}
+	if table == "" || len(columns) == 0 || row == nil {
+		return nil, errors.New("postgres sink needs a table, columns and a row function")
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink: bad DSN: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink: cannot connect to %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	var maxPrepared int
+	var s string
+	if err := pool.QueryRow(ctx, "SHOW max_prepared_transactions").Scan(&s); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink: cannot reach %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	fmt.Sscan(s, &maxPrepared)
+	if maxPrepared == 0 {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink: the server at %s:%d has max_prepared_transactions = 0, so it cannot prepare transactions; "+
+			"set max_prepared_transactions to at least the sink's parallelism times the checkpoints in flight plus one (in postgresql.conf) and restart the server",
+			cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+	}
+	ident := pgx.Identifier(strings.Split(table, "."))
+	var probe string
+	for i, c := range columns {
+		if i == 0 {
+			probe = "SELECT " + pgx.Identifier{c}.Sanitize()
+		} else {
+			probe += ", " + pgx.Identifier{c}.Sanitize()
+		}
+	}
+	probe += " FROM " + ident.Sanitize() + " LIMIT 0"
+	if _, err := pool.Exec(ctx, probe); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink: table %s with columns %v is not usable: %w", table, columns, err)
+	}
+	return &Committer[T]{pool: pool, table: ident, columns: columns, row: row, opts: o}, nil
+}
+
+// Close releases the connection pool.
+func (c *Committer[T]) Close() { c.pool.Close() }
+
+func (c *Committer[T]) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.opts.Timeout)
+}
+
+func gidOf(name string) string {
+	g := gidUnsafe.ReplaceAllString(name, "_")
+	if len(g) > 190 {
+		g = g[len(g)-190:]
+	}
+	return g
+}
+
+// Begin opens the epoch's transaction on a connection of its own.
+func (c *Committer[T]) Begin(tc weir.TxnContext) (*Txn, error) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot get a connection: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("cannot begin: %w", err)
+	}
+	return &Txn{GID: gidOf(tc.Name()), conn: conn}, nil
+}
+
+func (c *Committer[T]) Write(txn *Txn, r T) error {
+	txn.rows = append(txn.rows, c.row(r))
+	if len(txn.rows) >= c.opts.BatchSize {
+		return c.flush(txn)
+	}
+	return nil
+}
+
+func (c *Committer[T]) flush(txn *Txn) error {
+	if len(txn.rows) == 0 {
+		return nil
+	}
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if _, err := txn.conn.Conn().CopyFrom(ctx, c.table, c.columns, pgx.CopyFromRows(txn.rows)); err != nil {
+		return fmt.Errorf("cannot copy %d rows into %s: %w", len(txn.rows), c.table.Sanitize(), err)
+	}
+	clear(txn.rows)
+	txn.rows = txn.rows[:0]
+	return nil
+}
+
+// PreCommit sends the remaining rows and prepares the transaction.
+func (c *Committer[T]) PreCommit(txn *Txn) error {
+	if txn.conn == nil {
+		return fmt.Errorf("transaction %s is not open", txn.GID)
+	}
+	if err := c.flush(txn); err != nil {
+		return err
+	}
+	ctx, cancel := c.ctx()
+	defer cancel()
+	_, err := txn.conn.Exec(ctx, "PREPARE TRANSACTION '"+txn.GID+"'")
+	conn := txn.conn
+	txn.conn = nil
+	if err != nil {
+		conn.Exec(ctx, "ROLLBACK")
+		conn.Release()
+		return fmt.Errorf("cannot prepare transaction %s: %w", txn.GID, err)
+	}
+	conn.Release()
+	return nil
+}
+
+func undefinedObject(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42704"
+}
+
+// Commit commits a prepared transaction; one that no longer exists was
+// committed before (only this sink prepares and settles its gids).
+func (c *Committer[T]) Commit(txn *Txn) error {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if _, err := c.pool.Exec(ctx, "COMMIT PREPARED '"+txn.GID+"'"); err != nil && !undefinedObject(err) {
+		return fmt.Errorf("cannot commit prepared transaction %s: %w", txn.GID, err)
+	}
+	return nil
+}
+
+// Abort rolls back an open or prepared transaction.
+func (c *Committer[T]) Abort(txn *Txn) error {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if txn.conn != nil {
+		_, err := txn.conn.Exec(ctx, "ROLLBACK")
+		txn.conn.Release()
+		txn.conn = nil
+		if err != nil {
+			return fmt.Errorf("cannot roll back %s: %w", txn.GID, err)
+		}
+		return nil
+	}
+	if _, err := c.pool.Exec(ctx, "ROLLBACK PREPARED '"+txn.GID+"'"); err != nil && !undefinedObject(err) {
+		return fmt.Errorf("cannot roll back prepared transaction %s: %w", txn.GID, err)
+	}
+	return nil
+}
+
+// AbortLingering rolls back every prepared transaction of the prefix that
+// is not kept.
+func (c *Committer[T]) AbortLingering(prefix string, keep []*Txn) error {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	p := gidOf(prefix) + "-"
+	rows, err := c.pool.Query(ctx, "SELECT gid FROM pg_prepared_xacts WHERE starts_with(gid, $1)", p)
+	if err != nil {
+		return fmt.Errorf("cannot list prepared transactions: %w", err)
+	}
+	gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("cannot list prepared transactions: %w", err)
+	}
+	kept := map[string]bool{}
+	for _, k := range keep {
+		kept[k.GID] = true
+	}
+	for _, g := range gids {
+		if kept[g] {
+			continue
+		}
+		if err := c.Abort(&Txn{GID: g}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Committer[T]) EncodeHandle(txn *Txn) ([]byte, error) { return []byte(txn.GID), nil }
+
+func (c *Committer[T]) DecodeHandle(b []byte) (*Txn, error) {
+	g := string(b)
+	if g == "" || gidUnsafe.MatchString(g) {
+		return nil, fmt.Errorf("invalid transaction id %q", g)
+	}
+	return &Txn{GID: g}, nil
+}
+
