@@ -272,4 +272,3 @@ func (c *Committer[T]) DecodeHandle(b []byte) (*Txn, error) {
 	}
 	return &Txn{GID: g}, nil
 }
-

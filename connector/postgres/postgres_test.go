@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/internal/pgtest"
 	"github.com/weirstream/weir/restart"
 )
 
@@ -78,7 +79,7 @@ func (f flaky) Commit(txn *Txn) error {
 // and both sides of COMMIT PREPARED; the table ends with every (key, seq)
 // exactly once and cnt = seq, and no prepared transaction is left.
 func TestExactlyOnceWithFailures(t *testing.T) {
-	dsn := startPostgres(t)
+	dsn := pgtest.Start(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -144,7 +145,7 @@ func runSeq(t *testing.T, dsn, table string, mode weir.Mode, seed uint64, conn *
 // A server that cannot prepare transactions, a missing table and a bad DSN
 // are clear errors up front.
 func TestValidation(t *testing.T) {
-	dsn := startPostgres(t)
+	dsn := pgtest.Start(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {

@@ -9,8 +9,9 @@
 //	go run ./examples/seqcheck --sink file --sink-url /tmp/out --checkpoint-dir /tmp/chk --restore latest
 //	cat /tmp/out/part* | sort -n | uniq -d      # nothing: no duplicates
 //
-// Sinks: file (committed part files in --sink-url). PostgreSQL, MySQL and
-// Kafka sinks come with their connectors.
+// Sinks: file (committed part files in --sink-url) and postgres (rows in
+// --table of the database at the DSN --sink-url). MySQL and Kafka sinks come
+// with their connectors.
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 	"syscall"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/postgres"
 	"github.com/weirstream/weir/jobflags"
 )
 
@@ -63,8 +65,9 @@ func run(args []string) error {
 	keys := fs.Int("keys", 8, "number of keys")
 	count := fs.Int64("count", 10000, "sequence numbers per key")
 	rate := fs.Float64("rate", 0, "records per second per source subtask (0: no bound)")
-	sinkKind := fs.String("sink", "file", "where rows go: file")
-	sinkURL := fs.String("sink-url", "", "file: the output directory")
+	sinkKind := fs.String("sink", "file", "where rows go: file or postgres")
+	sinkURL := fs.String("sink-url", "", "file: the output directory; postgres: the DSN")
+	table := fs.String("table", "seqcheck", "postgres: an existing table (key BIGINT, seq BIGINT, cnt BIGINT)")
 	if err := jobflags.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -87,8 +90,15 @@ func run(args []string) error {
 		rows.SinkTo(weir.FileSink(*sinkURL, ".txt", func(dst []byte, r Row) []byte {
 			return fmt.Appendf(dst, "%d %d %d\n", r.Key, r.Seq, r.Cnt)
 		})).Name("files").UID("sink")
+	case "postgres":
+		sink, err := postgres.ExactlyOnce(*sinkURL, *table, []string{"key", "seq", "cnt"},
+			func(r Row) []any { return []any{r.Key, r.Seq, r.Cnt} })
+		if err != nil {
+			return err
+		}
+		rows.SinkTo(sink).Name("postgres").UID("sink")
 	default:
-		return fmt.Errorf("--sink %q is not supported (supported: file)", *sinkKind)
+		return fmt.Errorf("--sink %q is not supported (supported: file, postgres)", *sinkKind)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,4 +1,5 @@
-package postgres
+// Package pgtest starts private throwaway PostgreSQL servers for tests.
+package pgtest
 
 import (
 	"fmt"
@@ -11,12 +12,12 @@ import (
 	"testing"
 )
 
-// startPostgres starts a private throwaway PostgreSQL server (initdb into a
+// Start starts a private throwaway PostgreSQL server (initdb into a
 // temp dir, a free port, max_prepared_transactions raised) and returns its
 // DSN. The server refuses to run as root, so as root it runs as the
 // postgres user. Without the server binaries the test skips, except in CI
 // (CI=true), where it fails.
-func startPostgres(t *testing.T) string {
+func Start(t testing.TB) string {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
@@ -68,7 +69,7 @@ func startPostgres(t *testing.T) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
