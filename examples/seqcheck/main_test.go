@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -11,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/weirstream/weir/internal/pgtest"
 )
 
 // TestKillAndRestore starts seqcheck as a real OS process, kills it with
@@ -21,20 +26,74 @@ func TestKillAndRestore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a process")
 	}
+	bin := buildSeqcheck(t)
+	out, chk := t.TempDir(), t.TempDir()
+	const keys, count = 4, 5000
+	args := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
+		"--restore", "latest", "--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000",
+		"--parallelism", "2", "--log-level", "warn"}
+	killAndRestart(t, bin, args, 10)
+	verify(t, out, keys, count)
+	// A finished job restarted with --restore latest changes nothing.
+	again := exec.Command(bin, args...)
+	again.Stderr = os.Stderr
+	if err := again.Run(); err != nil {
+		t.Fatalf("restart after finishing: %v", err)
+	}
+	verify(t, out, keys, count)
+}
+
+// TestKillAndRestorePostgres is the same against a private PostgreSQL: the
+// table ends with every (key, seq) exactly once and no prepared
+// transaction is left behind.
+func TestKillAndRestorePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a process")
+	}
+	dsn := pgtest.Start(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE TABLE seqcheck (key BIGINT, seq BIGINT, cnt BIGINT)"); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildSeqcheck(t)
+	const keys, count = 4, 5000
+	args := []string{"--sink", "postgres", "--sink-url", dsn, "--table", "seqcheck", "--checkpoint-dir", t.TempDir(),
+		"--checkpoint-interval", "40ms", "--restore", "latest", "--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count),
+		"--rate", "2000", "--parallelism", "2", "--log-level", "warn"}
+	killAndRestart(t, bin, args, 10)
+	var rows, distinct, bad, prepared int
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT (key, seq)), count(*) FILTER (WHERE cnt <> seq),
+		(SELECT count(*) FROM pg_prepared_xacts) FROM seqcheck`).Scan(&rows, &distinct, &bad, &prepared); err != nil {
+		t.Fatal(err)
+	}
+	if rows != keys*count || distinct != keys*count || bad != 0 || prepared != 0 {
+		t.Fatalf("rows %d, distinct (key, seq) %d, want %d each; %d with cnt <> seq; %d prepared transactions left",
+			rows, distinct, keys*count, bad, prepared)
+	}
+}
+
+func buildSeqcheck(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "seqcheck")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatalf("cannot build seqcheck: %v", err)
 	}
-	out, chk := t.TempDir(), t.TempDir()
-	const keys, count = 4, 5000
-	args := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
-		"--restore", "latest", "--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000",
-		"--parallelism", "2", "--log-level", "warn"}
+	return bin
+}
+
+// killAndRestart runs bin with args, kills it with SIGKILL kills times at
+// random moments (restarting it each time), then lets a last run finish.
+func killAndRestart(t *testing.T, bin string, args []string, kills int) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(7, 7))
-	kills := 0
-	for kills < 10 {
+	for k := 0; k < kills; k++ {
 		cmd := exec.Command(bin, args...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -45,12 +104,11 @@ func TestKillAndRestore(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
-			t.Fatalf("seqcheck ended before kill %d (%v): the workload is too short\n%s", kills+1, err, stderr.String())
+			t.Fatalf("seqcheck ended before kill %d (%v): the workload is too short\n%s", k+1, err, stderr.String())
 		case <-time.After(time.Duration(80+rng.IntN(300)) * time.Millisecond):
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		<-done
-		kills++
 	}
 	final := exec.Command(bin, args...)
 	final.Stderr = os.Stderr
@@ -68,14 +126,6 @@ func TestKillAndRestore(t *testing.T) {
 		final.Process.Kill()
 		t.Fatal("final run did not finish")
 	}
-	verify(t, out, keys, count)
-	// A finished job restarted with --restore latest changes nothing.
-	again := exec.Command(bin, args...)
-	again.Stderr = os.Stderr
-	if err := again.Run(); err != nil {
-		t.Fatalf("restart after finishing: %v", err)
-	}
-	verify(t, out, keys, count)
 }
 
 func verify(t *testing.T, dir string, keys, count int64) {
