@@ -121,7 +121,8 @@ func (c *fileCommitter[T]) Abort(txn *FileTxn) error {
 	return nil
 }
 
-func (c *fileCommitter[T]) AbortLingering(prefix string, keep []*FileTxn) error {
+func (c *fileCommitter[T]) AbortLingering(tc TxnContext, keep []*FileTxn) error {
+	prefix := tc.Prefix
 	entries, err := os.ReadDir(c.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

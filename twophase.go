@@ -36,15 +36,19 @@ func (c TxnContext) Name() string { return fmt.Sprintf("%s-%d", c.Prefix, c.Seq)
 //   - Commit is idempotent: committing a transaction that was already
 //     committed (before a crash) succeeds;
 //   - AbortLingering removes every transaction whose name starts with
-//     prefix except those in keep — the ones a failed attempt left open or
-//     pre-committed after the restored checkpoint.
+//     ctx.Prefix except those in keep — the ones a failed attempt left open
+//     or pre-committed after the restored checkpoint. ctx.Seq is the
+//     sequence number the restored checkpoint would use next: the failed
+//     attempt's transactions are numbered from there (a system that cannot
+//     list transactions by prefix, like Kafka, aborts a window of names
+//     from ctx.Seq on).
 type TwoPhaseCommitter[T, TXN any] interface {
 	Begin(ctx TxnContext) (TXN, error)
 	Write(txn TXN, record T) error
 	PreCommit(txn TXN) error
 	Commit(txn TXN) error
 	Abort(txn TXN) error
-	AbortLingering(prefix string, keep []TXN) error
+	AbortLingering(ctx TxnContext, keep []TXN) error
 	// EncodeHandle and DecodeHandle put a handle into checkpoint state.
 	EncodeHandle(txn TXN) ([]byte, error)
 	DecodeHandle(b []byte) (TXN, error)
@@ -115,7 +119,7 @@ func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], erro
 			return nil, fmt.Errorf("cannot commit a transaction of restored checkpoint %d: %w", sc.RestoredCheckpoint, err)
 		}
 	}
-	if err := s.c.AbortLingering(w.ctx.Prefix, restored); err != nil {
+	if err := s.c.AbortLingering(w.ctx, restored); err != nil {
 		return nil, fmt.Errorf("cannot abort lingering transactions %s-*: %w", w.ctx.Prefix, err)
 	}
 	return w, nil

@@ -245,7 +245,8 @@ func (c *Committer[T]) Abort(txn *Txn) error {
 
 // AbortLingering rolls back every prepared transaction of the prefix that
 // is not kept (XA RECOVER lists them).
-func (c *Committer[T]) AbortLingering(prefix string, keep []*Txn) error {
+func (c *Committer[T]) AbortLingering(tc weir.TxnContext, keep []*Txn) error {
+	prefix := tc.Prefix
 	xids, err := c.Recover(xidPrefix(prefix) + "-")
 	if err != nil {
 		return err

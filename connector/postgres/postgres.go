@@ -236,7 +236,8 @@ func (c *Committer[T]) Abort(txn *Txn) error {
 
 // AbortLingering rolls back every prepared transaction of the prefix that
 // is not kept.
-func (c *Committer[T]) AbortLingering(prefix string, keep []*Txn) error {
+func (c *Committer[T]) AbortLingering(tc weir.TxnContext, keep []*Txn) error {
+	prefix := tc.Prefix
 	ctx, cancel := c.ctx()
 	defer cancel()
 	p := gidOf(prefix) + "-"

@@ -1,0 +1,156 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/internal/sinktest"
+	"github.com/weirstream/weir/restart"
+)
+
+func cluster(t *testing.T, partitions int32, topics ...string) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+func encodeRow(r sinktest.Row) *kgo.Record {
+	return &kgo.Record{Value: fmt.Appendf(nil, "%d %d %d", r.Key, r.Seq, r.Cnt)}
+}
+
+// readCommitted reads every committed record of topic.
+func readCommitted(t *testing.T, brokers []string, topic string) []sinktest.Row {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var rows []sinktest.Row
+	quiet := 0
+	for quiet < 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			var row sinktest.Row
+			fmt.Sscanf(string(r.Value), "%d %d %d", &row.Key, &row.Seq, &row.Cnt)
+			rows = append(rows, row)
+			n++
+		})
+		if n == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	return rows
+}
+
+// TestSinkConformance runs the exactly-once sink conformance job into an
+// in-process Kafka (kfake) with failures around the pre-commit and both
+// sides of the commit; a read_committed reader sees every (key, seq)
+// exactly once with cnt = seq.
+func TestSinkConformance(t *testing.T) {
+	for _, mode := range []weir.Mode{weir.ExactlyOnce, weir.AtLeastOnce} {
+		for seed := uint64(1); seed <= 2; seed++ {
+			t.Run(fmt.Sprintf("%s/seed%d", mode, seed), func(t *testing.T) {
+				brokers := cluster(t, 3, "out")
+				c, err := NewCommitter(SinkOptions{Brokers: brokers, Topic: "out"}, encodeRow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				sinktest.Run(t, c, mode, seed)
+				sinktest.Check(t, mode, readCommitted(t, brokers, "out"))
+			})
+		}
+	}
+}
+
+// The source reads its partitions from checkpointed offsets: with a
+// failure in the middle and a transactional collecting sink, every input
+// record comes out exactly once.
+func TestSourceRestoresOffsets(t *testing.T) {
+	brokers := cluster(t, 4, "in")
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4000
+	for i := range n {
+		prod.Produce(context.Background(), &kgo.Record{Partition: int32(i % 4), Value: fmt.Appendf(nil, "%d", i)}, nil)
+	}
+	if err := prod.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	prod.Close()
+
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorage(t.TempDir()), weir.RestartStrategy(restart.FixedDelay(3, 0)), weir.BufferSize(50))
+	src := Source(SourceOptions{Brokers: brokers, Topic: "in", Bounded: true}, func(r *kgo.Record) (int, error) {
+		var v int
+		_, err := fmt.Sscanf(string(r.Value), "%d", &v)
+		return v, err
+	})
+	failed := false
+	nums := weir.MapErr(weir.FromSource(env, src, "in").UID("in"), func(v int) (int, error) {
+		if v == n/2 && !failed {
+			failed = true
+			return 0, fmt.Errorf("injected")
+		}
+		if v%200 == 0 {
+			time.Sleep(3 * time.Millisecond) // let checkpoints happen mid-stream
+		}
+		return v, nil
+	})
+	sink := weir.NewCollectSink[int]()
+	nums.SinkTo(sink).UID("sink")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	job, err := env.Start(ctx, "kafka-source")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if job.Restarts() != 1 {
+		t.Fatalf("restarts %d, want 1", job.Restarts())
+	}
+	seen := map[int]int{}
+	for _, v := range sink.Committed() {
+		seen[v]++
+	}
+	for i := range n {
+		if seen[i] != 1 {
+			t.Fatalf("record %d came out %d times, want once", i, seen[i])
+		}
+	}
+}
+
+func TestValidation(t *testing.T) {
+	brokers := cluster(t, 1, "present")
+	if _, err := NewCommitter(SinkOptions{Brokers: brokers, Topic: "absent", Timeout: 3 * time.Second}, encodeRow); err == nil || !strings.Contains(err.Error(), "absent") {
+		t.Errorf("missing topic: %v", err)
+	}
+	if _, err := NewCommitter(SinkOptions{Topic: "x"}, encodeRow); err == nil || !strings.Contains(err.Error(), "needs brokers") {
+		t.Errorf("no brokers: %v", err)
+	}
+	if _, err := NewCommitter(SinkOptions{Brokers: []string{"127.0.0.1:1"}, Topic: "x", Timeout: 2 * time.Second}, encodeRow); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("unreachable: %v", err)
+	}
+}
