@@ -3,6 +3,7 @@ package weir
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/runtime"
@@ -21,10 +22,11 @@ type SinkContext struct {
 	Subtask     int
 	Parallelism int
 	Attempt     int
-	// Checkpointing is true when the job takes checkpoints; a
-	// transactional sink then commits on checkpoint completion, otherwise
-	// at the end of input.
-	Checkpointing bool
+	// Checkpointing is true when the job takes checkpoints (every
+	// CheckpointInterval); a transactional sink then commits on checkpoint
+	// completion, otherwise at the end of input.
+	Checkpointing      bool
+	CheckpointInterval time.Duration
 	// Restored is true when the job restored from RestoredCheckpoint.
 	Restored           bool
 	RestoredCheckpoint checkpoint.ID
@@ -77,7 +79,7 @@ func (o *sinkOp[T]) Open(ctx *runtime.OperatorContext) error {
 	o.fail = ctx.Fail
 	o.name = ctx.OperatorName
 	sc := SinkContext{JobName: ctx.JobName, OperatorUID: ctx.OperatorUID, Subtask: ctx.Subtask,
-		Parallelism: ctx.Parallelism, Attempt: ctx.Attempt, Checkpointing: ctx.Checkpointing,
+		Parallelism: ctx.Parallelism, Attempt: ctx.Attempt, Checkpointing: ctx.Checkpointing, CheckpointInterval: ctx.CheckpointInterval,
 		Restored: ctx.Restored, RestoredCheckpoint: ctx.RestoredCheckpoint, Logger: ctx.Logger}
 	for _, l := range ctx.RestoredList {
 		if l.Name == sinkStateName {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 )
@@ -85,7 +86,19 @@ type twoPhaseWriter[T, TXN any] struct {
 	pending       []pendingTxn[TXN] // pre-committed, ascending ids
 }
 
+// RecoveryAllowance is the time a job is assumed to need to fail over and
+// commit; a sink whose transactions time out sooner than a checkpoint
+// interval plus this gets a warning.
+const RecoveryAllowance = time.Minute
+
 func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], error) {
+	if tt, ok := s.c.(interface{ TransactionTimeout() time.Duration }); ok && sc.Checkpointing && sc.Logger != nil && sc.Subtask == 0 && sc.Attempt == 0 {
+		if limit := sc.CheckpointInterval + RecoveryAllowance; tt.TransactionTimeout() < limit {
+			sc.Logger.Warn("the sink's transaction timeout is shorter than the checkpoint interval plus recovery time: "+
+				"a transaction may time out before it is committed, and its records be lost",
+				"transactionTimeout", tt.TransactionTimeout(), "checkpointInterval", sc.CheckpointInterval, "recoveryAllowance", RecoveryAllowance)
+		}
+	}
 	w := &twoPhaseWriter[T, TXN]{c: s.c, checkpointing: sc.Checkpointing,
 		ctx: TxnContext{Prefix: fmt.Sprintf("weir-%s-%s-%d", sc.JobName, sc.OperatorUID, sc.Subtask), Subtask: sc.Subtask, Logger: sc.Logger}}
 	// Restored state: entry 0 is the next sequence number, the others are

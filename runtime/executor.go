@@ -596,7 +596,7 @@ func (a *attempt) openContexts(t *Task, v *Vertex, s int) error {
 		oc := &OperatorContext{
 			JobName: j.graph.Name, TaskName: t.Name, OperatorUID: info.UID, OperatorName: info.Name,
 			Subtask: s, Parallelism: v.Parallelism, MaxParallelism: maxP, Attempt: a.number,
-			Checkpointing: j.cfg.Checkpointing, Mode: j.cfg.Mode, KeyGroups: kgr, Fail: t.fail,
+			Checkpointing: j.cfg.Checkpointing, CheckpointInterval: j.cfg.Coordinator.Interval, Mode: j.cfg.Mode, KeyGroups: kgr, Fail: t.fail,
 			Logger: j.log.With("operator", info.Name, "subtask", s),
 		}
 		if rp := a.restore; rp != nil {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 )
@@ -67,9 +68,11 @@ type OperatorContext struct {
 	Parallelism    int
 	MaxParallelism int
 	Attempt        int
-	// Checkpointing is true when the job takes checkpoints (in Mode).
-	Checkpointing bool
-	Mode          checkpoint.Mode
+	// Checkpointing is true when the job takes checkpoints (in Mode) every
+	// CheckpointInterval (0: triggered by hand only).
+	Checkpointing      bool
+	CheckpointInterval time.Duration
+	Mode               checkpoint.Mode
 	// KeyGroups is the key group range of this subtask (keyed operators).
 	KeyGroups checkpoint.KeyGroupRange
 	// Restored is true when the job restored from RestoredCheckpoint.

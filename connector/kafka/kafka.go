@@ -451,3 +451,81 @@ func (c *Committer[T]) DecodeHandle(b []byte) (*Txn, error) {
 	}
 	return &Txn{ProducerID: int64(binary.BigEndian.Uint64(b)), Epoch: int16(binary.BigEndian.Uint16(b[8:])), ID: string(b[10:])}, nil
 }
+
+// AtLeastOnce returns a sink that produces without transactions and, when a
+// checkpoint barrier passes, waits until every record produced before it is
+// acknowledged: nothing is lost, and after a restore the records since the
+// last checkpoint are produced again.
+func AtLeastOnce[T any](o SinkOptions, encode func(T) *kgo.Record) (weir.Sink[T], error) {
+	c, err := NewCommitter(o, encode)
+	if err != nil {
+		return nil, err
+	}
+	c.Close()
+	return &aloSink[T]{o: c.o, encode: encode}, nil
+}
+
+type aloSink[T any] struct {
+	o      SinkOptions
+	encode func(T) *kgo.Record
+}
+
+type aloWriter[T any] struct {
+	s   *aloSink[T]
+	cl  *kgo.Client
+	mu  sync.Mutex
+	err error
+}
+
+func (s *aloSink[T]) CreateWriter(weir.SinkContext) (weir.SinkWriter[T], error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.o.Brokers...), kgo.DefaultProduceTopic(s.o.Topic))
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	return &aloWriter[T]{s: s, cl: cl}, nil
+}
+
+func (w *aloWriter[T]) Write(r T) error {
+	w.mu.Lock()
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	w.cl.Produce(context.Background(), w.s.encode(r), func(_ *kgo.Record, err error) {
+		if err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = fmt.Errorf("cannot produce to %s: %w", w.s.o.Topic, err)
+			}
+			w.mu.Unlock()
+		}
+	})
+	return nil
+}
+
+func (w *aloWriter[T]) flush() error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.o.Timeout)
+	defer cancel()
+	if err := w.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("cannot flush to %s: %w", w.s.o.Topic, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// SnapshotState waits for every record before the barrier to be acknowledged.
+func (w *aloWriter[T]) SnapshotState(checkpoint.ID) ([][]byte, error) { return nil, w.flush() }
+
+// Finish waits for the last records.
+func (w *aloWriter[T]) Finish() error { return w.flush() }
+
+func (w *aloWriter[T]) Close() error {
+	w.cl.Close()
+	return nil
+}
+
+// TransactionTimeout is the producers' transaction timeout, which the
+// two-phase-commit sink compares with the checkpoint interval.
+func (c *Committer[T]) TransactionTimeout() time.Duration { return c.o.TransactionTimeout }

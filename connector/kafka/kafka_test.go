@@ -154,3 +154,29 @@ func TestValidation(t *testing.T) {
 		t.Errorf("unreachable: %v", err)
 	}
 }
+
+// The at-least-once sink loses nothing across failures.
+func TestAtLeastOnceSink(t *testing.T) {
+	brokers := cluster(t, 2, "out")
+	sink, err := AtLeastOnce(SinkOptions{Brokers: brokers, Topic: "out"}, encodeRow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj := sinktest.NewInjector(5, 5)
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(20*time.Millisecond, weir.AtLeastOnce),
+		weir.CheckpointStorage(t.TempDir()), weir.RestartStrategy(restart.FixedDelay(100, 10*time.Millisecond)))
+	gen := weir.Generator(sinktest.Keys, sinktest.PerKey, func(p int, off int64) sinktest.Row {
+		return sinktest.Row{Key: int64(p), Seq: off + 1, Cnt: off + 1}
+	}).WithRate(6000)
+	rows := weir.MapErr(weir.FromSource(env, gen, "seq").UID("src"), func(r sinktest.Row) (sinktest.Row, error) {
+		return r, inj.Maybe("map", 0.001)
+	})
+	rows.SinkTo(sink).UID("sink")
+	if err := env.Execute(context.Background(), "alo"); err != nil {
+		t.Fatal(err)
+	}
+	if len(inj.Hits()) == 0 {
+		t.Fatal("no failure injected")
+	}
+	sinktest.Check(t, weir.AtLeastOnce, readCommitted(t, brokers, "out"))
+}

@@ -9,9 +9,10 @@
 //	go run ./examples/seqcheck --sink file --sink-url /tmp/out --checkpoint-dir /tmp/chk --restore latest
 //	cat /tmp/out/part* | sort -n | uniq -d      # nothing: no duplicates
 //
-// Sinks: file (committed part files in --sink-url) and postgres (rows in
-// --table of the database at the DSN --sink-url). MySQL and Kafka sinks come
-// with their connectors.
+// Sinks: file (committed part files in --sink-url), postgres and mysql
+// (rows in --table of the database at the DSN --sink-url), kafka (records
+// "key seq cnt" in topic --table at brokers --sink-url; read them with
+// read_committed).
 package main
 
 import (
@@ -21,9 +22,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/kafka"
+	"github.com/weirstream/weir/connector/mysql"
 	"github.com/weirstream/weir/connector/postgres"
 	"github.com/weirstream/weir/jobflags"
 )
@@ -65,9 +71,9 @@ func run(args []string) error {
 	keys := fs.Int("keys", 8, "number of keys")
 	count := fs.Int64("count", 10000, "sequence numbers per key")
 	rate := fs.Float64("rate", 0, "records per second per source subtask (0: no bound)")
-	sinkKind := fs.String("sink", "file", "where rows go: file or postgres")
-	sinkURL := fs.String("sink-url", "", "file: the output directory; postgres: the DSN")
-	table := fs.String("table", "seqcheck", "postgres: an existing table (key BIGINT, seq BIGINT, cnt BIGINT)")
+	sinkKind := fs.String("sink", "file", "where rows go: file, postgres, mysql or kafka")
+	sinkURL := fs.String("sink-url", "", "file: the output directory; postgres, mysql: the DSN; kafka: broker addresses, comma separated")
+	table := fs.String("table", "seqcheck", "postgres, mysql: an existing table (key BIGINT, seq BIGINT, cnt BIGINT); kafka: the topic")
 	if err := jobflags.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -97,8 +103,22 @@ func run(args []string) error {
 			return err
 		}
 		rows.SinkTo(sink).Name("postgres").UID("sink")
+	case "mysql":
+		sink, err := mysql.ExactlyOnce(*sinkURL, *table, []string{"key", "seq", "cnt"},
+			func(r Row) []any { return []any{r.Key, r.Seq, r.Cnt} })
+		if err != nil {
+			return err
+		}
+		rows.SinkTo(sink).Name("mysql").UID("sink")
+	case "kafka":
+		sink, err := kafka.ExactlyOnce(kafka.SinkOptions{Brokers: strings.Split(*sinkURL, ","), Topic: *table},
+			func(r Row) *kgo.Record { return &kgo.Record{Value: fmt.Appendf(nil, "%d %d %d", r.Key, r.Seq, r.Cnt)} })
+		if err != nil {
+			return err
+		}
+		rows.SinkTo(sink).Name("kafka").UID("sink")
 	default:
-		return fmt.Errorf("--sink %q is not supported (supported: file, postgres)", *sinkKind)
+		return fmt.Errorf("--sink %q is not supported (supported: file, postgres, mysql, kafka)", *sinkKind)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
