@@ -15,7 +15,7 @@ import (
 	"github.com/weirstream/weir/restart"
 )
 
-func cluster(t *testing.T, partitions int32, topics ...string) []string {
+func cluster(t testing.TB, partitions int32, topics ...string) []string {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
 	if err != nil {

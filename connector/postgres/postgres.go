@@ -30,6 +30,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/checkpoint"
 )
 
 // Options tune the sink.
@@ -273,3 +274,55 @@ func (c *Committer[T]) DecodeHandle(b []byte) (*Txn, error) {
 	}
 	return &Txn{GID: g}, nil
 }
+
+// AtLeastOnce returns a sink that copies rows in autocommitted batches and
+// flushes at every checkpoint barrier: nothing is lost, and after a restore
+// the rows since the last checkpoint are written again.
+func AtLeastOnce[T any](dsn, table string, columns []string, row func(T) []any, opts ...Options) (weir.Sink[T], error) {
+	c, err := NewCommitter(dsn, table, columns, row, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &aloSink[T]{c: c}, nil
+}
+
+type aloSink[T any] struct{ c *Committer[T] }
+
+type aloWriter[T any] struct {
+	c    *Committer[T]
+	rows [][]any
+}
+
+func (s *aloSink[T]) CreateWriter(weir.SinkContext) (weir.SinkWriter[T], error) {
+	return &aloWriter[T]{c: s.c}, nil
+}
+
+func (w *aloWriter[T]) Write(r T) error {
+	w.rows = append(w.rows, w.c.row(r))
+	if len(w.rows) >= w.c.opts.BatchSize {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *aloWriter[T]) flush() error {
+	if len(w.rows) == 0 {
+		return nil
+	}
+	ctx, cancel := w.c.ctx()
+	defer cancel()
+	if _, err := w.c.pool.CopyFrom(ctx, w.c.table, w.c.columns, pgx.CopyFromRows(w.rows)); err != nil {
+		return fmt.Errorf("cannot copy %d rows into %s: %w", len(w.rows), w.c.table.Sanitize(), err)
+	}
+	clear(w.rows)
+	w.rows = w.rows[:0]
+	return nil
+}
+
+// SnapshotState writes every row before the barrier.
+func (w *aloWriter[T]) SnapshotState(checkpoint.ID) ([][]byte, error) { return nil, w.flush() }
+
+// Finish writes the last rows.
+func (w *aloWriter[T]) Finish() error { return w.flush() }
+
+func (w *aloWriter[T]) Close() error { return nil }
