@@ -13,8 +13,9 @@
 //	if err != nil { ... }
 //	sums.SinkTo(sink).UID("sums-sink")
 //
-// Rows are written with COPY in batches as they arrive, inside the epoch's
-// transaction; nothing is visible to readers before the commit.
+// Rows are written with COPY in batches as they arrive (or, in upsert mode,
+// with INSERT ... ON CONFLICT DO UPDATE), inside the epoch's transaction;
+// nothing is visible to readers before the commit.
 package postgres
 
 import (
@@ -22,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +41,11 @@ type Options struct {
 	BatchSize int
 	// Timeout bounds each statement (default 1 minute).
 	Timeout time.Duration
+	// UpsertKeys switches from append to upsert: rows are written with
+	// INSERT ... ON CONFLICT (UpsertKeys) DO UPDATE, so the table keeps the
+	// last row per key (it needs a unique index on those columns). Empty:
+	// append with COPY.
+	UpsertKeys []string
 }
 
 // ExactlyOnce returns an exactly-once sink into table. row maps a record to
@@ -55,11 +62,13 @@ func ExactlyOnce[T any](dsn, table string, columns []string, row func(T) []any, 
 
 // Committer is the sink's weir.TwoPhaseCommitter.
 type Committer[T any] struct {
-	pool    *pgxpool.Pool
-	table   pgx.Identifier
-	columns []string
-	row     func(T) []any
-	opts    Options
+	pool       *pgxpool.Pool
+	table      pgx.Identifier
+	columns    []string
+	row        func(T) []any
+	opts       Options
+	keyIdx     []int  // upsert key columns
+	upsertTail string // ON CONFLICT ...
 }
 
 // Txn is the transaction handle: its global id (gid). While the epoch is
@@ -82,9 +91,18 @@ func NewCommitter[T any](dsn, table string, columns []string, row func(T) []any,
 		if opts[0].Timeout > 0 {
 			o.Timeout = opts[0].Timeout
 		}
+		o.UpsertKeys = opts[0].UpsertKeys
 	}
 	if table == "" || len(columns) == 0 || row == nil {
 		return nil, errors.New("postgres sink needs a table, columns and a row function")
+	}
+	var keyIdx []int
+	for _, k := range o.UpsertKeys {
+		i := slices.Index(columns, k)
+		if i < 0 {
+			return nil, fmt.Errorf("postgres sink: upsert key %q is not one of the columns %v", k, columns)
+		}
+		keyIdx = append(keyIdx, i)
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -123,7 +141,85 @@ func NewCommitter[T any](dsn, table string, columns []string, row func(T) []any,
 		pool.Close()
 		return nil, fmt.Errorf("postgres sink: table %s with columns %v is not usable: %w", table, columns, err)
 	}
-	return &Committer[T]{pool: pool, table: ident, columns: columns, row: row, opts: o}, nil
+	c := &Committer[T]{pool: pool, table: ident, columns: columns, row: row, opts: o, keyIdx: keyIdx}
+	if len(keyIdx) > 0 {
+		c.upsertTail = upsertTail(columns, o.UpsertKeys)
+		// The conflict target must match a unique index; PostgreSQL checks
+		// it when planning, even for no rows.
+		q := c.insertHead() + " SELECT " + strings.TrimSuffix(strings.Repeat("NULL,", len(columns)), ",") + " WHERE false " + c.upsertTail
+		if _, err := pool.Exec(ctx, q); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres sink: cannot upsert into %s by %v (is there a unique index on them?): %w", table, o.UpsertKeys, err)
+		}
+	}
+	return c, nil
+}
+
+func (c *Committer[T]) insertHead() string {
+	cols := make([]string, len(c.columns))
+	for i, col := range c.columns {
+		cols[i] = pgx.Identifier{col}.Sanitize()
+	}
+	return "INSERT INTO " + c.table.Sanitize() + " (" + strings.Join(cols, ", ") + ")"
+}
+
+func upsertTail(columns, keys []string) string {
+	var ks, sets []string
+	for _, k := range keys {
+		ks = append(ks, pgx.Identifier{k}.Sanitize())
+	}
+	for _, col := range columns {
+		if !slices.Contains(keys, col) {
+			q := pgx.Identifier{col}.Sanitize()
+			sets = append(sets, q+" = EXCLUDED."+q)
+		}
+	}
+	if len(sets) == 0 {
+		return "ON CONFLICT (" + strings.Join(ks, ", ") + ") DO NOTHING"
+	}
+	return "ON CONFLICT (" + strings.Join(ks, ", ") + ") DO UPDATE SET " + strings.Join(sets, ", ")
+}
+
+// upsertRows writes rows with INSERT ... ON CONFLICT, keeping only the last
+// row of each key (one statement may not update a row twice).
+func (c *Committer[T]) upsertRows(ctx context.Context, conn interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, rows [][]any) error {
+	last := map[string]int{}
+	var order []string
+	for i, r := range rows {
+		var kb strings.Builder
+		for _, k := range c.keyIdx {
+			fmt.Fprintf(&kb, "%v\x00", r[k])
+		}
+		key := kb.String()
+		if _, seen := last[key]; !seen {
+			order = append(order, key)
+		}
+		last[key] = i
+	}
+	var q strings.Builder
+	q.WriteString(c.insertHead())
+	q.WriteString(" VALUES ")
+	args := make([]any, 0, len(order)*len(c.columns))
+	for n, key := range order {
+		if n > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteByte('(')
+		for j := range c.columns {
+			if j > 0 {
+				q.WriteString(", ")
+			}
+			args = append(args, rows[last[key]][j])
+			fmt.Fprintf(&q, "$%d", len(args))
+		}
+		q.WriteByte(')')
+	}
+	q.WriteByte(' ')
+	q.WriteString(c.upsertTail)
+	_, err := conn.Exec(ctx, q.String(), args...)
+	return err
 }
 
 // Close releases the connection pool.
@@ -170,7 +266,11 @@ func (c *Committer[T]) flush(txn *Txn) error {
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
-	if _, err := txn.conn.Conn().CopyFrom(ctx, c.table, c.columns, pgx.CopyFromRows(txn.rows)); err != nil {
+	if len(c.keyIdx) > 0 {
+		if err := c.upsertRows(ctx, txn.conn, txn.rows); err != nil {
+			return fmt.Errorf("cannot upsert %d rows into %s: %w", len(txn.rows), c.table.Sanitize(), err)
+		}
+	} else if _, err := txn.conn.Conn().CopyFrom(ctx, c.table, c.columns, pgx.CopyFromRows(txn.rows)); err != nil {
 		return fmt.Errorf("cannot copy %d rows into %s: %w", len(txn.rows), c.table.Sanitize(), err)
 	}
 	clear(txn.rows)
@@ -311,7 +411,11 @@ func (w *aloWriter[T]) flush() error {
 	}
 	ctx, cancel := w.c.ctx()
 	defer cancel()
-	if _, err := w.c.pool.CopyFrom(ctx, w.c.table, w.c.columns, pgx.CopyFromRows(w.rows)); err != nil {
+	if len(w.c.keyIdx) > 0 {
+		if err := w.c.upsertRows(ctx, w.c.pool, w.rows); err != nil {
+			return fmt.Errorf("cannot upsert %d rows into %s: %w", len(w.rows), w.c.table.Sanitize(), err)
+		}
+	} else if _, err := w.c.pool.CopyFrom(ctx, w.c.table, w.c.columns, pgx.CopyFromRows(w.rows)); err != nil {
 		return fmt.Errorf("cannot copy %d rows into %s: %w", len(w.rows), w.c.table.Sanitize(), err)
 	}
 	clear(w.rows)

@@ -93,3 +93,43 @@ func TestValidation(t *testing.T) {
 		}
 	}
 }
+
+// Upsert mode keeps the last row per key: after the conformance run with
+// failures, each key's row has seq = cnt = the last sequence number.
+func TestUpsert(t *testing.T) {
+	dsn := pgtest.Start(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	conn.Exec(ctx, "CREATE TABLE latest (key BIGINT PRIMARY KEY, seq BIGINT, cnt BIGINT)")
+	conn.Exec(ctx, "CREATE TABLE nokey (key BIGINT, seq BIGINT, cnt BIGINT)")
+	row := func(r sinktest.Row) []any { return []any{r.Key, r.Seq, r.Cnt} }
+	if _, err := NewCommitter(dsn, "nokey", []string{"key", "seq", "cnt"}, row, Options{UpsertKeys: []string{"key"}}); err == nil || !strings.Contains(err.Error(), "unique index") {
+		t.Fatalf("upsert without a unique index: %v", err)
+	}
+	if _, err := NewCommitter(dsn, "latest", []string{"key", "seq", "cnt"}, row, Options{UpsertKeys: []string{"id"}}); err == nil || !strings.Contains(err.Error(), `upsert key "id"`) {
+		t.Fatalf("unknown upsert key: %v", err)
+	}
+	c, err := NewCommitter(dsn, "latest", []string{"key", "seq", "cnt"}, row, Options{UpsertKeys: []string{"key"}, BatchSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sinktest.Run(t, c, weir.ExactlyOnce, 9)
+	rows, _ := conn.Query(ctx, "SELECT key, seq, cnt FROM latest ORDER BY key")
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[sinktest.Row])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != sinktest.Keys {
+		t.Fatalf("%d rows, want one per key: %v", len(got), got)
+	}
+	for _, r := range got {
+		if r.Seq != sinktest.PerKey || r.Cnt != sinktest.PerKey {
+			t.Fatalf("key %d: seq %d cnt %d, want %d and %d", r.Key, r.Seq, r.Cnt, sinktest.PerKey, sinktest.PerKey)
+		}
+	}
+}
