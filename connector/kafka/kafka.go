@@ -48,6 +48,10 @@ type SourceOptions struct {
 	// it started (for backfills and tests; on a transactionally written
 	// topic the final commit marker keeps a partition from ending).
 	Bounded bool
+	// DiscoveryInterval, when positive, makes each reader look for new
+	// partitions of the topic that often and read the ones it owns from
+	// their start (partition p belongs to subtask p % parallelism).
+	DiscoveryInterval time.Duration
 	// Timeout bounds metadata requests (default 30 s).
 	Timeout time.Duration
 }
@@ -84,7 +88,8 @@ func (s *source[T]) CreateReader(ctx weir.SourceContext) (weir.SourceReader[T], 
 	if err != nil {
 		return nil, fmt.Errorf("kafka source: cannot list partitions of topic %s at %v: %w", s.o.Topic, s.o.Brokers, err)
 	}
-	r := &reader[T]{s: s, next: map[int32]int64{}, end: map[int32]int64{}}
+	r := &reader[T]{s: s, next: map[int32]int64{}, end: map[int32]int64{}, subtask: ctx.Subtask, parallelism: ctx.Parallelism,
+		lastDiscovery: time.Now()}
 	ends.Each(func(lo kadm.ListedOffset) {
 		if int(lo.Partition)%ctx.Parallelism == ctx.Subtask {
 			r.parts = append(r.parts, lo.Partition)
@@ -112,17 +117,55 @@ func (s *source[T]) CreateReader(ctx weir.SourceContext) (weir.SourceReader[T], 
 			r.next[p] = -1 // unknown until the first record
 		}
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(s.o.Brokers...), kgo.FetchMaxWait(50 * time.Millisecond),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.o.Topic: offsets})}
-	if s.o.ReadCommitted {
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	}
-	if len(r.parts) > 0 {
-		if r.cl, err = kgo.NewClient(opts...); err != nil {
-			return nil, fmt.Errorf("kafka source: %w", err)
+	if len(r.parts) > 0 || (s.o.DiscoveryInterval > 0 && !s.o.Bounded) {
+		if err := r.connect(offsets); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil
+}
+
+func (r *reader[T]) connect(offsets map[int32]kgo.Offset) error {
+	opts := []kgo.Opt{kgo.SeedBrokers(r.s.o.Brokers...), kgo.FetchMaxWait(50 * time.Millisecond),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.s.o.Topic: offsets})}
+	if r.s.o.ReadCommitted {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka source: %w", err)
+	}
+	r.cl = cl
+	return nil
+}
+
+// discover adds the partitions created since the reader started that this
+// subtask owns, read from their start.
+func (r *reader[T]) discover() error {
+	r.lastDiscovery = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.o.Timeout)
+	defer cancel()
+	ends, err := kadm.NewClient(r.cl).ListEndOffsets(ctx, r.s.o.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("kafka source: cannot look for new partitions of %s: %w", r.s.o.Topic, err)
+	}
+	added := map[int32]kgo.Offset{}
+	ends.Each(func(lo kadm.ListedOffset) {
+		if _, known := r.end[lo.Partition]; known || int(lo.Partition)%r.parallelism != r.subtask {
+			return
+		}
+		r.parts = append(r.parts, lo.Partition)
+		r.end[lo.Partition] = lo.Offset
+		r.next[lo.Partition] = -1
+		added[lo.Partition] = kgo.NewOffset().AtStart()
+	})
+	if len(added) > 0 {
+		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.s.o.Topic: added})
+	}
+	return nil
 }
 
 type reader[T any] struct {
@@ -131,11 +174,19 @@ type reader[T any] struct {
 	parts []int32
 	next  map[int32]int64 // next offset to read; -1: from the start
 	end   map[int32]int64
+
+	subtask, parallelism int
+	lastDiscovery        time.Time
 }
 
 func (r *reader[T]) Read(buf []T) ([]T, weir.ReadStatus, error) {
 	if r.cl == nil {
 		return buf, weir.EndOfInput, nil
+	}
+	if d := r.s.o.DiscoveryInterval; d > 0 && !r.s.o.Bounded && time.Since(r.lastDiscovery) >= d {
+		if err := r.discover(); err != nil {
+			return buf, weir.NothingAvailable, err
+		}
 	}
 	fetches := r.cl.PollRecords(nil, cap(buf)-len(buf))
 	var err error

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -86,7 +87,7 @@ func TestSinkConformance(t *testing.T) {
 // record comes out exactly once.
 func TestSourceRestoresOffsets(t *testing.T) {
 	brokers := cluster(t, 4, "in")
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("in"))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("in"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,4 +180,56 @@ func TestAtLeastOnceSink(t *testing.T) {
 		t.Fatal("no failure injected")
 	}
 	sinktest.Check(t, weir.AtLeastOnce, readCommitted(t, brokers, "out"))
+}
+
+// With discovery on, partitions added to the topic while the job runs are
+// read by the subtask that owns them.
+func TestPartitionDiscovery(t *testing.T) {
+	brokers := cluster(t, 2, "grow")
+	produce := func(from, to int, partitions int32) {
+		prod, _ := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("grow"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		defer prod.Close()
+		for i := from; i < to; i++ {
+			prod.Produce(context.Background(), &kgo.Record{Partition: int32(i) % partitions, Value: fmt.Appendf(nil, "%d", i)}, nil)
+		}
+		if err := prod.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(0, 100, 2)
+	env := weir.NewEnvironment(weir.Parallelism(2))
+	src := Source(SourceOptions{Brokers: brokers, Topic: "grow", DiscoveryInterval: 20 * time.Millisecond}, func(r *kgo.Record) (int, error) {
+		var v int
+		_, err := fmt.Sscanf(string(r.Value), "%d", &v)
+		return v, err
+	})
+	sink := weir.NewCollectSink[int]()
+	weir.FromSource(env, src, "grow").SinkTo(sink)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	job, err := env.Start(ctx, "discovery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	defer admin.Close()
+	if _, err := kadm.NewClient(admin).UpdatePartitions(context.Background(), 5, "grow"); err != nil {
+		t.Fatal(err)
+	}
+	produce(100, 300, 5)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(sink.Written()) < 300 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	job.Wait()
+	seen := map[int]bool{}
+	for _, v := range sink.Written() {
+		seen[v] = true
+	}
+	for i := range 300 {
+		if !seen[i] {
+			t.Fatalf("record %d (partition %d) never read", i, i%5)
+		}
+	}
 }
