@@ -2,82 +2,118 @@ package weir
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // FileSink writes a stream exactly once into files in dir, through the
 // two-phase-commit protocol:
 //
-//   - each subtask writes the records of one checkpoint epoch into a hidden
-//     in-progress file ".<txn>.inprogress";
-//   - when the barrier passes, the file is flushed, fsynced and renamed to
-//     ".<txn>.pending" (pre-commit);
-//   - when the checkpoint completes it is renamed to its final name
-//     "<txn><suffix>" (commit), where txn is weir-<job>-<sink UID>-<subtask>-<seq>.
+//   - each subtask writes the records of one checkpoint epoch into hidden
+//     in-progress part files ".<txn>.<n>.inprogress";
+//   - when the barrier passes, the parts are flushed, fsynced and renamed to
+//     ".<txn>.<n>.pending" (pre-commit);
+//   - when the checkpoint completes they are renamed to their final names
+//     "<txn>.<n><suffix>" (commit), where txn is
+//     weir-<job>-<sink UID>-<subtask>-<seq>.
 //
 // Readers must ignore names starting with a dot: they then see only
-// committed files, and each record exactly once. A file rolls at every
-// checkpoint. encode appends one record's bytes (a line, say) to dst.
+// committed files, and each record exactly once. Files roll at every
+// checkpoint; see FileSinkWith to roll by size and age too. encode appends
+// one record's bytes (a line, say) to dst.
 func FileSink[T any](dir, suffix string, encode func(dst []byte, record T) []byte) Sink[T] {
-	return TwoPhaseCommitSink(FileCommitter(dir, suffix, encode))
+	return FileSinkWith(dir, FileSinkOptions{Suffix: suffix}, encode)
+}
+
+// FileSinkOptions tune FileSink.
+type FileSinkOptions struct {
+	// Suffix ends every committed file name (".txt", ".jsonl").
+	Suffix string
+	// RollSize starts a new part file once the current one has this many
+	// bytes (0: no limit).
+	RollSize int64
+	// RollInterval starts a new part file once the current one is this old
+	// (0: no limit).
+	RollInterval time.Duration
+}
+
+// FileSinkWith is FileSink with options.
+func FileSinkWith[T any](dir string, o FileSinkOptions, encode func(dst []byte, record T) []byte) Sink[T] {
+	return TwoPhaseCommitSink(FileCommitterWith(dir, o, encode))
 }
 
 // FileCommitter is FileSink's TwoPhaseCommitter, for wrapping or testing.
 func FileCommitter[T any](dir, suffix string, encode func(dst []byte, record T) []byte) TwoPhaseCommitter[T, *FileTxn] {
-	return &fileCommitter[T]{dir: dir, suffix: suffix, encode: encode}
+	return FileCommitterWith(dir, FileSinkOptions{Suffix: suffix}, encode)
+}
+
+// FileCommitterWith is FileCommitter with options.
+func FileCommitterWith[T any](dir string, o FileSinkOptions, encode func(dst []byte, record T) []byte) TwoPhaseCommitter[T, *FileTxn] {
+	return &fileCommitter[T]{dir: dir, o: o, encode: encode}
 }
 
 // Lines encodes a record as fmt's %v and a newline, for FileSink.
 func Lines[T any](dst []byte, record T) []byte { return fmt.Appendf(dst, "%v\n", record) }
 
-// FileTxn is the transaction handle of FileSink: the transaction's name.
+// FileTxn is the transaction handle of FileSink: the transaction's name and
+// how many part files it wrote.
 type FileTxn struct {
-	Name string
-	f    *os.File
-	w    *bufio.Writer
-	buf  []byte
+	Name   string
+	Parts  int
+	f      *os.File
+	w      *bufio.Writer
+	size   int64
+	opened time.Time
+	buf    []byte
 }
 
 type fileCommitter[T any] struct {
 	dir    string
-	suffix string
+	o      FileSinkOptions
 	encode func([]byte, T) []byte
 }
 
-func (c *fileCommitter[T]) inProgress(name string) string {
-	return filepath.Join(c.dir, "."+name+".inprogress")
+func (c *fileCommitter[T]) part(name string, n int) string { return fmt.Sprintf("%s.%d", name, n) }
+func (c *fileCommitter[T]) inProgress(name string, n int) string {
+	return filepath.Join(c.dir, "."+c.part(name, n)+".inprogress")
 }
-func (c *fileCommitter[T]) pending(name string) string {
-	return filepath.Join(c.dir, "."+name+".pending")
+func (c *fileCommitter[T]) pending(name string, n int) string {
+	return filepath.Join(c.dir, "."+c.part(name, n)+".pending")
 }
-func (c *fileCommitter[T]) final(name string) string { return filepath.Join(c.dir, name+c.suffix) }
+func (c *fileCommitter[T]) final(name string, n int) string {
+	return filepath.Join(c.dir, c.part(name, n)+c.o.Suffix)
+}
 
 func (c *fileCommitter[T]) Begin(ctx TxnContext) (*FileTxn, error) {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create file sink directory: %w", err)
 	}
-	name := ctx.Name()
-	f, err := os.OpenFile(c.inProgress(name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	txn := &FileTxn{Name: ctx.Name()}
+	return txn, c.openPart(txn)
+}
+
+func (c *fileCommitter[T]) openPart(txn *FileTxn) error {
+	f, err := os.OpenFile(c.inProgress(txn.Name, txn.Parts), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open in-progress file: %w", err)
+		return fmt.Errorf("cannot open in-progress file: %w", err)
 	}
-	return &FileTxn{Name: name, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	txn.Parts++
+	txn.f, txn.size, txn.opened = f, 0, time.Now()
+	if txn.w == nil {
+		txn.w = bufio.NewWriterSize(f, 64<<10)
+	} else {
+		txn.w.Reset(f)
+	}
+	return nil
 }
 
-func (c *fileCommitter[T]) Write(txn *FileTxn, r T) error {
-	txn.buf = c.encode(txn.buf[:0], r)
-	_, err := txn.w.Write(txn.buf)
-	return err
-}
-
-func (c *fileCommitter[T]) PreCommit(txn *FileTxn) error {
-	if txn.f == nil {
-		return fmt.Errorf("transaction %s is not open", txn.Name)
-	}
+// closePart flushes, syncs and closes the current part.
+func (c *fileCommitter[T]) closePart(txn *FileTxn) error {
 	if err := txn.w.Flush(); err != nil {
 		return fmt.Errorf("cannot write %s: %w", txn.f.Name(), err)
 	}
@@ -87,23 +123,57 @@ func (c *fileCommitter[T]) PreCommit(txn *FileTxn) error {
 	if err := txn.f.Close(); err != nil {
 		return fmt.Errorf("cannot close %s: %w", txn.f.Name(), err)
 	}
-	txn.f, txn.w = nil, nil
-	if err := os.Rename(c.inProgress(txn.Name), c.pending(txn.Name)); err != nil {
-		return fmt.Errorf("cannot pre-commit: %w", err)
+	txn.f = nil
+	return nil
+}
+
+func (c *fileCommitter[T]) Write(txn *FileTxn, r T) error {
+	if txn.f == nil {
+		return fmt.Errorf("transaction %s is not open", txn.Name)
+	}
+	if (c.o.RollSize > 0 && txn.size >= c.o.RollSize) || (c.o.RollInterval > 0 && time.Since(txn.opened) >= c.o.RollInterval) {
+		if err := c.closePart(txn); err != nil {
+			return err
+		}
+		if err := c.openPart(txn); err != nil {
+			return err
+		}
+	}
+	txn.buf = c.encode(txn.buf[:0], r)
+	n, err := txn.w.Write(txn.buf)
+	txn.size += int64(n)
+	return err
+}
+
+func (c *fileCommitter[T]) PreCommit(txn *FileTxn) error {
+	if txn.f == nil {
+		return fmt.Errorf("transaction %s is not open", txn.Name)
+	}
+	if err := c.closePart(txn); err != nil {
+		return err
+	}
+	for n := range txn.Parts {
+		if err := os.Rename(c.inProgress(txn.Name, n), c.pending(txn.Name, n)); err != nil {
+			return fmt.Errorf("cannot pre-commit: %w", err)
+		}
 	}
 	return syncDir(c.dir)
 }
 
+// Commit renames every pending part to its final name; a part already
+// renamed (before a crash) counts as committed.
 func (c *fileCommitter[T]) Commit(txn *FileTxn) error {
-	err := os.Rename(c.pending(txn.Name), c.final(txn.Name))
-	if errors.Is(err, os.ErrNotExist) {
-		if _, serr := os.Stat(c.final(txn.Name)); serr == nil {
-			return nil // committed before a crash: idempotent
+	for n := range txn.Parts {
+		err := os.Rename(c.pending(txn.Name, n), c.final(txn.Name, n))
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(c.final(txn.Name, n)); serr == nil {
+				continue
+			}
+			return fmt.Errorf("transaction %s is lost: neither %s nor %s exists", txn.Name, c.pending(txn.Name, n), c.final(txn.Name, n))
 		}
-		return fmt.Errorf("transaction %s is lost: neither %s nor %s exists", txn.Name, c.pending(txn.Name), c.final(txn.Name))
-	}
-	if err != nil {
-		return fmt.Errorf("cannot commit: %w", err)
+		if err != nil {
+			return fmt.Errorf("cannot commit: %w", err)
+		}
 	}
 	return syncDir(c.dir)
 }
@@ -111,18 +181,19 @@ func (c *fileCommitter[T]) Commit(txn *FileTxn) error {
 func (c *fileCommitter[T]) Abort(txn *FileTxn) error {
 	if txn.f != nil {
 		txn.f.Close()
-		txn.f, txn.w = nil, nil
+		txn.f = nil
 	}
-	for _, p := range []string{c.inProgress(txn.Name), c.pending(txn.Name)} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("cannot abort transaction %s: %w", txn.Name, err)
+	for n := range txn.Parts {
+		for _, p := range []string{c.inProgress(txn.Name, n), c.pending(txn.Name, n)} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("cannot abort transaction %s: %w", txn.Name, err)
+			}
 		}
 	}
 	return nil
 }
 
 func (c *fileCommitter[T]) AbortLingering(tc TxnContext, keep []*FileTxn) error {
-	prefix := tc.Prefix
 	entries, err := os.ReadDir(c.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -136,11 +207,14 @@ func (c *fileCommitter[T]) AbortLingering(tc TxnContext, keep []*FileTxn) error 
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if !strings.HasPrefix(n, "."+prefix+"-") {
+		if !strings.HasPrefix(n, "."+tc.Prefix+"-") {
 			continue
 		}
-		name := strings.TrimSuffix(strings.TrimSuffix(n[1:], ".inprogress"), ".pending")
-		if name == n[1:] || kept[name] {
+		part := strings.TrimSuffix(strings.TrimSuffix(n[1:], ".inprogress"), ".pending")
+		if part == n[1:] {
+			continue
+		}
+		if i := strings.LastIndexByte(part, '.'); i > 0 && kept[part[:i]] {
 			continue
 		}
 		if err := os.Remove(filepath.Join(c.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -150,14 +224,21 @@ func (c *fileCommitter[T]) AbortLingering(tc TxnContext, keep []*FileTxn) error 
 	return nil
 }
 
-func (c *fileCommitter[T]) EncodeHandle(txn *FileTxn) ([]byte, error) { return []byte(txn.Name), nil }
+// EncodeHandle writes uvarint(parts) followed by the transaction name.
+func (c *fileCommitter[T]) EncodeHandle(txn *FileTxn) ([]byte, error) {
+	return append(binary.AppendUvarint(nil, uint64(txn.Parts)), txn.Name...), nil
+}
 
 func (c *fileCommitter[T]) DecodeHandle(b []byte) (*FileTxn, error) {
-	name := string(b)
+	parts, n := binary.Uvarint(b)
+	if n <= 0 || parts > 1<<20 {
+		return nil, fmt.Errorf("invalid file sink transaction handle %q", b)
+	}
+	name := string(b[n:])
 	if name == "" || strings.ContainsAny(name, "/\\") {
 		return nil, fmt.Errorf("invalid file sink transaction name %q", name)
 	}
-	return &FileTxn{Name: name}, nil
+	return &FileTxn{Name: name, Parts: int(parts)}, nil
 }
 
 func syncDir(dir string) error {

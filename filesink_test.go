@@ -75,3 +75,26 @@ func TestFileSinkWithoutCheckpoints(t *testing.T) {
 		t.Fatalf("content %q", b)
 	}
 }
+
+// Rolling by size splits an epoch into several part files, all committed
+// together: the conformance run still holds every row exactly once.
+func TestFileSinkRollsBySize(t *testing.T) {
+	out := t.TempDir()
+	c := weir.FileCommitterWith(out, weir.FileSinkOptions{Suffix: ".txt", RollSize: 2000}, func(dst []byte, r sinktest.Row) []byte {
+		return fmt.Appendf(dst, "%d %d %d\n", r.Key, r.Seq, r.Cnt)
+	})
+	sinktest.Run(t, c, weir.ExactlyOnce, 4)
+	rows := readRows(t, out)
+	sinktest.Check(t, weir.ExactlyOnce, rows)
+	entries, _ := os.ReadDir(out)
+	big := 0
+	for _, e := range entries {
+		info, _ := e.Info()
+		if info.Size() > 2000+64 {
+			big++
+		}
+	}
+	if big > 0 || len(entries) < 30 {
+		t.Fatalf("%d files over the roll size, %d files in all: not rolled by size", big, len(entries))
+	}
+}
