@@ -44,7 +44,11 @@ type Options struct {
 	// UpsertKeys switches from append to upsert: rows are written with
 	// INSERT ... ON CONFLICT (UpsertKeys) DO UPDATE, so the table keeps the
 	// last row per key (it needs a unique index on those columns). Empty:
-	// append with COPY.
+	// append with COPY. An epoch's upserts are sent at its pre-commit, after
+	// the previous epoch committed; keep max concurrent checkpoints at 1.
+	// If an aborted checkpoint leaves an earlier epoch prepared, its row
+	// locks make the next upsert time out (lock_timeout 10 s) and the job
+	// fails over, which settles it.
 	UpsertKeys []string
 }
 
@@ -185,6 +189,21 @@ func upsertTail(columns, keys []string) string {
 func (c *Committer[T]) upsertRows(ctx context.Context, conn interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }, rows [][]any) error {
+	for len(rows) > 0 {
+		// Chunks of BatchSize rows keep statements bounded; a key in two
+		// chunks is updated twice, in order, which keeps the last row.
+		n := min(len(rows), c.opts.BatchSize)
+		if err := c.upsertChunk(ctx, conn, rows[:n]); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+func (c *Committer[T]) upsertChunk(ctx context.Context, conn interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, rows [][]any) error {
 	last := map[string]int{}
 	var order []string
 	for i, r := range rows {
@@ -249,12 +268,26 @@ func (c *Committer[T]) Begin(tc weir.TxnContext) (*Txn, error) {
 		conn.Release()
 		return nil, fmt.Errorf("cannot begin: %w", err)
 	}
+	if len(c.keyIdx) > 0 {
+		// A prepared transaction of an earlier epoch that is still waiting
+		// for its checkpoint (one was aborted) holds locks on the same keys;
+		// waiting for it would block the task that must commit it. Fail
+		// fast instead: the job fails over and the restore settles it.
+		if _, err := conn.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
+			conn.Exec(ctx, "ROLLBACK")
+			conn.Release()
+			return nil, fmt.Errorf("cannot set lock_timeout: %w", err)
+		}
+	}
 	return &Txn{GID: gidOf(tc.Name()), conn: conn}, nil
 }
 
 func (c *Committer[T]) Write(txn *Txn, r T) error {
 	txn.rows = append(txn.rows, c.row(r))
-	if len(txn.rows) >= c.opts.BatchSize {
+	// Upserts wait for the pre-commit: the epoch's rows then update each
+	// key once, and only after the previous epoch committed (the previous
+	// prepared transaction holds the row locks of its keys).
+	if len(txn.rows) >= c.opts.BatchSize && len(c.keyIdx) == 0 {
 		return c.flush(txn)
 	}
 	return nil
