@@ -6,21 +6,37 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"unsafe"
 )
 
-// Codec writes values of T into checkpoints and reads them back.
+// Codec writes values of T into checkpoints and reads them back. An
+// encoding must be stable: checkpoints outlive the build that wrote them.
 type Codec[T any] interface {
-	// Append appends the encoding of v to dst.
+	// Append appends the encoding of v to dst and returns the extended
+	// slice.
 	Append(dst []byte, v T) []byte
-	// Decode reads a value from src, which holds exactly one encoding.
+	// Decode reads a value from src, which holds exactly one encoding. Bad
+	// input returns an error, never panics. Decode must not keep src (or a
+	// sub-slice of it) after it returns: the caller reuses the buffer.
 	Decode(src []byte) (T, error)
 }
 
-// CodecFor returns the built-in codec for T: a compact binary one for
-// integers, floats, bool, string and []byte; JSON for every other type
-// (exported fields only; give the operator your own Codec when that is not
-// what you want).
+// CodecFor returns the built-in codec for T:
+//
+//   - signed integers: zig-zag varint (binary.AppendVarint); unsigned
+//     integers: uvarint. Decoding checks the value fits T.
+//   - float32, float64: the IEEE 754 bits, big-endian (4 or 8 bytes).
+//   - bool: one byte, 0 or 1.
+//   - string, []byte: the bytes themselves (the stream frames them).
+//   - a named type whose underlying type is one of the above (type UserID
+//     int64) uses the encoding of the underlying type.
+//   - every other type: encoding/json (exported fields only; values JSON
+//     cannot encode, such as channels, fail the checkpoint). Pass your own
+//     Codec when that is not what you want, or for speed.
+//
+// The choice is made once, here; the returned codec does no reflection per
+// call. Codecs are stateless and safe for concurrent use.
 func CodecFor[T any]() Codec[T] {
 	var zero T
 	var c any
@@ -56,9 +72,71 @@ func CodecFor[T any]() Codec[T] {
 	case []byte:
 		c = bytesCodec{}
 	default:
-		return jsonCodec[T]{}
+		return namedCodec[T]()
 	}
 	return c.(Codec[T])
+}
+
+// namedCodec returns the codec of T's underlying type when that is a basic
+// type, JSON otherwise.
+func namedCodec[T any]() Codec[T] {
+	t := reflect.TypeFor[T]()
+	switch t.Kind() {
+	case reflect.Int:
+		return via[T](intCodec[int]{})
+	case reflect.Int8:
+		return via[T](intCodec[int8]{})
+	case reflect.Int16:
+		return via[T](intCodec[int16]{})
+	case reflect.Int32:
+		return via[T](intCodec[int32]{})
+	case reflect.Int64:
+		return via[T](intCodec[int64]{})
+	case reflect.Uint:
+		return via[T](uintCodec[uint]{})
+	case reflect.Uint8:
+		return via[T](uintCodec[uint8]{})
+	case reflect.Uint16:
+		return via[T](uintCodec[uint16]{})
+	case reflect.Uint32:
+		return via[T](uintCodec[uint32]{})
+	case reflect.Uint64:
+		return via[T](uintCodec[uint64]{})
+	case reflect.Uintptr:
+		return via[T](uintCodec[uintptr]{})
+	case reflect.Float32:
+		return via[T](float32Codec{})
+	case reflect.Float64:
+		return via[T](float64Codec{})
+	case reflect.Bool:
+		return via[T](boolCodec{})
+	case reflect.String:
+		return via[T](stringCodec{})
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 && t.Elem().PkgPath() == "" {
+			return via[T](bytesCodec{})
+		}
+	}
+	return jsonCodec[T]{}
+}
+
+// viaCodec encodes T with the codec of U, T's underlying type (same memory
+// layout, checked by namedCodec's kind switch).
+type viaCodec[T, U any] struct{ c Codec[U] }
+
+func via[T, U any](c Codec[U]) Codec[T] { return viaCodec[T, U]{c} }
+
+func (v viaCodec[T, U]) Append(dst []byte, x T) []byte {
+	return v.c.Append(dst, *(*U)(unsafe.Pointer(&x)))
+}
+
+func (v viaCodec[T, U]) Decode(src []byte) (T, error) {
+	u, err := v.c.Decode(src)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%T: %w", zero, err)
+	}
+	return *(*T)(unsafe.Pointer(&u)), nil
 }
 
 var errTrailing = errors.New("trailing bytes after value")
@@ -67,7 +145,7 @@ type signed interface {
 	~int | ~int8 | ~int16 | ~int32 | ~int64
 }
 type unsigned interface {
-	~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64
+	~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~uintptr
 }
 
 type intCodec[T signed] struct{}
@@ -81,7 +159,7 @@ func (intCodec[T]) Decode(src []byte) (T, error) {
 	if n != len(src) {
 		return 0, errTrailing
 	}
-	if T(v) != 0 && int64(T(v)) != v {
+	if int64(T(v)) != v {
 		return 0, fmt.Errorf("value %d overflows %T", v, T(0))
 	}
 	return T(v), nil
@@ -173,32 +251,49 @@ func (jsonCodec[T]) Decode(src []byte) (T, error) {
 	return v, nil
 }
 
-// HashFunc is the stable key hash that picks a key's key group.
+// HashFunc is the stable key hash that picks a key's key group
+// (KeyGroupOf). Changing what it returns for a key moves the key to another
+// key group and breaks the restore of every existing checkpoint.
 type HashFunc[K comparable] func(K) uint32
 
-// HasherFor returns the hash of keys of type K. Integer keys hash their
-// value and string keys their bytes, without allocation; other keys are
-// encoded with c into a scratch buffer and hashed, so the returned function
-// is then not safe for concurrent use (create one per subtask).
+// HasherFor returns the hash of keys of type K, decided once by K's kind:
+//
+//   - integers (and named integer types): Murmur3Uint64 of the value
+//     sign- or zero-extended to 64 bits, so int32(-7) and int64(-7) hash
+//     alike; no allocation.
+//   - strings (and named string types): Murmur3 of the bytes, no copy.
+//   - every other K: c encodes the key into a scratch buffer that is then
+//     hashed with Murmur3Bytes. That function reuses the buffer, so it is not
+//     safe for concurrent use: create one per subtask. Float keys hash their
+//     bits (-0 and +0 are different keys to routing).
+//
+// These hashes must never change (see TestHashStability).
 func HasherFor[K comparable](c Codec[K]) HashFunc[K] {
-	var zero K
-	switch any(zero).(type) {
-	case int, int64, uint, uint64:
-		return func(k K) uint32 { return Murmur3Uint64(*(*uint64)(unsafe.Pointer(&k))) }
-	case int32:
-		return func(k K) uint32 { return Murmur3Uint64(uint64(int64(*(*int32)(unsafe.Pointer(&k))))) }
-	case uint32:
-		return func(k K) uint32 { return Murmur3Uint64(uint64(*(*uint32)(unsafe.Pointer(&k)))) }
-	case int16:
-		return func(k K) uint32 { return Murmur3Uint64(uint64(int64(*(*int16)(unsafe.Pointer(&k))))) }
-	case uint16:
-		return func(k K) uint32 { return Murmur3Uint64(uint64(*(*uint16)(unsafe.Pointer(&k)))) }
-	case int8:
-		return func(k K) uint32 { return Murmur3Uint64(uint64(int64(*(*int8)(unsafe.Pointer(&k))))) }
-	case uint8:
-		return func(k K) uint32 { return Murmur3Uint64(uint64(*(*uint8)(unsafe.Pointer(&k)))) }
-	case string:
-		return func(k K) uint32 { return Murmur3String(*(*string)(unsafe.Pointer(&k))) }
+	switch reflect.TypeFor[K]().Kind() {
+	case reflect.Int:
+		return hashSigned[K, int]
+	case reflect.Int8:
+		return hashSigned[K, int8]
+	case reflect.Int16:
+		return hashSigned[K, int16]
+	case reflect.Int32:
+		return hashSigned[K, int32]
+	case reflect.Int64:
+		return hashSigned[K, int64]
+	case reflect.Uint:
+		return hashUnsigned[K, uint]
+	case reflect.Uint8:
+		return hashUnsigned[K, uint8]
+	case reflect.Uint16:
+		return hashUnsigned[K, uint16]
+	case reflect.Uint32:
+		return hashUnsigned[K, uint32]
+	case reflect.Uint64:
+		return hashUnsigned[K, uint64]
+	case reflect.Uintptr:
+		return hashUnsigned[K, uintptr]
+	case reflect.String:
+		return hashString[K]
 	}
 	var buf []byte
 	return func(k K) uint32 {
@@ -206,3 +301,13 @@ func HasherFor[K comparable](c Codec[K]) HashFunc[K] {
 		return Murmur3Bytes(buf)
 	}
 }
+
+func hashSigned[K comparable, U int | int8 | int16 | int32 | int64](k K) uint32 {
+	return Murmur3Uint64(uint64(int64(*(*U)(unsafe.Pointer(&k)))))
+}
+
+func hashUnsigned[K comparable, U uint | uint8 | uint16 | uint32 | uint64 | uintptr](k K) uint32 {
+	return Murmur3Uint64(uint64(*(*U)(unsafe.Pointer(&k))))
+}
+
+func hashString[K comparable](k K) uint32 { return Murmur3String(*(*string)(unsafe.Pointer(&k))) }

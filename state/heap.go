@@ -1,74 +1,118 @@
 package state
 
 import (
-	"bufio"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
+	"math/bits"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"github.com/weirstream/weir/checkpoint"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // HeapKeyedBackend keeps the keyed state of one operator in one subtask in
 // memory, per state and per key group.
 //
 // Snapshots are copy-on-write at key-group granularity: Snapshot increments
 // the backend's epoch and captures the current table of every (state, key
-// group), which takes time proportional to the number of key groups, not to
-// the state size. A write to a table created in an earlier epoch, while a
-// snapshot is live, first clones the table; the snapshot goroutine only
-// reads tables nobody mutates any more. Once every snapshot is released,
-// writes mutate in place again.
+// group), which takes time proportional to the number of key groups and
+// states, not to the state size. A write to a table created in an earlier
+// epoch, while a snapshot is live, first clones that table; the snapshot
+// goroutine only reads tables nobody mutates any more. Once every snapshot
+// is released, writes mutate in place again.
 //
-// All methods but a snapshot's WriteKeyGroups and Release run on the task
-// goroutine. ListState, MapState, ReducingState and timers will be further
-// kinds of keyedTable in the same registry.
+// Every method runs on the task goroutine; only a KeyedSnapshot's
+// WriteKeyGroups and Release may run elsewhere. The backend is not safe for
+// concurrent use.
+//
+// Room for more kinds of keyed state: every registered state is a
+// keyedTable (kind, copy-on-write freeze, restore of one entry). ListState,
+// MapState and ReducingState become further keyedTable implementations over
+// the same per-key-group kgTable (a list or a map as the value type, a
+// reducing state as a value state with a reduce function); timers become a
+// keyedTable per time domain whose entries are (key, timestamp) and which
+// also keeps a priority queue per key group. The snapshot format already
+// carries a kind byte per state (see doc.go).
 type HeapKeyedBackend[K comparable] struct {
 	keyCodec Codec[K]
 	hash     HashFunc[K]
 	maxP     int
 	r        checkpoint.KeyGroupRange
 
+	// Key group of a hash: hash & kgMask when maxP is a power of two
+	// (the default 128), hash % maxP otherwise.
+	kgMask  uint32
+	kgPow2  bool
+	nGroups int
+
 	curKey  K
 	curHash uint32
 	curKG   int // key group index relative to r.Start
 
 	states map[string]keyedTable
-	// restored holds entries of states not registered yet, decoded when the
-	// state is registered (state may be created lazily).
-	restored map[string][][]rawEntry // name -> key group index -> entries
+	// restored holds entries of states not registered yet; they are
+	// decoded when the state is registered (states may be created lazily
+	// while processing) and written back unchanged by snapshots until then.
+	restored map[string]*rawState
 
 	epoch uint64
 	live  atomic.Int64 // snapshots not yet released
 }
 
-type rawEntry struct{ key, val []byte }
+// stateKind is the kind of a keyed state, written into snapshots so that a
+// state restores only into a state of the same kind.
+type stateKind byte
+
+const (
+	kindValue stateKind = 1
+	// Reserved for the kinds a later issue adds: kindList = 2,
+	// kindMap = 3, kindReducing = 4, kindTimers = 5.
+)
+
+func (k stateKind) String() string {
+	if k == kindValue {
+		return "value"
+	}
+	return fmt.Sprintf("kind %d", byte(k))
+}
 
 // keyedTable is one registered state, type-erased for snapshots.
 type keyedTable interface {
+	kind() stateKind
 	// frozen captures the current key group tables (under copy-on-write).
 	frozen() frozenTable
+	// reserve makes room for n more entries in key group kg (relative to
+	// the range), before restoring them.
+	reserve(kg, n int)
+	// restoreEntry adds one entry of key group kg (relative to the range).
 	restoreEntry(kg int, key, val []byte) error
 	size() int
 }
 
+// frozenTable is an immutable view of one state, read by the snapshot
+// goroutine.
 type frozenTable interface {
-	// appendKeyGroup appends the encoded entries of key group kg and
-	// returns the count.
-	appendKeyGroup(dst []byte, kg int) ([]byte, int)
+	kind() stateKind
+	// count is the number of entries of key group kg.
+	count(kg int) int
+	// appendEntries appends the length-prefixed key and value of every
+	// entry of key group kg.
+	appendEntries(dst []byte, kg int) []byte
 }
 
-// NewHeapKeyedBackend returns an empty backend for the key groups in r.
+// NewHeapKeyedBackend returns an empty backend for the key groups in r,
+// which must lie in [0, maxParallelism). keyCodec and hash must be the ones
+// the job routes records with (see HasherFor); the backend calls hash on the
+// task goroutine only. Invalid arguments are a programming error and panic.
 func NewHeapKeyedBackend[K comparable](keyCodec Codec[K], hash HashFunc[K], maxParallelism int, r checkpoint.KeyGroupRange) *HeapKeyedBackend[K] {
-	return &HeapKeyedBackend[K]{keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r,
-		states: map[string]keyedTable{}, restored: map[string][][]rawEntry{}, epoch: 1}
+	if maxParallelism <= 0 || maxParallelism > 1<<31-1 || r.Start < 0 || r.End >= maxParallelism || r.Len() == 0 {
+		panic(fmt.Sprintf("weir: bad keyed backend: key groups %s of max parallelism %d", r, maxParallelism))
+	}
+	b := &HeapKeyedBackend[K]{keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r,
+		nGroups: r.Len(), states: map[string]keyedTable{}, restored: map[string]*rawState{}, epoch: 1}
+	if bits.OnesCount(uint(maxParallelism)) == 1 {
+		b.kgPow2, b.kgMask = true, uint32(maxParallelism-1)
+	}
+	return b
 }
 
 // KeyGroupRange is the range of key groups the backend holds.
@@ -77,20 +121,32 @@ func (b *HeapKeyedBackend[K]) KeyGroupRange() checkpoint.KeyGroupRange { return 
 // SetCurrentKey scopes every state access to k.
 func (b *HeapKeyedBackend[K]) SetCurrentKey(k K) { b.SetCurrentKeyHashed(k, b.hash(k)) }
 
-// SetCurrentKeyHashed is SetCurrentKey with the key's hash already known.
+// SetCurrentKeyHashed is SetCurrentKey with the key's hash (from the
+// backend's HashFunc) already known, as the keyBy partitioner computed it.
 // A key outside the backend's key groups is a routing bug and panics.
 func (b *HeapKeyedBackend[K]) SetCurrentKeyHashed(k K, hash uint32) {
-	kg := int(hash%uint32(b.maxP)) - b.r.Start
-	if kg < 0 || kg >= b.r.Len() {
-		panic(fmt.Sprintf("weir: key %v (key group %d) does not belong to this subtask's key groups %s", k, kg+b.r.Start, b.r))
+	var kg int
+	if b.kgPow2 {
+		kg = int(hash&b.kgMask) - b.r.Start
+	} else {
+		kg = int(hash%uint32(b.maxP)) - b.r.Start
+	}
+	if uint(kg) >= uint(b.nGroups) {
+		b.wrongKeyGroup(k, kg)
 	}
 	b.curKey, b.curHash, b.curKG = k, hash, kg
+}
+
+//go:noinline
+func (b *HeapKeyedBackend[K]) wrongKeyGroup(k K, kg int) {
+	panic(fmt.Sprintf("weir: key %v (key group %d) does not belong to this subtask's key groups %s", k, kg+b.r.Start, b.r))
 }
 
 // CurrentKey is the key state accesses are scoped to.
 func (b *HeapKeyedBackend[K]) CurrentKey() K { return b.curKey }
 
-// NumKeys is the number of keys with a value in state name.
+// NumKeys is the number of keys with a value in state name (0 for a state
+// not registered yet).
 func (b *HeapKeyedBackend[K]) NumKeys(name string) int {
 	if t, ok := b.states[name]; ok {
 		return t.size()
@@ -108,15 +164,23 @@ type ValueState[V any] interface {
 	Clear()
 }
 
-// valueTable is the storage of one ValueState.
+// valueTable is the storage of one ValueState: one kgTable per key group,
+// nil until the key group gets its first entry.
 type valueTable[K comparable, V any] struct {
 	b      *HeapKeyedBackend[K]
 	name   string
 	codec  Codec[V]
 	groups []*kgTable[K, V]
+	// hint is the slot of the last key Value or Update found: a
+	// read-modify-write of one key probes the table once. It is only a
+	// hint, checked against the slot's key before use.
+	hint int
 }
 
-// GetValueState registers (or returns) the value state called name.
+// GetValueState registers the value state called name, or returns it if it
+// is already registered. Registering a name again with another value type,
+// or under a name a restored snapshot holds as another kind of state, is an
+// error. Entries restored before the registration are decoded with c here.
 func GetValueState[K comparable, V any](b *HeapKeyedBackend[K], name string, c Codec[V]) (ValueState[V], error) {
 	if t, ok := b.states[name]; ok {
 		vt, ok := t.(*valueTable[K, V])
@@ -125,30 +189,75 @@ func GetValueState[K comparable, V any](b *HeapKeyedBackend[K], name string, c C
 		}
 		return vt, nil
 	}
-	t := &valueTable[K, V]{b: b, name: name, codec: c, groups: make([]*kgTable[K, V], b.r.Len())}
-	for kg, entries := range b.restored[name] {
-		for _, e := range entries {
-			if err := t.restoreEntry(kg, e.key, e.val); err != nil {
-				return nil, err
+	t := &valueTable[K, V]{b: b, name: name, codec: c, groups: make([]*kgTable[K, V], b.nGroups)}
+	if raw, ok := b.restored[name]; ok {
+		if raw.k != kindValue {
+			return nil, fmt.Errorf("state %q was checkpointed as %s state, cannot restore it as value state", name, raw.k)
+		}
+		for kg, entries := range raw.groups {
+			if len(entries) > 0 {
+				t.reserve(kg, len(entries))
+			}
+			for _, e := range entries {
+				if err := t.restoreEntry(kg, e.key, e.val); err != nil {
+					return nil, err
+				}
 			}
 		}
+		delete(b.restored, name)
 	}
-	delete(b.restored, name)
 	b.states[name] = t
 	return t, nil
 }
 
+func (t *valueTable[K, V]) kind() stateKind { return kindValue }
+
 func (t *valueTable[K, V]) Value() (V, bool) {
-	g := t.groups[t.b.curKG]
-	if g == nil {
-		var zero V
-		return zero, false
+	b := t.b
+	if g := t.groups[b.curKG]; g != nil {
+		if i, ok := g.find(b.curKey, b.curHash); ok {
+			t.hint = i
+			return g.slots[i].val, true
+		}
 	}
-	return g.get(t.b.curKey, t.b.curHash)
+	var zero V
+	return zero, false
+}
+
+func (t *valueTable[K, V]) Update(v V) {
+	b := t.b
+	g := t.groups[b.curKG]
+	if g == nil || g.owner != b.epoch {
+		g = t.writable(b.curKG)
+	}
+	if i := t.hint; uint(i) < uint(len(g.slots)) {
+		if s := &g.slots[i]; s.used && s.hash == b.curHash && s.key == b.curKey {
+			s.val = v
+			return
+		}
+	}
+	t.hint = g.put(b.curKey, b.curHash, v)
+}
+
+func (t *valueTable[K, V]) Clear() {
+	b := t.b
+	g := t.groups[b.curKG]
+	if g == nil {
+		return
+	}
+	if _, ok := g.find(b.curKey, b.curHash); !ok {
+		return // nothing to remove: do not clone a frozen table for it
+	}
+	t.writable(b.curKG).remove(b.curKey, b.curHash)
 }
 
 // writable returns the table of key group kg, cloned first if a live
 // snapshot may still read it.
+//
+// Invariant: a table whose owner is the current epoch was created or cloned
+// after the last Snapshot, so no snapshot references it. A table of an
+// older epoch may be referenced by a snapshot; if any snapshot is live it
+// is cloned, otherwise (all released) it is adopted in place.
 func (t *valueTable[K, V]) writable(kg int) *kgTable[K, V] {
 	g := t.groups[kg]
 	if g == nil {
@@ -167,17 +276,6 @@ func (t *valueTable[K, V]) writable(kg int) *kgTable[K, V] {
 	return g
 }
 
-func (t *valueTable[K, V]) Update(v V) {
-	t.writable(t.b.curKG).put(t.b.curKey, t.b.curHash, v)
-}
-
-func (t *valueTable[K, V]) Clear() {
-	if t.groups[t.b.curKG] == nil {
-		return
-	}
-	t.writable(t.b.curKG).remove(t.b.curKey, t.b.curHash)
-}
-
 func (t *valueTable[K, V]) size() int {
 	n := 0
 	for _, g := range t.groups {
@@ -188,18 +286,21 @@ func (t *valueTable[K, V]) size() int {
 	return n
 }
 
+func (t *valueTable[K, V]) reserve(kg, n int) { t.writable(kg).reserve(n) }
+
 func (t *valueTable[K, V]) restoreEntry(kg int, key, val []byte) error {
-	k, err := t.b.keyCodec.Decode(key)
+	b := t.b
+	k, err := b.keyCodec.Decode(key)
 	if err != nil {
-		return fmt.Errorf("state %q, key group %d: bad key: %w", t.name, kg+t.b.r.Start, err)
+		return fmt.Errorf("state %q, key group %d: bad key: %w", t.name, kg+b.r.Start, err)
 	}
 	v, err := t.codec.Decode(val)
 	if err != nil {
-		return fmt.Errorf("state %q, key group %d: bad value: %w", t.name, kg+t.b.r.Start, err)
+		return fmt.Errorf("state %q, key group %d: bad value: %w", t.name, kg+b.r.Start, err)
 	}
-	h := t.b.hash(k)
-	if int(h%uint32(t.b.maxP)) != kg+t.b.r.Start {
-		return fmt.Errorf("state %q: key %v belongs to key group %d, found in %d (wrong max parallelism or key codec?)", t.name, k, h%uint32(t.b.maxP), kg+t.b.r.Start)
+	h := b.hash(k)
+	if got := KeyGroupOf(h, b.maxP); got != kg+b.r.Start {
+		return fmt.Errorf("state %q: key %v belongs to key group %d, found in %d (wrong max parallelism or key type?)", t.name, k, got, kg+b.r.Start)
 	}
 	t.writable(kg).put(k, h, v)
 	return nil
@@ -215,231 +316,79 @@ func (t *valueTable[K, V]) frozen() frozenTable {
 	return &frozenValues[K, V]{keyCodec: t.b.keyCodec, codec: t.codec, groups: append([]*kgTable[K, V](nil), t.groups...)}
 }
 
-func (f *frozenValues[K, V]) appendKeyGroup(dst []byte, kg int) ([]byte, int) {
-	g := f.groups[kg]
-	if g == nil || g.n == 0 {
-		return dst, 0
+func (f *frozenValues[K, V]) kind() stateKind { return kindValue }
+
+func (f *frozenValues[K, V]) count(kg int) int {
+	if g := f.groups[kg]; g != nil {
+		return g.n
 	}
-	for i, u := range g.used {
-		if !u {
+	return 0
+}
+
+func (f *frozenValues[K, V]) appendEntries(dst []byte, kg int) []byte {
+	g := f.groups[kg]
+	if g == nil {
+		return dst
+	}
+	for i := range g.slots {
+		s := &g.slots[i]
+		if !s.used {
 			continue
 		}
 		start := len(dst)
-		dst = prefixLength(f.keyCodec.Append(dst, g.keys[i]), start)
+		dst = fixLength(f.keyCodec.Append(append(dst, 0), s.key), start)
 		start = len(dst)
-		dst = prefixLength(f.codec.Append(dst, g.vals[i]), start)
+		dst = fixLength(f.codec.Append(append(dst, 0), s.val), start)
 	}
-	return dst, g.n
-}
-
-// prefixLength inserts uvarint(len(dst[start:])) at start.
-func prefixLength(dst []byte, start int) []byte {
-	n := len(dst) - start
-	var scratch [binary.MaxVarintLen64]byte
-	l := binary.PutUvarint(scratch[:], uint64(n))
-	dst = append(dst, scratch[:l]...)
-	copy(dst[start+l:], dst[start:start+n])
-	copy(dst[start:], scratch[:l])
 	return dst
 }
 
-// KeyedSnapshot is a frozen view of keyed state.
-type KeyedSnapshot interface {
-	// WriteKeyGroups writes the snapshot stream (see the package doc) and
-	// returns the offset of each key group. It may run on any goroutine.
-	WriteKeyGroups(w io.Writer) ([]int64, error)
-	// Release frees the view; safe to call more than once.
-	Release()
+// rawState holds the entries of a restored state nobody registered yet, as
+// they were read. It is immutable, so snapshots share it.
+type rawState struct {
+	k      stateKind
+	groups [][]rawEntry // key group index (relative to the range) -> entries
 }
 
-type heapSnapshot struct {
-	b      interface{ releaseSnapshot() }
-	r      checkpoint.KeyGroupRange
-	names  []string
-	tables []frozenTable
-	raw    map[string][][]rawEntry
-	once   sync.Once
+type rawEntry struct{ key, val []byte }
+
+func (r *rawState) kind() stateKind  { return r.k }
+func (r *rawState) count(kg int) int { return len(r.groups[kg]) }
+func (r *rawState) appendEntries(dst []byte, kg int) []byte {
+	for _, e := range r.groups[kg] {
+		dst = appendLengthPrefixed(dst, e.key)
+		dst = appendLengthPrefixed(dst, e.val)
+	}
+	return dst
 }
 
-func (b *HeapKeyedBackend[K]) releaseSnapshot() { b.live.Add(-1) }
-
-// Snapshot freezes the current state (the synchronous part of a checkpoint).
+// Snapshot freezes the current state: the synchronous part of a
+// checkpoint, to be called on the task goroutine between two records. It
+// takes time proportional to the number of states and key groups; the
+// returned snapshot is written by WriteKeyGroups, on any goroutine, while
+// the task keeps updating state. Release it when done (written or aborted)
+// so that writes stop copying.
 func (b *HeapKeyedBackend[K]) Snapshot() KeyedSnapshot {
 	b.live.Add(1)
 	b.epoch++
-	s := &heapSnapshot{b: b, r: b.r, raw: map[string][][]rawEntry{}}
+	s := &heapSnapshot{release: b.releaseSnapshot, r: b.r}
+	s.names = make([]string, 0, len(b.states)+len(b.restored))
 	for name := range b.states {
 		s.names = append(s.names, name)
 	}
-	for name, raw := range b.restored {
+	for name := range b.restored {
 		s.names = append(s.names, name)
-		s.raw[name] = raw // immutable once restored
 	}
 	sort.Strings(s.names)
-	for _, name := range s.names {
+	s.tables = make([]frozenTable, len(s.names))
+	for i, name := range s.names {
 		if t, ok := b.states[name]; ok {
-			s.tables = append(s.tables, t.frozen())
+			s.tables[i] = t.frozen()
 		} else {
-			s.tables = append(s.tables, nil)
+			s.tables[i] = b.restored[name]
 		}
 	}
 	return s
 }
 
-func (s *heapSnapshot) Release() { s.once.Do(s.b.releaseSnapshot) }
-
-// WriteKeyGroups implements KeyedSnapshot.
-func (s *heapSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	offsets := make([]int64, s.r.Len())
-	var pos int64
-	var sec, body []byte
-	for kg := range s.r.Len() {
-		offsets[kg] = pos
-		sec = sec[:0]
-		nStates := 0
-		var parts []byte
-		for i, name := range s.names {
-			var n int
-			body = body[:0]
-			if t := s.tables[i]; t != nil {
-				body, n = t.appendKeyGroup(body, kg)
-			} else if raw := s.raw[name]; kg < len(raw) {
-				for _, e := range raw[kg] {
-					body = binary.AppendUvarint(body, uint64(len(e.key)))
-					body = append(body, e.key...)
-					body = binary.AppendUvarint(body, uint64(len(e.val)))
-					body = append(body, e.val...)
-				}
-				n = len(raw[kg])
-			}
-			if n == 0 {
-				continue
-			}
-			nStates++
-			parts = binary.AppendUvarint(parts, uint64(len(name)))
-			parts = append(parts, name...)
-			parts = binary.AppendUvarint(parts, uint64(n))
-			parts = append(parts, body...)
-		}
-		sec = binary.AppendUvarint(sec, uint64(nStates))
-		sec = append(sec, parts...)
-		sec = binary.BigEndian.AppendUint32(sec, crc32.Checksum(sec, castagnoli))
-		if _, err := bw.Write(sec); err != nil {
-			return nil, fmt.Errorf("cannot write key group %d: %w", kg+s.r.Start, err)
-		}
-		pos += int64(len(sec))
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("cannot write keyed state: %w", err)
-	}
-	return offsets, nil
-}
-
-// Restore adds the key groups of h that fall in the backend's range, read
-// from r (the stream h names). Call it once per handle; a job restoring at
-// another parallelism passes every handle whose range intersects.
-func (b *HeapKeyedBackend[K]) Restore(r io.Reader, h checkpoint.KeyedStateHandle) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("cannot read keyed state: %w", err)
-	}
-	if len(h.Offsets) != h.Range.Len() {
-		return fmt.Errorf("keyed state handle has %d offsets for key groups %s", len(h.Offsets), h.Range)
-	}
-	both := h.Range.Intersect(b.r)
-	for kg := both.Start; kg <= both.End; kg++ {
-		i := kg - h.Range.Start
-		start := h.Offsets[i]
-		end := int64(len(data))
-		if i+1 < len(h.Offsets) {
-			end = h.Offsets[i+1]
-		}
-		if start < 0 || end > int64(len(data)) || start > end {
-			return fmt.Errorf("key group %d: offsets [%d,%d) outside the %d-byte stream (truncated?)", kg, start, end, len(data))
-		}
-		if err := b.restoreKeyGroup(kg, data[start:end]); err != nil {
-			return fmt.Errorf("key group %d: %w", kg, err)
-		}
-	}
-	return nil
-}
-
-var errShort = errors.New("section ends early (truncated or corrupted)")
-
-func (b *HeapKeyedBackend[K]) restoreKeyGroup(kg int, sec []byte) error {
-	if len(sec) < 4 {
-		return errShort
-	}
-	body := sec[:len(sec)-4]
-	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(sec[len(sec)-4:]) {
-		return errors.New("checksum mismatch (corrupted)")
-	}
-	rd := reader{b: body}
-	nStates := rd.uvarint()
-	for range nStates {
-		name := string(rd.bytes())
-		n := rd.uvarint()
-		if rd.err != nil {
-			return rd.err
-		}
-		t, registered := b.states[name]
-		for range n {
-			k, v := rd.bytes(), rd.bytes()
-			if rd.err != nil {
-				return fmt.Errorf("state %q: %w", name, rd.err)
-			}
-			if registered {
-				if err := t.restoreEntry(kg-b.r.Start, k, v); err != nil {
-					return err
-				}
-				continue
-			}
-			raw := b.restored[name]
-			if raw == nil {
-				raw = make([][]rawEntry, b.r.Len())
-				b.restored[name] = raw
-			}
-			raw[kg-b.r.Start] = append(raw[kg-b.r.Start], rawEntry{key: k, val: v})
-		}
-	}
-	if rd.err != nil {
-		return rd.err
-	}
-	if len(rd.b) != 0 {
-		return fmt.Errorf("%d unexpected bytes at the end of the section", len(rd.b))
-	}
-	return nil
-}
-
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errShort
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) bytes() []byte {
-	n := r.uvarint()
-	if r.err != nil {
-		return nil
-	}
-	if n > uint64(len(r.b)) {
-		r.err = errShort
-		return nil
-	}
-	out := r.b[:n:n]
-	r.b = r.b[n:]
-	return out
-}
+func (b *HeapKeyedBackend[K]) releaseSnapshot() { b.live.Add(-1) }

@@ -9,9 +9,12 @@ import (
 // DefaultMaxParallelism is the default number of key groups.
 const DefaultMaxParallelism = 128
 
-// The murmur3 (32-bit, seed 0) hash decides which key group, and so which
-// subtask, owns a key. It must never change: a checkpoint's key groups were
-// computed with it.
+// The murmur3 (x86, 32-bit, seed 0) hash, implemented here, decides which
+// key group, and so which subtask, owns a key. It must never change: a
+// checkpoint's key groups were computed with it, and a build hashing
+// differently would restore keys into subtasks that do not hold their state
+// (and reject the checkpoint's sections as holding foreign keys).
+// TestHashGolden and TestHashStability pin it.
 
 const (
 	m3c1 = 0xcc9e2d51
@@ -36,14 +39,15 @@ func m3fmix(h uint32) uint32 {
 	return h
 }
 
-// Murmur3Uint64 hashes the 8 little-endian bytes of v.
+// Murmur3Uint64 is murmur3 of the 8 little-endian bytes of v (no
+// allocation): the hash of integer keys.
 func Murmur3Uint64(v uint64) uint32 {
 	h := m3mix(0, uint32(v))
 	h = m3mix(h, uint32(v>>32))
 	return m3fmix(h ^ 8)
 }
 
-// Murmur3Bytes hashes b.
+// Murmur3Bytes is murmur3 of b.
 func Murmur3Bytes(b []byte) uint32 {
 	var h uint32
 	n := len(b)
@@ -100,7 +104,8 @@ func m3tail(h uint32, t []byte) uint32 {
 	return h
 }
 
-// KeyGroupOf maps a key hash to its key group.
+// KeyGroupOf maps a key hash (from a HashFunc, already murmur-mixed) to its
+// key group, hash % maxParallelism. maxParallelism must be positive.
 func KeyGroupOf(hash uint32, maxParallelism int) int {
 	return int(hash % uint32(maxParallelism))
 }

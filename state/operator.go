@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/weirstream/weir/checkpoint"
 )
@@ -25,7 +26,7 @@ func NewOperatorBackend(restored []checkpoint.ListStateSnapshot) *OperatorBacken
 	b := &OperatorBackend{restored: map[string]checkpoint.ListStateSnapshot{}, states: map[string]listTable{}}
 	for _, l := range restored {
 		if prev, ok := b.restored[l.Name]; ok {
-			prev.Entries = append(prev.Entries, l.Entries...)
+			prev.Entries = append(prev.Entries[:len(prev.Entries):len(prev.Entries)], l.Entries...) // never into the caller's array
 			b.restored[l.Name] = prev
 			continue
 		}
@@ -36,9 +37,14 @@ func NewOperatorBackend(restored []checkpoint.ListStateSnapshot) *OperatorBacken
 
 // ListState is a list of values per operator subtask.
 type ListState[T any] interface {
+	// Get returns the list. The slice is the state's own: do not modify it
+	// (use Update or Add).
 	Get() []T
+	// Update replaces the list with a copy of v.
 	Update(v []T)
+	// Add appends v.
 	Add(v T)
+	// Clear empties the list.
 	Clear()
 }
 
@@ -78,18 +84,25 @@ func (l *listState[T]) Get() []T     { return l.items }
 func (l *listState[T]) Update(v []T) { l.items = append(l.items[:0:0], v...) }
 func (l *listState[T]) Add(v T)      { l.items = append(l.items, v) }
 func (l *listState[T]) Clear()       { l.items = nil }
-func (l *listState[T]) snapshot() (checkpoint.ListStateSnapshot, error) {
-	s := checkpoint.ListStateSnapshot{Name: l.name, Mode: l.mode, Entries: make([][]byte, len(l.items))}
+func (l *listState[T]) snapshot() (s checkpoint.ListStateSnapshot, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cannot encode list state %q: %v", l.name, p)
+		}
+	}()
+	s = checkpoint.ListStateSnapshot{Name: l.name, Mode: l.mode, Entries: make([][]byte, len(l.items))}
 	for i, v := range l.items {
 		s.Entries[i] = l.codec.Append(nil, v)
 	}
 	return s, nil
 }
 
-// Snapshot copies every list state (restored states never registered are
-// kept as they were).
+// Snapshot encodes every list state, synchronously (the entries are small
+// and the result travels inline in the checkpoint metadata). States are in
+// registration order, followed by restored states nobody registered, which
+// are kept unchanged (sorted by name).
 func (b *OperatorBackend) Snapshot() ([]checkpoint.ListStateSnapshot, error) {
-	var out []checkpoint.ListStateSnapshot
+	out := make([]checkpoint.ListStateSnapshot, 0, len(b.order)+len(b.restored))
 	for _, name := range b.order {
 		s, err := b.states[name].snapshot()
 		if err != nil {
@@ -97,16 +110,29 @@ func (b *OperatorBackend) Snapshot() ([]checkpoint.ListStateSnapshot, error) {
 		}
 		out = append(out, s)
 	}
-	for _, r := range b.restored {
-		out = append(out, r)
+	rest := make([]string, 0, len(b.restored))
+	for name := range b.restored {
+		rest = append(rest, name)
+	}
+	sort.Strings(rest)
+	for _, name := range rest {
+		out = append(out, b.restored[name])
 	}
 	return out, nil
 }
 
-// Redistribute spreads the list states of old subtasks over newParallelism
-// subtasks: SplitEvenly deals the union of all entries out in contiguous,
-// even runs; Union gives every subtask every entry.
+// Redistribute spreads the list states of old subtasks (old[i] is subtask
+// i's snapshot) over newParallelism subtasks. SplitEvenly concatenates the
+// entries of all old subtasks in subtask order and deals them out in
+// contiguous runs whose lengths differ by at most one (new subtask s gets
+// entries [n*s/p, n*(s+1)/p)); Union gives every new subtask every entry.
+// Every new subtask gets every state name, possibly with no entries. The
+// mode of a name is the one of its first occurrence. Entries are shared with
+// old, not copied.
 func Redistribute(old [][]checkpoint.ListStateSnapshot, newParallelism int) [][]checkpoint.ListStateSnapshot {
+	if newParallelism <= 0 {
+		return nil
+	}
 	type agg struct {
 		mode    checkpoint.Redistribution
 		entries [][]byte
@@ -127,14 +153,14 @@ func Redistribute(old [][]checkpoint.ListStateSnapshot, newParallelism int) [][]
 	out := make([][]checkpoint.ListStateSnapshot, newParallelism)
 	for _, name := range names {
 		a := byName[name]
+		n := len(a.entries)
 		for s := range newParallelism {
 			l := checkpoint.ListStateSnapshot{Name: name, Mode: a.mode}
 			if a.mode == checkpoint.Union {
-				l.Entries = a.entries
+				l.Entries = a.entries[:n:n]
 			} else {
-				lo := len(a.entries) * s / newParallelism
-				hi := len(a.entries) * (s + 1) / newParallelism
-				l.Entries = a.entries[lo:hi]
+				lo, hi := n*s/newParallelism, n*(s+1)/newParallelism
+				l.Entries = a.entries[lo:hi:hi]
 			}
 			out[s] = append(out[s], l)
 		}

@@ -12,14 +12,18 @@ import (
 )
 
 func TestKeyGroupAssignment(t *testing.T) {
-	for maxP := 1; maxP <= 300; maxP++ {
-		for p := 1; p <= maxP && p <= 40; p++ {
+	// Every key group, one by one, for the sizes jobs use.
+	for maxP := 1; maxP <= 256; maxP++ {
+		for p := 1; p <= maxP; p++ {
 			owner := make([]int, maxP)
 			for i := range owner {
 				owner[i] = -1
 			}
 			for s := range p {
 				r := RangeForSubtask(maxP, p, s)
+				if r.Len() == 0 {
+					t.Fatalf("maxP %d p %d: subtask %d owns no key group", maxP, p, s)
+				}
 				for kg := r.Start; kg <= r.End; kg++ {
 					if owner[kg] != -1 {
 						t.Fatalf("maxP %d p %d: key group %d owned twice", maxP, p, kg)
@@ -34,6 +38,36 @@ func TestKeyGroupAssignment(t *testing.T) {
 				if o == -1 {
 					t.Fatalf("maxP %d p %d: key group %d owned by nobody", maxP, p, kg)
 				}
+			}
+		}
+	}
+	// Every (maxP, p) up to 1024: the ranges tile [0, maxP) in subtask
+	// order, and SubtaskForKeyGroup (monotone in the key group) gives s at
+	// both ends of s's range, hence everywhere in it.
+	for maxP := 1; maxP <= 1024; maxP++ {
+		for p := 1; p <= maxP; p++ {
+			next := 0
+			for s := range p {
+				r := RangeForSubtask(maxP, p, s)
+				if r.Start != next || r.End < r.Start {
+					t.Fatalf("maxP %d p %d: subtask %d has %s after key group %d", maxP, p, s, r, next-1)
+				}
+				if SubtaskForKeyGroup(maxP, p, r.Start) != s || SubtaskForKeyGroup(maxP, p, r.End) != s {
+					t.Fatalf("maxP %d p %d: SubtaskForKeyGroup disagrees with %s of subtask %d", maxP, p, r, s)
+				}
+				next = r.End + 1
+			}
+			if next != maxP {
+				t.Fatalf("maxP %d p %d: ranges end at %d", maxP, p, next-1)
+			}
+		}
+	}
+	// Flink's maximum, a few parallelisms.
+	for _, p := range []int{1, 3, 7, 100, 1000, 32767, 32768} {
+		for s := range p {
+			r := RangeForSubtask(32768, p, s)
+			if SubtaskForKeyGroup(32768, p, r.Start) != s || SubtaskForKeyGroup(32768, p, r.End) != s {
+				t.Fatalf("maxP 32768 p %d: subtask %d range %s disagrees", p, s, r)
 			}
 		}
 	}
