@@ -3,13 +3,12 @@ package weir_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/internal/sinktest"
 	"github.com/weirstream/weir/restart"
 )
 
@@ -25,49 +24,15 @@ type seqOut struct {
 	Key, Seq, Cnt int64
 }
 
-// injector fails chosen calls at random, at most max times in all.
-type injector struct {
-	mu     sync.Mutex
-	rng    *rand.Rand
-	left   int
-	counts map[string]int
-}
-
-func newInjector(seed uint64, max int) *injector {
-	return &injector{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), left: max, counts: map[string]int{}}
-}
-
-// maybe returns an error with probability p, while failures are left.
-func (in *injector) maybe(where string, p float64) error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.left == 0 || in.rng.Float64() >= p {
-		return nil
-	}
-	in.left--
-	in.counts[where]++
-	return fmt.Errorf("injected failure in %s", where)
-}
-
-func (in *injector) injected() map[string]int {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range in.counts {
-		out[k] = v
-	}
-	return out
-}
-
 // flakySource wraps a source: restores may fail.
 type flakySource struct {
 	weir.Source[seqRec]
-	inj *injector
+	inj *sinktest.Injector
 }
 
 func (s flakySource) CreateReader(ctx weir.SourceContext) (weir.SourceReader[seqRec], error) {
 	if ctx.RestoredCheckpoint != 0 {
-		if err := s.inj.maybe("restore", 0.3); err != nil {
+		if err := s.inj.Maybe("restore", 0.3); err != nil {
 			return nil, err
 		}
 	}
@@ -77,7 +42,7 @@ func (s flakySource) CreateReader(ctx weir.SourceContext) (weir.SourceReader[seq
 // flakySink wraps the collecting sink: snapshots and notifications may fail.
 type flakySink struct {
 	*weir.CollectSink[seqOut]
-	inj *injector
+	inj *sinktest.Injector
 }
 
 func (s flakySink) CreateWriter(ctx weir.SinkContext) (weir.SinkWriter[seqOut], error) {
@@ -90,18 +55,18 @@ func (s flakySink) CreateWriter(ctx weir.SinkContext) (weir.SinkWriter[seqOut], 
 
 type flakyWriter struct {
 	weir.SinkWriter[seqOut]
-	inj *injector
+	inj *sinktest.Injector
 }
 
 func (w *flakyWriter) SnapshotState(id checkpoint.ID) ([][]byte, error) {
-	if err := w.inj.maybe("snapshot", 0.05); err != nil {
+	if err := w.inj.Maybe("snapshot", 0.05); err != nil {
 		return nil, err
 	}
 	return w.SinkWriter.(weir.SnapshottingWriter).SnapshotState(id)
 }
 
 func (w *flakyWriter) NotifyCheckpointComplete(id checkpoint.ID) error {
-	if err := w.inj.maybe("notify", 0.05); err != nil {
+	if err := w.inj.Maybe("notify", 0.05); err != nil {
 		return err
 	}
 	return w.SinkWriter.(weir.CheckpointListener).NotifyCheckpointComplete(id)
@@ -144,7 +109,7 @@ func TestFailureInjection(t *testing.T) {
 
 func runFailureInjection(t *testing.T, mode weir.Mode, seed uint64) {
 	const keys, perKey = 6, 3000
-	inj := newInjector(seed, 8)
+	inj := sinktest.NewInjector(seed, 8)
 	sink := flakySink{CollectSink: weir.NewCollectSink[seqOut](), inj: inj}
 	env := weir.NewEnvironment(
 		weir.Parallelism(2),
@@ -158,7 +123,7 @@ func runFailureInjection(t *testing.T, mode weir.Mode, seed uint64) {
 	gen := weir.Generator(keys, perKey, func(p int, off int64) seqRec { return seqRec{Key: int64(p), Seq: off + 1} }).WithRate(20000)
 	src := weir.FromSource[seqRec](env, flakySource{Source: gen, inj: inj}, "seq").UID("src").SetParallelism(3)
 	mapped := weir.MapErr(src, func(r seqRec) (seqRec, error) {
-		if err := inj.maybe("map", 0.0005); err != nil {
+		if err := inj.Maybe("map", 0.0005); err != nil {
 			return r, err
 		}
 		return r, nil
@@ -173,9 +138,9 @@ func runFailureInjection(t *testing.T, mode weir.Mode, seed uint64) {
 		t.Fatal(err)
 	}
 	if err := job.Wait(); err != nil {
-		t.Fatalf("job: %v (injected %v)", err, inj.injected())
+		t.Fatalf("job: %v (injected %v)", err, inj.Hits())
 	}
-	t.Logf("injected %v, restarts %d, checkpoints %d", inj.injected(), job.Restarts(), len(job.Checkpoints()))
+	t.Logf("injected %v, restarts %d, checkpoints %d", inj.Hits(), job.Restarts(), len(job.Checkpoints()))
 	if job.Restarts() == 0 {
 		t.Fatal("no failure was injected: the test proves nothing")
 	}
