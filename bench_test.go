@@ -61,3 +61,21 @@ func benchKeyedCount(b *testing.B, interval time.Duration) {
 	b.ReportMetric(float64(2*perPartition)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(len(job.Checkpoints())), "checkpoints")
 }
+
+// BenchmarkFileSink writes b.N lines through the exactly-once file sink
+// with checkpoints every second, in exactly-once and at-least-once job mode.
+func BenchmarkFileSink(b *testing.B) {
+	for _, mode := range []weir.Mode{weir.ExactlyOnce, weir.AtLeastOnce} {
+		b.Run(mode.String(), func(b *testing.B) {
+			env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(time.Second, mode), weir.CheckpointStorage(b.TempDir()))
+			weir.FromSource(env, weir.Generator(2, int64(b.N/2+1), func(_ int, off int64) int64 { return off }), "gen").
+				SinkTo(weir.FileSink(b.TempDir(), ".txt", weir.Lines[int64])).UID("files")
+			b.ResetTimer()
+			start := time.Now()
+			if err := env.Execute(context.Background(), "files"); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(2*(b.N/2+1))/time.Since(start).Seconds(), "rows/s")
+		})
+	}
+}

@@ -17,7 +17,7 @@ const serverDSN = "root@tcp(127.0.0.1:3306)/test"
 
 // server returns the machine's MariaDB, skipping (failing in CI) when it is
 // not there.
-func server(t *testing.T) *sql.DB {
+func server(t testing.TB) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("mysql", serverDSN)
 	if err == nil {
