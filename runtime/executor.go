@@ -150,8 +150,12 @@ func (j *Job) Restarts() int {
 	return j.mu.restarts
 }
 
-// Checkpoints returns the stats of every checkpoint finished so far, oldest
-// first.
+// maxStatsHistory bounds the checkpoint stats a job keeps: a job that
+// checkpoints every second for months must not grow without end.
+const maxStatsHistory = 1000
+
+// Checkpoints returns the stats of the checkpoints finished so far (the
+// last 1000), oldest first.
 func (j *Job) Checkpoints() []CheckpointStats {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -223,6 +227,9 @@ func (j *Job) recordStats(s CheckpointStats) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.mu.stats = append(j.mu.stats, s)
+	if len(j.mu.stats) > maxStatsHistory {
+		j.mu.stats = append(j.mu.stats[:0:0], j.mu.stats[len(j.mu.stats)-maxStatsHistory:]...)
+	}
 	if s.Completed && s.Kind == checkpoint.KindCheckpoint && s.ID > j.mu.latest {
 		j.mu.latest = s.ID
 	}
