@@ -42,6 +42,34 @@ func GetValueStateWithCodec[V any, K comparable](ctx *KeyedContext[K], name stri
 	return state.GetValueState[K, V](ctx.backend, name, codec)
 }
 
+// ListState is a list per key (keyed) or per subtask (operator state).
+type ListState[T any] = state.ListState[T]
+
+// ReducingState keeps the reduction of the values added per key.
+type ReducingState[T any] = state.ReducingState[T]
+
+// AggregatingState keeps an accumulator of the values added per key.
+type AggregatingState[IN, OUT any] = state.AggregatingState[IN, OUT]
+
+// Aggregator folds values into an accumulator; see AggregatingState.
+type Aggregator[IN, ACC, OUT any] = state.Aggregator[IN, ACC, OUT]
+
+// GetListState returns the keyed list state called name. Get returns the
+// stored list, which must not be modified; Add copies the list.
+func GetListState[V any, K comparable](ctx *KeyedContext[K], name string) (ListState[V], error) {
+	return state.GetKeyedListState[K, V](ctx.backend, name, state.CodecFor[V]())
+}
+
+// GetReducingState returns the keyed reducing state called name.
+func GetReducingState[V any, K comparable](ctx *KeyedContext[K], name string, reduce func(a, b V) V) (ReducingState[V], error) {
+	return state.GetReducingState[K, V](ctx.backend, name, state.CodecFor[V](), reduce)
+}
+
+// GetAggregatingState returns the keyed aggregating state called name.
+func GetAggregatingState[IN, ACC, OUT any, K comparable](ctx *KeyedContext[K], name string, agg Aggregator[IN, ACC, OUT]) (AggregatingState[IN, OUT], error) {
+	return state.GetAggregatingState[K, IN, ACC, OUT](ctx.backend, name, state.CodecFor[ACC](), agg)
+}
+
 // KeyedProcessFunction processes the records of a keyed stream one at a
 // time, with keyed state. Implementations may also implement
 // Open(*KeyedContext[K]) error, called once per subtask before the first

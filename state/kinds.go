@@ -1,0 +1,178 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Keyed list, reducing and aggregating state are built on a value state
+// whose value is the list, the reduced value or the accumulator. A stored
+// value is never modified in place (Add builds a new list), which is what
+// the copy-on-write snapshots need. They are written into snapshots as
+// value states of their encoded form, so a restore reads them back into the
+// same kind of state by name.
+
+// sliceCodec encodes a list as uvarint(count) and each element
+// length-prefixed with uvarint.
+type sliceCodec[T any] struct{ c Codec[T] }
+
+func (s sliceCodec[T]) Append(dst []byte, v []T) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(v)))
+	for _, x := range v {
+		start := len(dst)
+		dst = prefixLength(s.c.Append(dst, x), start)
+	}
+	return dst
+}
+
+func (s sliceCodec[T]) Decode(src []byte) ([]T, error) {
+	n, k := binary.Uvarint(src)
+	if k <= 0 || n > uint64(len(src)) {
+		return nil, fmt.Errorf("bad list length")
+	}
+	src = src[k:]
+	out := make([]T, 0, n)
+	for range n {
+		l, k := binary.Uvarint(src)
+		if k <= 0 || l > uint64(len(src)-k) {
+			return nil, fmt.Errorf("list element %d is truncated", len(out))
+		}
+		v, err := s.c.Decode(src[k : k+int(l)])
+		if err != nil {
+			return nil, fmt.Errorf("list element %d: %w", len(out), err)
+		}
+		out = append(out, v)
+		src = src[k+int(l):]
+	}
+	if len(src) != 0 {
+		return nil, errTrailing
+	}
+	return out, nil
+}
+
+// prefixLength inserts uvarint(len(dst[start:])) at start.
+func prefixLength(dst []byte, start int) []byte {
+	n := len(dst) - start
+	var scratch [binary.MaxVarintLen64]byte
+	l := binary.PutUvarint(scratch[:], uint64(n))
+	dst = append(dst, scratch[:l]...)
+	copy(dst[start+l:], dst[start:start+n])
+	copy(dst[start:], scratch[:l])
+	return dst
+}
+
+type keyedList[T any] struct{ v ValueState[[]T] }
+
+// GetKeyedListState registers (or returns) the keyed list state called
+// name: a list per key. Get returns the stored list, which the caller must
+// not modify; Add copies the list (O(length)).
+func GetKeyedListState[K comparable, T any](b *HeapKeyedBackend[K], name string, c Codec[T]) (ListState[T], error) {
+	v, err := GetValueState[K, []T](b, name, sliceCodec[T]{c})
+	if err != nil {
+		return nil, err
+	}
+	return keyedList[T]{v}, nil
+}
+
+func (l keyedList[T]) Get() []T {
+	v, _ := l.v.Value()
+	return v
+}
+
+func (l keyedList[T]) Update(v []T) {
+	if len(v) == 0 {
+		l.v.Clear()
+		return
+	}
+	l.v.Update(append([]T(nil), v...))
+}
+
+func (l keyedList[T]) Add(x T) {
+	old, _ := l.v.Value()
+	n := make([]T, len(old)+1)
+	copy(n, old)
+	n[len(old)] = x
+	l.v.Update(n)
+}
+
+func (l keyedList[T]) Clear() { l.v.Clear() }
+
+// ReducingState keeps, per key, the reduction of every value added.
+type ReducingState[T any] interface {
+	Get() (T, bool)
+	Add(v T)
+	Clear()
+}
+
+type reducing[T any] struct {
+	v      ValueState[T]
+	reduce func(a, b T) T
+}
+
+// GetReducingState registers (or returns) the reducing state called name.
+func GetReducingState[K comparable, T any](b *HeapKeyedBackend[K], name string, c Codec[T], reduce func(a, b T) T) (ReducingState[T], error) {
+	v, err := GetValueState[K, T](b, name, c)
+	if err != nil {
+		return nil, err
+	}
+	return reducing[T]{v: v, reduce: reduce}, nil
+}
+
+func (r reducing[T]) Get() (T, bool) { return r.v.Value() }
+func (r reducing[T]) Clear()         { r.v.Clear() }
+func (r reducing[T]) Add(x T) {
+	if old, ok := r.v.Value(); ok {
+		x = r.reduce(old, x)
+	}
+	r.v.Update(x)
+}
+
+// Aggregator folds IN values into an accumulator ACC and reads OUT from it.
+// Add must not modify acc in place when ACC holds references (a map, a
+// slice, a pointer): a snapshot may still be reading it. Return a new value.
+type Aggregator[IN, ACC, OUT any] interface {
+	CreateAccumulator() ACC
+	Add(in IN, acc ACC) ACC
+	Result(acc ACC) OUT
+}
+
+// AggregatingState keeps, per key, an accumulator of every value added.
+type AggregatingState[IN, OUT any] interface {
+	Get() (OUT, bool)
+	Add(v IN)
+	Clear()
+}
+
+type aggregating[IN, ACC, OUT any] struct {
+	v   ValueState[ACC]
+	agg Aggregator[IN, ACC, OUT]
+}
+
+// GetAggregatingState registers (or returns) the aggregating state called
+// name; accumulators are checkpointed with c.
+func GetAggregatingState[K comparable, IN, ACC, OUT any](b *HeapKeyedBackend[K], name string, c Codec[ACC], agg Aggregator[IN, ACC, OUT]) (AggregatingState[IN, OUT], error) {
+	v, err := GetValueState[K, ACC](b, name, c)
+	if err != nil {
+		return nil, err
+	}
+	return aggregating[IN, ACC, OUT]{v: v, agg: agg}, nil
+}
+
+func (a aggregating[IN, ACC, OUT]) Get() (OUT, bool) {
+	acc, ok := a.v.Value()
+	if !ok {
+		var zero OUT
+		return zero, false
+	}
+	return a.agg.Result(acc), true
+}
+
+func (a aggregating[IN, ACC, OUT]) Add(x IN) {
+	acc, ok := a.v.Value()
+	if !ok {
+		acc = a.agg.CreateAccumulator()
+	}
+	a.v.Update(a.agg.Add(x, acc))
+}
+
+func (a aggregating[IN, ACC, OUT]) Clear() { a.v.Clear() }
