@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -283,6 +284,34 @@ func (j *JobClient) Cancel() { j.job.Cancel() }
 // TriggerCheckpoint takes a checkpoint now and waits for it to complete.
 func (j *JobClient) TriggerCheckpoint(ctx context.Context) (runtime.CheckpointStats, error) {
 	return j.job.TriggerCheckpoint(ctx, checkpoint.KindCheckpoint)
+}
+
+// TriggerSavepoint takes a savepoint now (kept until you delete it; never
+// removed by checkpoint retention) and returns its path.
+func (j *JobClient) TriggerSavepoint(ctx context.Context) (string, error) {
+	s, err := j.job.TriggerCheckpoint(ctx, checkpoint.KindSavepoint)
+	if err != nil {
+		return "", err
+	}
+	return j.pathOf(s.ID), nil
+}
+
+// StopWithSavepoint stops the job gracefully: sources stop, a final
+// savepoint is taken and committed by the sinks, and the job ends. It
+// returns the savepoint's path, to start the job again with Restore(path).
+func (j *JobClient) StopWithSavepoint(ctx context.Context) (string, error) {
+	id, err := j.job.StopWithSavepoint(ctx)
+	if err != nil {
+		return "", err
+	}
+	return j.pathOf(id), nil
+}
+
+func (j *JobClient) pathOf(id checkpoint.ID) string {
+	if f, ok := j.storage.(*storage.File); ok {
+		return filepath.Join(f.Root(), fmt.Sprintf("chk-%d", id))
+	}
+	return fmt.Sprintf("%s/chk-%d", j.storage, id)
 }
 
 // Checkpoints lists the finished checkpoints, oldest first.

@@ -18,6 +18,7 @@ const (
 	evSourceEnded
 	evFinished
 	evTrigger
+	evStop
 )
 
 type driverEvent struct {
@@ -51,6 +52,11 @@ type driver struct {
 	finalAfter  checkpoint.ID // a checkpoint with a larger id is the final one
 	finalWanted bool          // all sources ended: need a final checkpoint
 	finalDone   bool
+	// finalKind is the kind of the final checkpoint: a savepoint when the
+	// job was asked to stop with one.
+	finalKind     checkpoint.Kind
+	stopping      bool
+	completedKind checkpoint.Kind // kind of the checkpoint being completed
 }
 
 func newDriver(a *attempt, nextID checkpoint.ID, retained []checkpoint.ID) (*driver, error) {
@@ -131,6 +137,21 @@ func (d *driver) handle(ev driverEvent) {
 				d.triggerFinal(now)
 			}
 		}
+	case evStop:
+		if d.stopping || d.finalWanted {
+			ev.reply <- triggerReply{err: errors.New("the job is already stopping or finishing")}
+			return
+		}
+		// Stop with a savepoint: sources stop reading (as if their input
+		// ended), the final checkpoint is a savepoint, sinks commit it, and
+		// the job finishes.
+		d.stopping, d.finalKind = true, checkpoint.KindSavepoint
+		for _, t := range d.a.sources {
+			if !d.ended[t.ID] {
+				t.mailbox.Put(Mail{Kind: mailStopSource})
+			}
+		}
+		ev.reply <- triggerReply{}
 	case evTrigger:
 		id, actions, err := d.coord.TriggerNow(now, ev.ckKind)
 		if err != nil {
@@ -146,7 +167,7 @@ func (d *driver) triggerFinal(now time.Time) {
 	if d.finalDone {
 		return
 	}
-	_, actions, err := d.coord.TriggerNow(now, checkpoint.KindCheckpoint)
+	_, actions, err := d.coord.TriggerNow(now, d.finalKind)
 	if err != nil {
 		// Another checkpoint is pending; if it was triggered after the
 		// sources ended it will do, otherwise we try again when it ends.
@@ -190,6 +211,10 @@ func (d *driver) apply(actions []coordinator.Action) {
 				actions = append(actions, d.coord.MetadataWritten(time.Now(), x.ID)...)
 			}
 		case coordinator.NotifyComplete:
+			d.completedKind = checkpoint.KindCheckpoint
+			if s := d.pending[x.ID]; s != nil {
+				d.completedKind = s.Kind
+			}
 			for _, t := range d.a.tasks {
 				if !d.finished[t.ID] {
 					t.mailbox.Put(Mail{Kind: mailNotifyComplete, Barrier: checkpoint.Barrier{ID: x.ID}})
@@ -209,7 +234,10 @@ func (d *driver) apply(actions []coordinator.Action) {
 					"size", s.StateSize, "maxAlignment", s.MaxAlignment)
 				d.a.job.recordStats(*s)
 			}
-			if d.finalWanted && !d.finalDone && x.ID > d.finalAfter {
+			if d.finalWanted && !d.finalDone && x.ID > d.finalAfter && d.completedKind == d.finalKind {
+				if d.finalKind == checkpoint.KindSavepoint {
+					d.a.job.setStopSavepoint(x.ID)
+				}
 				d.finishSources()
 			}
 		case coordinator.NotifyAborted:

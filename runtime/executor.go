@@ -94,7 +94,52 @@ type Job struct {
 		waiters  map[checkpoint.ID][]chan CheckpointStats
 		latest   checkpoint.ID // newest completed checkpoint of this job (0: none)
 		restarts int
+		stopSP   checkpoint.ID // the savepoint a stop-with-savepoint ended with
 	}
+}
+
+func (j *Job) setStopSavepoint(id checkpoint.ID) {
+	j.mu.Lock()
+	j.mu.stopSP = id
+	j.mu.Unlock()
+}
+
+// StopWithSavepoint stops the job gracefully: the sources stop reading, a
+// final savepoint is taken, sinks commit what it covers, and the job
+// finishes. It returns the savepoint's id once the job has ended.
+func (j *Job) StopWithSavepoint(ctx context.Context) (checkpoint.ID, error) {
+	j.mu.Lock()
+	a := j.mu.attempt
+	j.mu.Unlock()
+	if a == nil || a.driver == nil {
+		return 0, errors.New("cannot stop with a savepoint: the job is not running with checkpointing")
+	}
+	reply := make(chan triggerReply, 1)
+	a.driver.events.Put(driverEvent{kind: evStop, reply: reply})
+	select {
+	case r := <-reply:
+		if r.err != nil {
+			return 0, fmt.Errorf("cannot stop with a savepoint: %w", r.err)
+		}
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-a.ctx.Done():
+		return 0, errors.New("cannot stop with a savepoint: the job is restarting or ending")
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	if j.err != nil {
+		return 0, fmt.Errorf("the job failed while stopping with a savepoint: %w", j.err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.mu.stopSP == 0 {
+		return 0, errors.New("the job ended without a savepoint")
+	}
+	return j.mu.stopSP, nil
 }
 
 // Start validates g and starts running it. The job runs until it finishes,

@@ -20,6 +20,7 @@ const (
 	mailNotifyComplete                     // checkpoint ID completed
 	mailNotifyAborted                      // checkpoint ID aborted
 	mailFinishSource                       // source at end of input: emit end of partition and finish
+	mailStopSource                         // stop reading (stop-with-savepoint): behave as at end of input
 )
 
 // Mail is one control action for a task. Everything that is not a record or
@@ -248,6 +249,12 @@ func (t *Task) handleMail() {
 					t.fail(fmt.Errorf("operator %s failed on abort of checkpoint %d: %w", t.opInfo[i].Name, m.Barrier.ID, err))
 					return
 				}
+			}
+		case mailStopSource:
+			if t.chain.Source != nil && !t.sourceEnded {
+				t.flush()
+				t.sourceEnded = true
+				t.host.sourceEnded(t.ID)
 			}
 		case mailFinishSource:
 			if !t.finished {
