@@ -420,3 +420,29 @@ func TestStopWithSavepoint(t *testing.T) {
 		}
 	}
 }
+
+// A checkpoint with state for an operator UID the job no longer has is a
+// clear error, unless the job allows non-restored state.
+func TestRestoreWithMissingUID(t *testing.T) {
+	dir := t.TempDir()
+	env, _ := countJob(t, dir, 100)
+	if err := runUntilCheckpoint(env); err != nil {
+		t.Fatal(err)
+	}
+	chk := filepath.Dir(latestMetadata(t, dir))
+	renamed := func(opts ...weir.Option) *weir.Environment {
+		base := []weir.Option{weir.Parallelism(2), weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
+			weir.CheckpointStorage(t.TempDir()), weir.RestartStrategy(restart.None()), weir.Restore(chk)}
+		e := weir.NewEnvironment(append(base, opts...)...)
+		src := weir.FromSource(e, weir.Generator(2, 100, func(p int, off int64) int64 { return off % 10 }), "gen").UID("gen")
+		weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count-v2").SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{}).UID("sink")
+		return e
+	}
+	err := renamed().Execute(context.Background(), "count")
+	if err == nil || !strings.Contains(err.Error(), `operator UID "count"`) || !strings.Contains(err.Error(), "allow-non-restored-state") {
+		t.Fatalf("missing UID: %v", err)
+	}
+	if err := renamed(weir.AllowNonRestoredState()).Execute(context.Background(), "count"); err != nil {
+		t.Fatalf("with AllowNonRestoredState: %v", err)
+	}
+}

@@ -233,3 +233,35 @@ func TestPartitionDiscovery(t *testing.T) {
 		}
 	}
 }
+
+// Restoring fences the transactional ids of the failed attempt: a zombie
+// producer of that attempt can no longer commit.
+func TestZombieProducerIsFenced(t *testing.T) {
+	brokers := cluster(t, 1, "out")
+	c, err := NewCommitter(SinkOptions{Brokers: brokers, Topic: "out"}, encodeRow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tc := weir.TxnContext{Prefix: "weir-job-sink-0", Seq: 5}
+	zombie, err := c.Begin(tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(zombie, sinktest.Row{Key: 1, Seq: 1, Cnt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PreCommit(zombie); err != nil {
+		t.Fatal(err)
+	}
+	// The restore (from a checkpoint whose next sequence is 5) fences it.
+	if err := c.AbortLingering(tc, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Commit(zombie); err == nil {
+		t.Fatal("a fenced zombie producer committed its transaction")
+	}
+	if rows := readCommitted(t, brokers, "out"); len(rows) != 0 {
+		t.Fatalf("the zombie's records became visible: %v", rows)
+	}
+}
