@@ -60,6 +60,15 @@ func GetListState[V any, K comparable](ctx *KeyedContext[K], name string) (ListS
 	return state.GetKeyedListState[K, V](ctx.backend, name, state.CodecFor[V]())
 }
 
+// MapState is a map per key.
+type MapState[UK comparable, UV any] = state.MapState[UK, UV]
+
+// GetMapState returns the keyed map state called name (suited to small
+// per-key maps: a Put copies the key's map).
+func GetMapState[UK comparable, UV any, K comparable](ctx *KeyedContext[K], name string) (MapState[UK, UV], error) {
+	return state.GetMapState[K, UK, UV](ctx.backend, name, state.CodecFor[UK](), state.CodecFor[UV]())
+}
+
 // GetReducingState returns the keyed reducing state called name.
 func GetReducingState[V any, K comparable](ctx *KeyedContext[K], name string, reduce func(a, b V) V) (ReducingState[V], error) {
 	return state.GetReducingState[K, V](ctx.backend, name, state.CodecFor[V](), reduce)

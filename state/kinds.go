@@ -176,3 +176,126 @@ func (a aggregating[IN, ACC, OUT]) Add(x IN) {
 }
 
 func (a aggregating[IN, ACC, OUT]) Clear() { a.v.Clear() }
+
+// MapState is a map per key.
+type MapState[UK comparable, UV any] interface {
+	Get(k UK) (UV, bool)
+	Put(k UK, v UV)
+	Remove(k UK)
+	// Entries returns the current key's map, which the caller must not
+	// modify.
+	Entries() map[UK]UV
+	Clear()
+}
+
+type mapCodec[UK comparable, UV any] struct {
+	k Codec[UK]
+	v Codec[UV]
+}
+
+func (m mapCodec[UK, UV]) Append(dst []byte, mv map[UK]UV) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(mv)))
+	for k, v := range mv {
+		start := len(dst)
+		dst = prefixLength(m.k.Append(dst, k), start)
+		start = len(dst)
+		dst = prefixLength(m.v.Append(dst, v), start)
+	}
+	return dst
+}
+
+func (m mapCodec[UK, UV]) Decode(src []byte) (map[UK]UV, error) {
+	n, k := binary.Uvarint(src)
+	if k <= 0 || n > uint64(len(src)) {
+		return nil, fmt.Errorf("bad map length")
+	}
+	src = src[k:]
+	out := make(map[UK]UV, n)
+	next := func() ([]byte, error) {
+		l, k := binary.Uvarint(src)
+		if k <= 0 || l > uint64(len(src)-k) {
+			return nil, fmt.Errorf("map entry %d is truncated", len(out))
+		}
+		b := src[k : k+int(l)]
+		src = src[k+int(l):]
+		return b, nil
+	}
+	for range n {
+		kb, err := next()
+		if err != nil {
+			return nil, err
+		}
+		vb, err := next()
+		if err != nil {
+			return nil, err
+		}
+		key, err := m.k.Decode(kb)
+		if err != nil {
+			return nil, fmt.Errorf("map key: %w", err)
+		}
+		val, err := m.v.Decode(vb)
+		if err != nil {
+			return nil, fmt.Errorf("map value: %w", err)
+		}
+		out[key] = val
+	}
+	if len(src) != 0 {
+		return nil, errTrailing
+	}
+	return out, nil
+}
+
+type keyedMap[UK comparable, UV any] struct{ v ValueState[map[UK]UV] }
+
+// GetMapState registers (or returns) the map state called name. The map of
+// a key is copied on every Put and Remove (the stored map is never
+// modified in place, for the copy-on-write snapshots), so it suits small
+// per-key maps.
+func GetMapState[K, UK comparable, UV any](b *HeapKeyedBackend[K], name string, kc Codec[UK], vc Codec[UV]) (MapState[UK, UV], error) {
+	v, err := GetValueState[K, map[UK]UV](b, name, mapCodec[UK, UV]{kc, vc})
+	if err != nil {
+		return nil, err
+	}
+	return keyedMap[UK, UV]{v}, nil
+}
+
+func (m keyedMap[UK, UV]) Get(k UK) (UV, bool) {
+	cur, _ := m.v.Value()
+	v, ok := cur[k]
+	return v, ok
+}
+
+func (m keyedMap[UK, UV]) Put(k UK, v UV) {
+	cur, _ := m.v.Value()
+	n := make(map[UK]UV, len(cur)+1)
+	for ck, cv := range cur {
+		n[ck] = cv
+	}
+	n[k] = v
+	m.v.Update(n)
+}
+
+func (m keyedMap[UK, UV]) Remove(k UK) {
+	cur, _ := m.v.Value()
+	if _, ok := cur[k]; !ok {
+		return
+	}
+	if len(cur) == 1 {
+		m.v.Clear()
+		return
+	}
+	n := make(map[UK]UV, len(cur)-1)
+	for ck, cv := range cur {
+		if ck != k {
+			n[ck] = cv
+		}
+	}
+	m.v.Update(n)
+}
+
+func (m keyedMap[UK, UV]) Entries() map[UK]UV {
+	cur, _ := m.v.Value()
+	return cur
+}
+
+func (m keyedMap[UK, UV]) Clear() { m.v.Clear() }

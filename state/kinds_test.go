@@ -23,6 +23,10 @@ func TestStateKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mp, err := GetMapState[int64, string, int64](b, "words", CodecFor[string](), CodecFor[int64]())
+	if err != nil {
+		t.Fatal(err)
+	}
 	red, _ := GetReducingState[int64, int64](b, "max", CodecFor[int64](), func(a, c int64) int64 { return max(a, c) })
 	agg, _ := GetAggregatingState[int64, int64, [2]int64, float64](b, "avg", CodecFor[[2]int64](), avg{})
 	for k := int64(0); k < 50; k++ {
@@ -31,12 +35,15 @@ func TestStateKinds(t *testing.T) {
 			list.Add(string(rune('a' + i)))
 			red.Add(k*10 - i)
 			agg.Add(i + k)
+			mp.Put(string(rune('x'+i)), k+i)
 		}
+		mp.Remove("y")
 	}
 	snap := b.Snapshot()
 	b.SetCurrentKey(7)
 	list.Add("late") // after the snapshot: must not be in it
 	red.Add(1000)
+	mp.Put("late", 1)
 	var buf bytes.Buffer
 	offs, err := snap.WriteKeyGroups(&buf)
 	if err != nil {
@@ -51,6 +58,7 @@ func TestStateKinds(t *testing.T) {
 	rl, _ := GetKeyedListState[int64, string](r, "list", CodecFor[string]())
 	rr, _ := GetReducingState[int64, int64](r, "max", CodecFor[int64](), func(a, c int64) int64 { return max(a, c) })
 	ra, _ := GetAggregatingState[int64, int64, [2]int64, float64](r, "avg", CodecFor[[2]int64](), avg{})
+	rm, _ := GetMapState[int64, string, int64](r, "words", CodecFor[string](), CodecFor[int64]())
 	for k := int64(0); k < 50; k++ {
 		r.SetCurrentKey(k)
 		if got := rl.Get(); !slices.Equal(got, []string{"a", "b", "c"}) {
@@ -61,6 +69,12 @@ func TestStateKinds(t *testing.T) {
 		}
 		if got, _ := ra.Get(); got != float64(k)+1 {
 			t.Fatalf("key %d avg %v", k, got)
+		}
+		if e := rm.Entries(); len(e) != 2 || e["x"] != k || e["z"] != k+2 {
+			t.Fatalf("key %d map %v", k, e)
+		}
+		if _, ok := rm.Get("y"); ok {
+			t.Fatalf("key %d: removed entry restored", k)
 		}
 	}
 	b.SetCurrentKey(7)
