@@ -67,6 +67,7 @@ type config struct {
 	mode           Mode
 	coord          coordinator.Config
 	storageURL     string
+	storage        storage.Storage
 	restore        string
 	allowNonRest   bool
 	retainOnCancel bool
@@ -151,6 +152,18 @@ func RetainOnCancel(retain bool) Option {
 // or "memory://" (default).
 func CheckpointStorage(location string) Option {
 	return func(c *config) error { c.storageURL = location; return nil }
+}
+
+// CheckpointStorageOf sets the checkpoint storage itself (an implementation
+// of storage.Storage of your own, or one wrapped for fault injection).
+func CheckpointStorageOf(s storage.Storage) Option {
+	return func(c *config) error {
+		if s == nil {
+			return errors.New("checkpoint storage must not be nil")
+		}
+		c.storage = s
+		return nil
+	}
 }
 
 // Restore starts the job from a checkpoint: "latest" (the newest completed
@@ -349,8 +362,10 @@ func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, er
 			rc.Restart = restart.None()
 		}
 	}
-	var stor storage.Storage
-	if c.checkpointing || c.restore != "" {
+	stor := c.storage
+	if stor != nil {
+		rc.Storage = stor
+	} else if c.checkpointing || c.restore != "" {
 		loc := c.storageURL
 		if loc == "" {
 			loc = "memory://"

@@ -12,6 +12,7 @@ import (
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/storage"
 )
 
 // countJob is a keyed count over a bounded generator, into a collecting
@@ -444,5 +445,75 @@ func TestRestoreWithMissingUID(t *testing.T) {
 	}
 	if err := renamed(weir.AllowNonRestoredState()).Execute(context.Background(), "count"); err != nil {
 		t.Fatalf("with AllowNonRestoredState: %v", err)
+	}
+}
+
+// failingStorage fails the state uploads of chosen checkpoints.
+type failingStorage struct {
+	storage.Storage
+	fail func(id checkpoint.ID) bool
+}
+
+func (f failingStorage) CreateStream(id checkpoint.ID, name string) (storage.StreamWriter, error) {
+	if f.fail(id) {
+		return nil, fmt.Errorf("injected: disk full writing %s of checkpoint %d", name, id)
+	}
+	return f.Storage.CreateStream(id, name)
+}
+
+// A failing write in the asynchronous part of a snapshot declines the
+// checkpoint; within the tolerated failures the job keeps running (no
+// restart), the next checkpoint succeeds, and the result is exactly once.
+func TestFailingSnapshotWriteDeclines(t *testing.T) {
+	st, err := storage.NewFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := failingStorage{Storage: st, fail: func(id checkpoint.ID) bool { return id == 2 || id == 3 }}
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorageOf(fs), weir.TolerableCheckpointFailures(2), weir.RestartStrategy(restart.None()))
+	sink := weir.NewCollectSink[weir.KV[int64, int64]]()
+	src := weir.FromSource(env, weir.Generator(2, 1000, func(p int, off int64) int64 { return off % 10 }).WithRate(5000), "gen")
+	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).SinkTo(sink)
+	job, err := env.Start(context.Background(), "declines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		t.Fatalf("the job must tolerate two failed checkpoints: %v", err)
+	}
+	var aborted, completedAfter int
+	for _, c := range job.Checkpoints() {
+		switch {
+		case !c.Completed && (c.ID == 2 || c.ID == 3):
+			aborted++
+			if !strings.Contains(c.Reason, "disk full") {
+				t.Errorf("checkpoint %d aborted for %q", c.ID, c.Reason)
+			}
+		case c.Completed && c.ID > 3:
+			completedAfter++
+		}
+	}
+	if aborted != 2 || completedAfter == 0 || job.Restarts() != 0 {
+		t.Fatalf("aborted %d (want 2), completed after them %d, restarts %d", aborted, completedAfter, job.Restarts())
+	}
+	final := map[int64]int64{}
+	for _, kv := range sink.Committed() {
+		final[kv.Key] = kv.Value
+	}
+	for k := int64(0); k < 10; k++ {
+		if final[k] != 200 {
+			t.Fatalf("key %d counted %d, want 200", k, final[k])
+		}
+	}
+	// One more failure than tolerated fails the job.
+	fs.fail = func(id checkpoint.ID) bool { return true }
+	env = weir.NewEnvironment(weir.Checkpointing(5*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorageOf(fs), weir.TolerableCheckpointFailures(1), weir.RestartStrategy(restart.None()))
+	src = weir.FromSource(env, weir.Generator(1, -1, func(_ int, off int64) int64 { return off % 10 }).WithRate(1000), "gen")
+	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{})
+	err = env.Execute(context.Background(), "fails")
+	if err == nil || !strings.Contains(err.Error(), "consecutive checkpoint failures") {
+		t.Fatalf("want the job to fail on too many checkpoint failures, got %v", err)
 	}
 }
