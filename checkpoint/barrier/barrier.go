@@ -8,20 +8,49 @@
 // are read on until barrier n has arrived on every channel that has not
 // ended (end of partition counts as arrived). Then the handler emits
 // Snapshot, and after it Unblock for the channels it blocked: the task
-// snapshots before it reads anything behind a barrier. A barrier with a newer
-// id, or a cancellation marker, abandons the alignment: Abort, then Unblock.
-// Barriers of checkpoints already taken or abandoned are ignored.
+// snapshots before it reads anything behind a barrier. One checkpoint is
+// aligned at a time. A barrier of a newer checkpoint abandons the alignment
+// (Abort, Unblock) and starts aligning the newer one; so does a
+// cancellation marker of the aligned or a newer checkpoint, which also
+// aborts the newer one. Barriers and markers of a checkpoint older than or
+// equal to the newest one read so far are stale and ignored.
 //
 // At least once. Nothing is ever blocked. The handler counts barrier n per
 // channel and emits Snapshot when it has arrived on every open channel.
-// Several checkpoints may be counted at once; when one completes, older
-// incomplete ones are aborted first.
+// Several checkpoints may be counted at once; the pending ones older than a
+// checkpoint that completes, and still incomplete, are aborted just before
+// its Snapshot. When one event completes several (end of partition), they
+// are snapshotted oldest first. Barriers of checkpoints snapshotted or
+// abandoned here, and of older ones than the newest snapshotted, are ignored.
 //
-// Action order (both handlers): Abort of an older checkpoint, Unblock of its
-// channels, then what the newer event itself needs (Block, or Snapshot
-// followed by Unblock). An Abort is emitted at most once per checkpoint.
-// OnAbort (the coordinator already aborted the checkpoint) unblocks without
-// emitting Abort: the coordinator knows, and every task hears it directly.
+// Action order, both handlers: first what ends the older checkpoint (Abort,
+// then Unblock of its channels), then what the event does for the newer one
+// (Block; or Snapshot, then Unblock). Examples, aligned, 3 channels:
+//
+//	barrier 2 on ch 1 while aligning 1 (ch 0 blocked): Abort{1} Unblock{[0]} Block{1}
+//	last barrier 1, on ch 2 (ch 0, 1 blocked):          Snapshot{1} Unblock{[0 1]}
+//	cancellation marker 2 while aligning 1:             Abort{1} Unblock{[0]} Abort{2}
+//
+// Abort is emitted at most once per checkpoint, so its cancellation marker is
+// forwarded downstream once; every checkpoint a handler starts to align or
+// count ends in exactly one Snapshot or Abort, unless the coordinator
+// aborted it (below).
+//
+// OnAbort (the coordinator aborted checkpoint id, notifyCheckpointAborted)
+// emits no Abort: the coordinator knows, and every task hears of it
+// directly. Aligned, it ends the alignment of id (Unblock only); a
+// checkpoint not read yet is remembered and its barriers are ignored, without
+// making older checkpoints stale. A barrier of such a checkpoint still ends
+// the alignment of an older one (Abort, Unblock), as it proves the channel
+// will not deliver the older barrier any more. At least once, the count of id
+// is dropped and its barriers are ignored.
+//
+// Defensive choices for events that a correct task and upstream do not
+// produce: a second barrier of a checkpoint on the same channel counts once
+// (aligned: the channel is blocked, so it is not even read); any event on a
+// channel after its end of partition is ignored, as is a repeated end of
+// partition. A channel index outside [0, numChannels) is a bug in the
+// caller and panics.
 package barrier
 
 import (

@@ -17,8 +17,9 @@ type tracked struct {
 type atLeastOnce struct {
 	ended   []bool
 	pending []*tracked // ascending ids
-	// done is the newest checkpoint snapshotted here; aborted are newer ones
-	// abandoned. Barriers of either are ignored.
+	// done is the newest checkpoint snapshotted here; aborted holds newer
+	// ones abandoned (cancellation marker, OnAbort, or a newer one completed
+	// first). Barriers of done, older, or aborted checkpoints are ignored.
 	done    checkpoint.ID
 	aborted map[checkpoint.ID]bool
 }
@@ -65,13 +66,16 @@ func (h *atLeastOnce) OnBarrier(now time.Time, ch int, b checkpoint.Barrier) []A
 	return h.completeReady(now)
 }
 
-// completeReady snapshots every pending checkpoint whose barrier has
-// arrived on all open channels, newest wins: older ones are aborted.
+// completeReady snapshots, oldest first, every pending checkpoint whose
+// barrier has arrived on all open channels; before each Snapshot it aborts
+// the older pending checkpoints that are still incomplete (they cannot be
+// acknowledged after a newer one).
 func (h *atLeastOnce) completeReady(now time.Time) []Action {
 	var out []Action
-	for i := len(h.pending) - 1; i >= 0; i-- {
+	for i := 0; i < len(h.pending); {
 		p := h.pending[i]
 		if !h.arrivedEverywhere(p) {
+			i++
 			continue
 		}
 		for _, older := range h.pending[:i] {
@@ -79,13 +83,13 @@ func (h *atLeastOnce) completeReady(now time.Time) []Action {
 		}
 		out = append(out, Snapshot{Barrier: p.b, AlignmentDuration: now.Sub(p.firstAt), StartDelay: p.startDelay})
 		h.done = p.b.ID
-		h.pending = append(h.pending[:0], h.pending[i+1:]...)
+		h.pending = h.pending[i+1:]
+		i = 0
 		for id := range h.aborted {
 			if id <= h.done {
 				delete(h.aborted, id)
 			}
 		}
-		break
 	}
 	return out
 }
