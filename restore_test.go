@@ -517,3 +517,15 @@ func TestFailingSnapshotWriteDeclines(t *testing.T) {
 		t.Fatalf("want the job to fail on too many checkpoint failures, got %v", err)
 	}
 }
+
+// With RetainOnCancel(false) a cancelled job deletes its checkpoints.
+func TestDeleteOnCancel(t *testing.T) {
+	dir := t.TempDir()
+	env, _ := countJob(t, dir, 1000, weir.RetainOnCancel(false))
+	if err := runUntilCheckpoint(env); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := filepath.Glob(filepath.Join(dir, "chk-*", "_metadata")); len(ms) != 0 {
+		t.Fatalf("checkpoints left after a cancel with RetainOnCancel(false): %v", ms)
+	}
+}

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -351,6 +350,3 @@ func (t *Task) asyncSnapshot(id checkpoint.ID, snaps []OperatorSnapshot, ts chec
 	ts.AsyncDuration = time.Since(start)
 	t.host.ack(id, t.ID, ts)
 }
-
-// errCancelled is returned by tasks stopped because the job is going down.
-var errCancelled = errors.New("task cancelled")

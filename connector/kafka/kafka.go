@@ -188,7 +188,9 @@ func (r *reader[T]) Read(buf []T) ([]T, weir.ReadStatus, error) {
 			return buf, weir.NothingAvailable, err
 		}
 	}
-	fetches := r.cl.PollRecords(nil, cap(buf)-len(buf))
+	// A nil context is franz-go's documented way to take only what is
+	// already buffered, without waiting: Read must not block.
+	fetches := r.cl.PollRecords(nil, cap(buf)-len(buf)) //nolint:staticcheck // SA1012: nil is intended, see above
 	var err error
 	fetches.EachError(func(topic string, p int32, e error) {
 		if err == nil && !errors.Is(e, context.Canceled) && !errors.Is(e, kgo.ErrClientClosed) {
