@@ -39,8 +39,22 @@ type Storage interface {
 	// MaxID is the highest id with anything stored at all (0 if none).
 	MaxID() (checkpoint.ID, error)
 	// Discard deletes everything of checkpoint id; absent is no error.
+	// Blobs in the shared area are not touched (see CollectShared).
 	Discard(id checkpoint.ID) error
+
+	// CreateShared opens a new blob in the shared area, which outlives any
+	// one checkpoint: an incremental snapshot uploads a file there once and
+	// several checkpoints reference it. name follows the rules of
+	// CreateStream and must be new; the handle's Path is "shared/"+name.
+	CreateShared(name string) (StreamWriter, error)
+	// ListShared lists the names of the blobs in the shared area.
+	ListShared() ([]string, error)
+	// DeleteShared deletes a shared blob; absent is no error.
+	DeleteShared(name string) error
 }
+
+// SharedPrefix starts the Path of every handle into the shared area.
+const SharedPrefix = "shared/"
 
 // StreamWriter writes one state blob.
 type StreamWriter interface {
@@ -127,6 +141,48 @@ func (f *File) CreateStream(id checkpoint.ID, name string) (StreamWriter, error)
 		return nil, fmt.Errorf("cannot create state file: %w", err)
 	}
 	return &fileStream{f: fh, rel: rel}, nil
+}
+
+func (f *File) CreateShared(name string) (StreamWriter, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(f.root, "shared")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create shared state directory: %w", err)
+	}
+	fh, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create shared state file: %w", err)
+	}
+	return &fileStream{f: fh, rel: SharedPrefix + name}, nil
+}
+
+func (f *File) ListShared() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(f.root, "shared"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot list shared state directory: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func (f *File) DeleteShared(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(f.root, "shared", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot delete shared state file: %w", err)
+	}
+	return nil
 }
 
 type fileStream struct {
@@ -295,6 +351,7 @@ type Memory struct {
 		sync.Mutex
 		metadata map[checkpoint.ID][]byte
 		seen     map[checkpoint.ID]bool
+		shared   map[string][]byte
 	}
 }
 
@@ -303,6 +360,7 @@ func NewMemory(name string) *Memory {
 	m := &Memory{name: name}
 	m.mu.metadata = map[checkpoint.ID][]byte{}
 	m.mu.seen = map[checkpoint.ID]bool{}
+	m.mu.shared = map[string][]byte{}
 	return m
 }
 
@@ -318,7 +376,10 @@ func (m *Memory) CreateStream(id checkpoint.ID, name string) (StreamWriter, erro
 	return &memStream{}, nil
 }
 
-type memStream struct{ buf bytes.Buffer }
+type memStream struct {
+	buf    bytes.Buffer
+	shared func(b []byte) checkpoint.StreamHandle // set for the shared area
+}
 
 func (s *memStream) Write(p []byte) (int, error) { return s.buf.Write(p) }
 func (s *memStream) Close() (checkpoint.StreamHandle, error) {
@@ -326,11 +387,59 @@ func (s *memStream) Close() (checkpoint.StreamHandle, error) {
 	if b == nil {
 		b = []byte{}
 	}
+	if s.shared != nil {
+		return s.shared(b), nil
+	}
 	return checkpoint.StreamHandle{Inline: b, Size: int64(len(b))}, nil
 }
 func (s *memStream) Abort() { s.buf.Reset() }
 
+func (m *Memory) CreateShared(name string) (StreamWriter, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.mu.shared[name]; ok {
+		return nil, fmt.Errorf("cannot create shared state blob %s in %s: it exists", name, m)
+	}
+	m.mu.shared[name] = nil
+	return &memStream{shared: func(b []byte) checkpoint.StreamHandle {
+		m.mu.Lock()
+		m.mu.shared[name] = b
+		m.mu.Unlock()
+		return checkpoint.StreamHandle{Path: SharedPrefix + name, Size: int64(len(b))}
+	}}, nil
+}
+
+func (m *Memory) ListShared() ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.mu.shared))
+	for n := range m.mu.shared {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (m *Memory) DeleteShared(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.mu.shared, name)
+	return nil
+}
+
 func (m *Memory) OpenStream(h checkpoint.StreamHandle) (io.ReadCloser, error) {
+	if name, ok := strings.CutPrefix(h.Path, SharedPrefix); ok {
+		m.mu.Lock()
+		b, ok := m.mu.shared[name]
+		m.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("shared state blob %s is missing from %s", name, m)
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
 	if h.Path != "" {
 		return nil, fmt.Errorf("in-memory checkpoint storage has no file %q", h.Path)
 	}
