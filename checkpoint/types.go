@@ -125,10 +125,37 @@ func (r KeyGroupRange) String() string { return fmt.Sprintf("[%d,%d]", r.Start, 
 // KeyedStateHandle is the snapshot of one subtask's keyed state: one stream
 // with the key groups of Range written one after the other; Offsets[i] is the
 // byte offset of key group Range.Start+i inside the stream.
+//
+// A backend with native incremental snapshots (pebble) writes Incremental
+// instead of Stream and Offsets.
 type KeyedStateHandle struct {
 	Range   KeyGroupRange `json:"range"`
 	Stream  StreamHandle  `json:"stream"`
 	Offsets []int64       `json:"offsets"`
+	// Incremental is set for a native incremental snapshot.
+	Incremental *IncrementalHandle `json:"incremental,omitempty"`
+}
+
+// IncrementalHandle is a native snapshot of a keyed state backend made of
+// files: the files of the backend's local database at the checkpoint, each
+// either uploaded by this checkpoint or reused from an earlier one. Shared
+// files (immutable data files) live in the storage's shared area and are
+// referenced by every checkpoint that contains them; private files
+// (manifests, options) are written per checkpoint.
+type IncrementalHandle struct {
+	// Backend names the format of the files ("pebble-v1").
+	Backend string `json:"backend"`
+	// Files maps each file's local name to where it is stored.
+	Files []NamedStream `json:"files"`
+	// Uploaded is the number of bytes this checkpoint wrote (new files
+	// only); the sizes of all Files add up to the full size.
+	Uploaded int64 `json:"uploaded"`
+}
+
+// NamedStream is one file of an incremental snapshot.
+type NamedStream struct {
+	Name   string       `json:"name"`
+	Stream StreamHandle `json:"stream"`
 }
 
 // Redistribution says how operator list state is spread over subtasks when a

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strings"
 
 	"github.com/weirstream/weir/checkpoint"
 )
@@ -99,6 +100,17 @@ func validate(md *checkpoint.Metadata) error {
 				r := k.Range
 				if r.Start < 0 || r.End < r.Start || r.End >= md.MaxParallelism {
 					return fmt.Errorf("invalid metadata: operator %q subtask %d has key group range %s outside [0,%d]", op.UID, i, r, md.MaxParallelism-1)
+				}
+				if k.Incremental != nil {
+					if k.Incremental.Backend == "" || len(k.Incremental.Files) == 0 || len(k.Offsets) != 0 {
+						return fmt.Errorf("invalid metadata: operator %q subtask %d has a malformed incremental state handle", op.UID, i)
+					}
+					for _, f := range k.Incremental.Files {
+						if f.Name == "" || strings.ContainsAny(f.Name, "/\\") || f.Stream.Path == "" && f.Stream.Inline == nil {
+							return fmt.Errorf("invalid metadata: operator %q subtask %d: incremental file %q has a bad name or no data", op.UID, i, f.Name)
+						}
+					}
+					continue
 				}
 				if len(k.Offsets) != r.Len() {
 					return fmt.Errorf("invalid metadata: operator %q subtask %d has %d key group offsets for range %s", op.UID, i, len(k.Offsets), r)
