@@ -77,6 +77,16 @@ type config struct {
 	credits        int
 	logger         *slog.Logger
 	stdout         io.Writer
+	stateBackend   state.RawStoreFactory
+}
+
+// StateBackend sets where keyed state lives: nil (the default) keeps it on
+// the heap, in per-key-group hash tables with copy-on-write snapshots;
+// pebblestate.New(...) keeps it in a local Pebble database per operator and
+// subtask, for state larger than memory, with incremental checkpoints.
+// Savepoints of either restore into the other.
+func StateBackend(f state.RawStoreFactory) Option {
+	return func(c *config) error { c.stateBackend = f; return nil }
 }
 
 // Parallelism sets the default parallelism of operators (default 1).

@@ -2,8 +2,8 @@ package weir
 
 import (
 	"fmt"
-	"io"
 	"reflect"
+	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/runtime"
@@ -16,7 +16,7 @@ type ValueState[V any] = state.ValueState[V]
 // KeyedContext is what a keyed function sees: the key of the record being
 // processed and the keyed state scoped to it.
 type KeyedContext[K comparable] struct {
-	backend *state.HeapKeyedBackend[K]
+	backend state.KeyedBackend[K]
 	op      *runtime.OperatorContext
 }
 
@@ -33,13 +33,35 @@ func (c *KeyedContext[K]) Parallelism() int { return c.op.Parallelism }
 // key at every access. Call it in Open (or once, and keep the result).
 // Values are written into checkpoints with state.CodecFor[V] (built-in for
 // numbers, strings and bytes; JSON for other types).
-func GetValueState[V any, K comparable](ctx *KeyedContext[K], name string) (ValueState[V], error) {
-	return state.GetValueState[K, V](ctx.backend, name, state.CodecFor[V]())
+func GetValueState[V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (ValueState[V], error) {
+	return state.GetValueState[K, V](ctx.backend, name, state.CodecFor[V](), opts...)
 }
 
+// StateOption configures a keyed state when it is registered (WithTTL).
+type StateOption = state.Option
+
+// TTLConfig is a state time-to-live (Flink's StateTtlConfig); see
+// state.TTLConfig.
+type TTLConfig = state.TTLConfig
+
+// Which accesses renew a time-to-live.
+const (
+	OnCreateAndWrite = state.OnCreateAndWrite
+	OnReadAndWrite   = state.OnReadAndWrite
+)
+
+// WithTTL expires a key's state ttl after it was last written: reads never
+// return an expired value, and expired entries are cleaned up on access,
+// incrementally and in full snapshots. For list, map, reducing and
+// aggregating state the whole value of a key expires together.
+func WithTTL(ttl time.Duration) StateOption { return state.WithTTL(state.TTLConfig{TTL: ttl}) }
+
+// WithTTLConfig is WithTTL with every setting.
+func WithTTLConfig(c TTLConfig) StateOption { return state.WithTTL(c) }
+
 // GetValueStateWithCodec is GetValueState with an explicit value codec.
-func GetValueStateWithCodec[V any, K comparable](ctx *KeyedContext[K], name string, codec state.Codec[V]) (ValueState[V], error) {
-	return state.GetValueState[K, V](ctx.backend, name, codec)
+func GetValueStateWithCodec[V any, K comparable](ctx *KeyedContext[K], name string, codec state.Codec[V], opts ...StateOption) (ValueState[V], error) {
+	return state.GetValueState[K, V](ctx.backend, name, codec, opts...)
 }
 
 // ListState is a list per key (keyed) or per subtask (operator state).
@@ -56,8 +78,8 @@ type Aggregator[IN, ACC, OUT any] = state.Aggregator[IN, ACC, OUT]
 
 // GetListState returns the keyed list state called name. Get returns the
 // stored list, which must not be modified; Add copies the list.
-func GetListState[V any, K comparable](ctx *KeyedContext[K], name string) (ListState[V], error) {
-	return state.GetKeyedListState[K, V](ctx.backend, name, state.CodecFor[V]())
+func GetListState[V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (ListState[V], error) {
+	return state.GetKeyedListState[K, V](ctx.backend, name, state.CodecFor[V](), opts...)
 }
 
 // MapState is a map per key.
@@ -65,18 +87,18 @@ type MapState[UK comparable, UV any] = state.MapState[UK, UV]
 
 // GetMapState returns the keyed map state called name (suited to small
 // per-key maps: a Put copies the key's map).
-func GetMapState[UK comparable, UV any, K comparable](ctx *KeyedContext[K], name string) (MapState[UK, UV], error) {
-	return state.GetMapState[K, UK, UV](ctx.backend, name, state.CodecFor[UK](), state.CodecFor[UV]())
+func GetMapState[UK comparable, UV any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (MapState[UK, UV], error) {
+	return state.GetMapState[K, UK, UV](ctx.backend, name, state.CodecFor[UK](), state.CodecFor[UV](), opts...)
 }
 
 // GetReducingState returns the keyed reducing state called name.
-func GetReducingState[V any, K comparable](ctx *KeyedContext[K], name string, reduce func(a, b V) V) (ReducingState[V], error) {
-	return state.GetReducingState[K, V](ctx.backend, name, state.CodecFor[V](), reduce)
+func GetReducingState[V any, K comparable](ctx *KeyedContext[K], name string, reduce func(a, b V) V, opts ...StateOption) (ReducingState[V], error) {
+	return state.GetReducingState[K, V](ctx.backend, name, state.CodecFor[V](), reduce, opts...)
 }
 
 // GetAggregatingState returns the keyed aggregating state called name.
-func GetAggregatingState[IN, ACC, OUT any, K comparable](ctx *KeyedContext[K], name string, agg Aggregator[IN, ACC, OUT]) (AggregatingState[IN, OUT], error) {
-	return state.GetAggregatingState[K, IN, ACC, OUT](ctx.backend, name, state.CodecFor[ACC](), agg)
+func GetAggregatingState[IN, ACC, OUT any, K comparable](ctx *KeyedContext[K], name string, agg Aggregator[IN, ACC, OUT], opts ...StateOption) (AggregatingState[IN, OUT], error) {
+	return state.GetAggregatingState[K, IN, ACC, OUT](ctx.backend, name, state.CodecFor[ACC](), agg, opts...)
 }
 
 // KeyedProcessFunction processes the records of a keyed stream one at a
@@ -172,51 +194,53 @@ type keyedLogic[K comparable, IN any] interface {
 func keyedNode[K comparable, IN, OUT any](ks KeyedStream[K, IN], kind string, newLogic func(out runtime.Collector[OUT]) keyedLogic[K, IN]) Stream[OUT] {
 	n := addNode[OUT](ks.s.n.env, kind, []input{ks.hashInput()})
 	key, codec := ks.key, ks.codec
+	backend := ks.s.n.env.cfg.stateBackend
 	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &keyedOp[K, IN]{key: key, codec: codec, logic: newLogic(out.(runtime.Collector[OUT]))}
+		op := &keyedOp[K, IN]{key: key, codec: codec, backend: backend, logic: newLogic(out.(runtime.Collector[OUT]))}
 		return runtime.Collector[IN](op), op, nil, nil
 	}
 	return Stream[OUT]{n}
 }
 
-// keyedOp runs keyed logic over a heap keyed state backend.
+// keyedOp runs keyed logic over a keyed state backend.
 type keyedOp[K comparable, IN any] struct {
-	key   func(IN) K
-	codec state.Codec[K]
-	hash  state.HashFunc[K]
-	logic keyedLogic[K, IN]
-	ctx   KeyedContext[K]
-	kgr   checkpoint.KeyGroupRange
-	fail  func(error)
+	key     func(IN) K
+	codec   state.Codec[K]
+	hash    state.HashFunc[K]
+	backend state.RawStoreFactory // nil: heap
+	logic   keyedLogic[K, IN]
+	ctx     KeyedContext[K]
+	kgr     checkpoint.KeyGroupRange
+	fail    func(error)
 }
 
 func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 	o.hash = state.HasherFor(o.codec)
 	o.kgr = oc.KeyGroups
 	o.fail = oc.Fail
-	b := state.NewHeapKeyedBackend[K](o.codec, o.hash, oc.MaxParallelism, oc.KeyGroups)
-	o.ctx = KeyedContext[K]{backend: b, op: oc}
-	if err := o.logic.open(&o.ctx); err != nil {
-		return err
+	var b state.KeyedBackend[K]
+	if o.backend == nil {
+		b = state.NewHeapKeyedBackend[K](o.codec, o.hash, oc.MaxParallelism, oc.KeyGroups)
+	} else {
+		store, err := o.backend.NewRawStore(state.StoreInfo{Job: oc.JobName, OperatorUID: oc.OperatorUID, Subtask: oc.Subtask})
+		if err != nil {
+			return fmt.Errorf("cannot create the keyed state of %s: %w", oc.OperatorName, err)
+		}
+		rb, err := state.NewRawKeyedBackend[K](store, o.codec, o.hash, oc.MaxParallelism, oc.KeyGroups, oc.Fail)
+		if err != nil {
+			store.Close()
+			return fmt.Errorf("cannot create the keyed state of %s: %w", oc.OperatorName, err)
+		}
+		rb.ReuseRestoredFiles = oc.RestoredFromJobStorage
+		b = rb
 	}
-	for _, h := range oc.RestoredKeyed {
-		if err := restoreKeyed(b, oc, h); err != nil {
-			return err
+	o.ctx = KeyedContext[K]{backend: b, op: oc}
+	if len(oc.RestoredKeyed) > 0 {
+		if err := b.RestoreHandles(oc.RestoredKeyed, oc.OpenStream); err != nil {
+			return fmt.Errorf("cannot restore keyed state of %s from checkpoint %d: %w", oc.OperatorName, oc.RestoredCheckpoint, err)
 		}
 	}
-	return nil
-}
-
-func restoreKeyed[K comparable](b *state.HeapKeyedBackend[K], oc *runtime.OperatorContext, h checkpoint.KeyedStateHandle) error {
-	rc, err := oc.OpenStream(h.Stream)
-	if err != nil {
-		return fmt.Errorf("cannot restore keyed state of %s from checkpoint %d: %w", oc.OperatorName, oc.RestoredCheckpoint, err)
-	}
-	defer rc.Close()
-	if err := b.Restore(rc, h); err != nil {
-		return fmt.Errorf("cannot restore keyed state of %s from checkpoint %d: %w", oc.OperatorName, oc.RestoredCheckpoint, err)
-	}
-	return nil
+	return o.logic.open(&o.ctx)
 }
 
 func (o *keyedOp[K, IN]) Collect(in IN) {
@@ -227,11 +251,24 @@ func (o *keyedOp[K, IN]) Collect(in IN) {
 	}
 }
 
-func (o *keyedOp[K, IN]) SnapshotState(checkpoint.ID) (runtime.OperatorSnapshot, error) {
-	return runtime.OperatorSnapshot{Keyed: keyedSnapshot{o.ctx.backend.Snapshot()}, KeyRange: o.kgr}, nil
+func (o *keyedOp[K, IN]) SnapshotState(id checkpoint.ID) (runtime.OperatorSnapshot, error) {
+	return o.SnapshotStateFor(checkpoint.Barrier{ID: id})
+}
+
+// SnapshotStateFor implements runtime.BarrierSnapshotter: savepoints are
+// always written in the canonical format.
+func (o *keyedOp[K, IN]) SnapshotStateFor(b checkpoint.Barrier) (runtime.OperatorSnapshot, error) {
+	s, err := o.ctx.backend.SnapshotFor(b.ID, b.Kind)
+	if err != nil {
+		return runtime.OperatorSnapshot{}, &runtime.DeclineError{Err: err}
+	}
+	return runtime.OperatorSnapshot{Keyed: s, KeyRange: o.kgr}, nil
 }
 
 func (o *keyedOp[K, IN]) NotifyCheckpointComplete(id checkpoint.ID) error {
+	if o.ctx.backend != nil {
+		o.ctx.backend.NotifyCheckpointComplete(id)
+	}
 	if l, ok := o.logic.operator().(CheckpointListener); ok {
 		return l.NotifyCheckpointComplete(id)
 	}
@@ -239,6 +276,9 @@ func (o *keyedOp[K, IN]) NotifyCheckpointComplete(id checkpoint.ID) error {
 }
 
 func (o *keyedOp[K, IN]) NotifyCheckpointAborted(id checkpoint.ID) error {
+	if o.ctx.backend != nil {
+		o.ctx.backend.NotifyCheckpointAborted(id)
+	}
 	if l, ok := o.logic.operator().(CheckpointListener); ok {
 		return l.NotifyCheckpointAborted(id)
 	}
@@ -246,7 +286,13 @@ func (o *keyedOp[K, IN]) NotifyCheckpointAborted(id checkpoint.ID) error {
 }
 
 func (o *keyedOp[K, IN]) Finish() error { return nil }
-func (o *keyedOp[K, IN]) Close() error  { return nil }
+
+func (o *keyedOp[K, IN]) Close() error {
+	if o.ctx.backend != nil {
+		return o.ctx.backend.Close()
+	}
+	return nil
+}
 
 type processLogic[K comparable, IN, OUT any] struct {
 	fn  KeyedProcessFunction[K, IN, OUT]
@@ -308,9 +354,3 @@ func (l *sumLogic[K, T, N]) process(ctx *KeyedContext[K], in T) error {
 }
 
 func (l *sumLogic[K, T, N]) operator() any { return l.field }
-
-// keyedSnapshot adapts the state backend's frozen view to the runtime.
-type keyedSnapshot struct{ s state.KeyedSnapshot }
-
-func (k keyedSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) { return k.s.WriteKeyGroups(w) }
-func (k keyedSnapshot) Release()                                    { k.s.Release() }

@@ -156,6 +156,8 @@ type IncrementalHandle struct {
 type NamedStream struct {
 	Name   string       `json:"name"`
 	Stream StreamHandle `json:"stream"`
+	// CRC is the CRC-32C (Castagnoli) of the file, checked on restore.
+	CRC uint32 `json:"crc32c"`
 }
 
 // Redistribution says how operator list state is spread over subtasks when a

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/storage"
 )
 
 type driverEventKind uint8
@@ -79,6 +81,7 @@ func newDriver(a *attempt, nextID checkpoint.ID, retained []checkpoint.ID) (*dri
 func (d *driver) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	d.collectShared() // orphans of an earlier run
 	d.apply(d.coord.Start(time.Now()))
 	var evs []driverEvent
 	for {
@@ -187,7 +190,28 @@ func (d *driver) finishSources() {
 	}
 }
 
+// collectShared deletes the files in the storage's shared area that no
+// retained checkpoint references and no pending checkpoint may still
+// reference (see storage.CollectShared).
+func (d *driver) collectShared() {
+	pending := d.coord.Pending()
+	n, err := storage.CollectShared(d.a.job.cfg.Storage, func(id checkpoint.ID) bool {
+		return slices.Contains(pending, id) || id >= d.coord.NextID()
+	})
+	if err != nil {
+		d.a.job.log.Warn("cannot delete unused shared state files", "err", err)
+	} else if n > 0 {
+		d.a.job.log.Debug("deleted unused shared state files", "count", n)
+	}
+}
+
 func (d *driver) apply(actions []coordinator.Action) {
+	collect := false
+	defer func() {
+		if collect {
+			d.collectShared()
+		}
+	}()
 	for len(actions) > 0 {
 		act := actions[0]
 		actions = actions[1:]
@@ -241,6 +265,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 				d.finishSources()
 			}
 		case coordinator.NotifyAborted:
+			collect = true
 			for _, t := range d.a.tasks {
 				if !d.finished[t.ID] {
 					t.mailbox.Put(Mail{Kind: mailNotifyAborted, Barrier: checkpoint.Barrier{ID: x.ID}, Reason: x.Reason})
@@ -254,6 +279,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 				d.a.job.recordStats(*s)
 			}
 		case coordinator.Discard:
+			collect = true
 			if err := d.a.job.cfg.Storage.Discard(x.ID); err != nil {
 				d.a.job.log.Warn("cannot discard checkpoint", "id", x.ID, "err", err)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -655,6 +656,7 @@ func (a *attempt) openContexts(t *Task, v *Vertex, s int) error {
 			oc.Restored = true
 			oc.RestoredCheckpoint = rp.md.CheckpointID
 			oc.OpenStream = rp.storage.OpenStream
+			oc.RestoredFromJobStorage = rp.storage == j.cfg.Storage
 			if os := rp.md.Operator(info.UID); os != nil {
 				for _, st := range os.Subtasks {
 					for _, h := range st.Keyed {
@@ -702,6 +704,9 @@ func (a *attempt) taskFinished(task checkpoint.TaskID) {
 }
 
 func (a *attempt) writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) (checkpoint.KeyedStateHandle, error) {
+	if hw, ok := s.(state.HandleWriter); ok {
+		return hw.WriteHandle(storage.NewTarget(a.job.cfg.Storage, id, strings.TrimSuffix(name, ".keyed")))
+	}
 	w, err := a.job.cfg.Storage.CreateStream(id, name)
 	if err != nil {
 		return checkpoint.KeyedStateHandle{}, err

@@ -39,6 +39,22 @@ type Operator interface {
 	Close() error
 }
 
+// BarrierSnapshotter is implemented by operators whose snapshot depends on
+// the barrier (a savepoint is always written in the canonical format); the
+// task calls SnapshotStateFor instead of SnapshotState.
+type BarrierSnapshotter interface {
+	SnapshotStateFor(b checkpoint.Barrier) (OperatorSnapshot, error)
+}
+
+// DeclineError is returned by SnapshotState when the snapshot could not be
+// taken but the operator's state is intact (a local disk error while
+// freezing state): the task declines the checkpoint and keeps running,
+// instead of failing.
+type DeclineError struct{ Err error }
+
+func (e *DeclineError) Error() string { return e.Err.Error() }
+func (e *DeclineError) Unwrap() error { return e.Err }
+
 // KeyedSnapshot is the frozen view of an operator's keyed state. WriteKeyGroups runs
 // on a background goroutine while the task keeps processing records.
 type KeyedSnapshot interface {
@@ -80,6 +96,10 @@ type OperatorContext struct {
 	RestoredCheckpoint checkpoint.ID
 	// RestoredList is the operator list state assigned to this subtask.
 	RestoredList []checkpoint.ListStateSnapshot
+	// RestoredFromJobStorage is true when the restored checkpoint lives in
+	// the storage the job checkpoints to (incremental snapshots may then
+	// keep referencing its shared files).
+	RestoredFromJobStorage bool
 	// RestoredKeyed are the keyed state handles that intersect KeyGroups.
 	RestoredKeyed []checkpoint.KeyedStateHandle
 	// OpenStream reads a restored state stream.

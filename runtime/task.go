@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -287,14 +288,31 @@ func (t *Task) checkpoint(b checkpoint.Barrier, alignment, startDelay time.Durat
 	start := time.Now()
 	snaps := make([]OperatorSnapshot, len(t.chain.Operators))
 	for i, op := range t.chain.Operators {
-		s, err := op.SnapshotState(b.ID)
+		var s OperatorSnapshot
+		var err error
+		if bs, ok := op.(BarrierSnapshotter); ok {
+			s, err = bs.SnapshotStateFor(b)
+		} else {
+			s, err = op.SnapshotState(b.ID)
+		}
 		if err != nil {
 			for _, done := range snaps[:i] {
 				if done.Keyed != nil {
 					done.Keyed.Release()
 				}
 			}
-			t.fail(fmt.Errorf("cannot snapshot operator %s for checkpoint %d: %w", t.opInfo[i].Name, b.ID, err))
+			err = fmt.Errorf("cannot snapshot operator %s for checkpoint %d: %w", t.opInfo[i].Name, b.ID, err)
+			var d *DeclineError
+			if errors.As(err, &d) {
+				// The operator's state is intact: decline this checkpoint
+				// and tell downstream subtasks to stop aligning it.
+				for _, o := range t.outputs {
+					o.EmitEvent(Event{Kind: EventCancel, Barrier: b})
+				}
+				t.host.decline(b.ID, t.ID, err)
+				return
+			}
+			t.fail(err)
 			return
 		}
 		snaps[i] = s
@@ -330,6 +348,11 @@ func (t *Task) asyncSnapshot(id checkpoint.ID, snaps []OperatorSnapshot, ts chec
 					h.Range = s.KeyRange
 					st.Keyed = []checkpoint.KeyedStateHandle{h}
 					ts.StateSize += h.Stream.Size
+					if h.Incremental != nil {
+						for _, f := range h.Incremental.Files {
+							ts.StateSize += f.Stream.Size
+						}
+					}
 				} else {
 					err = fmt.Errorf("cannot write keyed state of operator %s: %w", t.opInfo[i].Name, err)
 				}

@@ -66,11 +66,18 @@ const (
 	kindValue stateKind = 1
 	// Reserved for the kinds a later issue adds: kindList = 2,
 	// kindMap = 3, kindReducing = 4, kindTimers = 5.
+
+	// kindValueTTL is a value state with a time-to-live: every value is
+	// prefixed with its expiry (see TTLConfig).
+	kindValueTTL stateKind = 6
 )
 
 func (k stateKind) String() string {
-	if k == kindValue {
+	switch k {
+	case kindValue:
 		return "value"
+	case kindValueTTL:
+		return "value-with-ttl"
 	}
 	return fmt.Sprintf("kind %d", byte(k))
 }
@@ -167,32 +174,45 @@ type ValueState[V any] interface {
 // valueTable is the storage of one ValueState: one kgTable per key group,
 // nil until the key group gets its first entry.
 type valueTable[K comparable, V any] struct {
-	b      *HeapKeyedBackend[K]
-	name   string
-	codec  Codec[V]
+	b     *HeapKeyedBackend[K]
+	name  string
+	codec Codec[V]
+	k     stateKind
+	// ttl is set for a state with a time-to-live: snapshots leave
+	// expired entries out.
+	ttl    *ttlAccess[V]
 	groups []*kgTable[K, V]
 	// hint is the slot of the last key Value or Update found: a
 	// read-modify-write of one key probes the table once. It is only a
 	// hint, checked against the slot's key before use.
 	hint int
+	// cleanKG and cleanSlot are the cursor of the TTL incremental cleanup.
+	cleanKG, cleanSlot int
 }
 
 // GetValueState registers the value state called name, or returns it if it
 // is already registered. Registering a name again with another value type,
 // or under a name a restored snapshot holds as another kind of state, is an
 // error. Entries restored before the registration are decoded with c here.
-func GetValueState[K comparable, V any](b *HeapKeyedBackend[K], name string, c Codec[V]) (ValueState[V], error) {
+func getHeapValueState[K comparable, V any](b *HeapKeyedBackend[K], name string, c Codec[V]) (*valueTable[K, V], error) {
+	return getHeapTable(b, name, c, kindValue, nil)
+}
+
+func getHeapTable[K comparable, V any](b *HeapKeyedBackend[K], name string, c Codec[V], kind stateKind, ttl *ttlAccess[V]) (*valueTable[K, V], error) {
 	if t, ok := b.states[name]; ok {
 		vt, ok := t.(*valueTable[K, V])
 		if !ok {
 			return nil, fmt.Errorf("state %q is already registered with another type (%T)", name, t)
 		}
+		if vt.k != kind {
+			return nil, fmt.Errorf("state %q is already registered as %s state, not %s state", name, vt.k, kind)
+		}
 		return vt, nil
 	}
-	t := &valueTable[K, V]{b: b, name: name, codec: c, groups: make([]*kgTable[K, V], b.nGroups)}
+	t := &valueTable[K, V]{b: b, name: name, codec: c, k: kind, ttl: ttl, groups: make([]*kgTable[K, V], b.nGroups)}
 	if raw, ok := b.restored[name]; ok {
-		if raw.k != kindValue {
-			return nil, fmt.Errorf("state %q was checkpointed as %s state, cannot restore it as value state", name, raw.k)
+		if raw.k != kind {
+			return nil, fmt.Errorf("state %q was checkpointed as %s state, cannot restore it as %s state", name, raw.k, kind)
 		}
 		for kg, entries := range raw.groups {
 			if len(entries) > 0 {
@@ -210,7 +230,7 @@ func GetValueState[K comparable, V any](b *HeapKeyedBackend[K], name string, c C
 	return t, nil
 }
 
-func (t *valueTable[K, V]) kind() stateKind { return kindValue }
+func (t *valueTable[K, V]) kind() stateKind { return t.k }
 
 func (t *valueTable[K, V]) Value() (V, bool) {
 	b := t.b
@@ -309,20 +329,37 @@ func (t *valueTable[K, V]) restoreEntry(kg int, key, val []byte) error {
 type frozenValues[K comparable, V any] struct {
 	keyCodec Codec[K]
 	codec    Codec[V]
+	k        stateKind
+	ttl      *ttlAccess[V]
+	now      int64 // expiry reference time of the snapshot (TTL states)
 	groups   []*kgTable[K, V]
 }
 
 func (t *valueTable[K, V]) frozen() frozenTable {
-	return &frozenValues[K, V]{keyCodec: t.b.keyCodec, codec: t.codec, groups: append([]*kgTable[K, V](nil), t.groups...)}
+	f := &frozenValues[K, V]{keyCodec: t.b.keyCodec, codec: t.codec, k: t.k, ttl: t.ttl, groups: append([]*kgTable[K, V](nil), t.groups...)}
+	if t.ttl != nil {
+		f.now = t.ttl.now()
+	}
+	return f
 }
 
-func (f *frozenValues[K, V]) kind() stateKind { return kindValue }
+func (f *frozenValues[K, V]) kind() stateKind { return f.k }
 
 func (f *frozenValues[K, V]) count(kg int) int {
-	if g := f.groups[kg]; g != nil {
+	g := f.groups[kg]
+	if g == nil {
+		return 0
+	}
+	if f.ttl == nil {
 		return g.n
 	}
-	return 0
+	n := 0
+	for i := range g.slots {
+		if s := &g.slots[i]; s.used && f.ttl.expiry(&s.val) > f.now {
+			n++
+		}
+	}
+	return n
 }
 
 func (f *frozenValues[K, V]) appendEntries(dst []byte, kg int) []byte {
@@ -332,7 +369,7 @@ func (f *frozenValues[K, V]) appendEntries(dst []byte, kg int) []byte {
 	}
 	for i := range g.slots {
 		s := &g.slots[i]
-		if !s.used {
+		if !s.used || f.ttl != nil && f.ttl.expiry(&s.val) <= f.now {
 			continue
 		}
 		start := len(dst)

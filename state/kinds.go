@@ -66,8 +66,8 @@ type keyedList[T any] struct{ v ValueState[[]T] }
 // GetKeyedListState registers (or returns) the keyed list state called
 // name: a list per key. Get returns the stored list, which the caller must
 // not modify; Add copies the list (O(length)).
-func GetKeyedListState[K comparable, T any](b *HeapKeyedBackend[K], name string, c Codec[T]) (ListState[T], error) {
-	v, err := GetValueState[K, []T](b, name, sliceCodec[T]{c})
+func GetKeyedListState[K comparable, T any](b KeyedBackend[K], name string, c Codec[T], opts ...Option) (ListState[T], error) {
+	v, err := GetValueState[K, []T](b, name, sliceCodec[T]{c}, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +110,8 @@ type reducing[T any] struct {
 }
 
 // GetReducingState registers (or returns) the reducing state called name.
-func GetReducingState[K comparable, T any](b *HeapKeyedBackend[K], name string, c Codec[T], reduce func(a, b T) T) (ReducingState[T], error) {
-	v, err := GetValueState[K, T](b, name, c)
+func GetReducingState[K comparable, T any](b KeyedBackend[K], name string, c Codec[T], reduce func(a, b T) T, opts ...Option) (ReducingState[T], error) {
+	v, err := GetValueState[K, T](b, name, c, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +150,8 @@ type aggregating[IN, ACC, OUT any] struct {
 
 // GetAggregatingState registers (or returns) the aggregating state called
 // name; accumulators are checkpointed with c.
-func GetAggregatingState[K comparable, IN, ACC, OUT any](b *HeapKeyedBackend[K], name string, c Codec[ACC], agg Aggregator[IN, ACC, OUT]) (AggregatingState[IN, OUT], error) {
-	v, err := GetValueState[K, ACC](b, name, c)
+func GetAggregatingState[K comparable, IN, ACC, OUT any](b KeyedBackend[K], name string, c Codec[ACC], agg Aggregator[IN, ACC, OUT], opts ...Option) (AggregatingState[IN, OUT], error) {
+	v, err := GetValueState[K, ACC](b, name, c, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -251,8 +251,8 @@ type keyedMap[UK comparable, UV any] struct{ v ValueState[map[UK]UV] }
 // a key is copied on every Put and Remove (the stored map is never
 // modified in place, for the copy-on-write snapshots), so it suits small
 // per-key maps.
-func GetMapState[K, UK comparable, UV any](b *HeapKeyedBackend[K], name string, kc Codec[UK], vc Codec[UV]) (MapState[UK, UV], error) {
-	v, err := GetValueState[K, map[UK]UV](b, name, mapCodec[UK, UV]{kc, vc})
+func GetMapState[K, UK comparable, UV any](b KeyedBackend[K], name string, kc Codec[UK], vc Codec[UV], opts ...Option) (MapState[UK, UV], error) {
+	v, err := GetValueState[K, map[UK]UV](b, name, mapCodec[UK, UV]{kc, vc}, opts...)
 	if err != nil {
 		return nil, err
 	}

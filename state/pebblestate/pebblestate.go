@@ -1,0 +1,532 @@
+// Package pebblestate keeps keyed state in a local Pebble database per
+// operator and subtask (github.com/cockroachdb/pebble/v2, pure Go): the
+// role RocksDB plays in Flink. State can then be far larger than memory;
+// every access encodes the key and value and goes to the database.
+//
+// # Snapshots
+//
+// A savepoint, and every checkpoint when incremental checkpoints are off,
+// is written in weir's canonical key-group stream (see package state):
+// the synchronous part takes a Pebble snapshot (a sequence number, O(1)),
+// the asynchronous part iterates it. Such a snapshot restores into the
+// heap backend and back.
+//
+// An incremental checkpoint (the default) is native: the synchronous part
+// flushes the memtable and makes a Pebble checkpoint (hard links of the
+// immutable SST files plus a copy of the MANIFEST and OPTIONS) in the
+// working directory; the asynchronous part uploads the SST files that no
+// completed checkpoint uploaded before into the storage's shared area and
+// the small private files into the checkpoint's directory, and records
+// every file's handle, size and CRC-32C checksum in an
+// checkpoint.IncrementalHandle (backend "pebble-v1"). SST files are
+// immutable and their names never reused within a database, so a name
+// seen in the last completed checkpoint is the same file. The bytes a
+// checkpoint uploads are proportional to what changed since the last
+// completed one (new SSTs from flushes and compactions), not to the state
+// size. The storage deletes shared files no retained checkpoint
+// references (storage.CollectShared).
+//
+// # Restore
+//
+// A native handle covering exactly the subtask's key groups is downloaded
+// (checksums verified) and opened as the database. Otherwise (rescaling)
+// every handle is downloaded, opened read-only, and the keys of the
+// subtask's key groups are copied into a fresh database. Canonical
+// streams are read entry by entry.
+//
+// # Fault injection
+//
+// Options.FS replaces the file system (a pebble vfs.FS, e.g. the errorfs
+// package's): tests make snapshot writes fail and check that the
+// checkpoint is declined and the job goes on.
+package pebblestate
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/state"
+	"github.com/weirstream/weir/storage"
+)
+
+// BackendName is the format name of native snapshots.
+const BackendName = "pebble-v1"
+
+// Options configures the pebble state backend.
+type Options struct {
+	// Dir is the local working directory: one database per operator and
+	// subtask below it (default: a "weir-pebble" directory in
+	// os.TempDir()). It needs no durability: state is recovered from
+	// checkpoints.
+	Dir string
+	// Full disables incremental checkpoints: every checkpoint writes the
+	// canonical key-group stream.
+	Full bool
+	// MemTableSize is the size of Pebble's memtable (default 16 MiB).
+	// Incremental checkpoints flush it synchronously, so it bounds the
+	// synchronous part of a checkpoint.
+	MemTableSize uint64
+	// FS replaces the file system (for fault injection); default the OS.
+	FS vfs.FS
+	// Logger receives Pebble's errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Factory creates pebble stores; it implements state.RawStoreFactory.
+type Factory struct{ opts Options }
+
+// New returns the pebble state backend with opts.
+func New(opts Options) *Factory {
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(os.TempDir(), "weir-pebble")
+	}
+	if opts.MemTableSize == 0 {
+		opts.MemTableSize = 16 << 20
+	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Factory{opts: opts}
+}
+
+func (f *Factory) String() string {
+	mode := "incremental"
+	if f.opts.Full {
+		mode = "full"
+	}
+	return fmt.Sprintf("pebble (%s checkpoints, in %s)", mode, f.opts.Dir)
+}
+
+// NewRawStore implements state.RawStoreFactory: an empty database in a new
+// directory.
+func (f *Factory) NewRawStore(info state.StoreInfo) (state.RawStore, error) {
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	inst := fmt.Sprintf("%s-%s-%d-%s", sanitize(info.Job), sanitize(info.OperatorUID), info.Subtask, hex.EncodeToString(rnd[:]))
+	s := &Store{opts: f.opts, fs: f.opts.FS, dir: filepath.Join(f.opts.Dir, inst), instance: hex.EncodeToString(rnd[:]),
+		pending: map[checkpoint.ID]map[string]checkpoint.NamedStream{}}
+	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create pebble state directory %s: %w", s.dir, err)
+	}
+	if err := s.open(); err != nil {
+		s.fs.RemoveAll(s.dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// Store is one pebble database holding the keyed state of one operator in
+// one subtask.
+type Store struct {
+	opts     Options
+	fs       vfs.FS
+	dir      string // instance directory: db/, chk-<id>/, restore-*/
+	instance string // random, part of uploaded names
+	db       *pebble.DB
+
+	mu      sync.Mutex
+	pending map[checkpoint.ID]map[string]checkpoint.NamedStream // SSTs per checkpoint in flight
+	base    map[string]checkpoint.NamedStream                   // SSTs of the last completed checkpoint
+}
+
+func (s *Store) dbDir() string { return filepath.Join(s.dir, "db") }
+
+func (s *Store) pebbleOptions() *pebble.Options {
+	return &pebble.Options{
+		FS:           s.fs,
+		DisableWAL:   true,
+		MemTableSize: s.opts.MemTableSize,
+		Logger:       pebbleLogger{s.opts.Logger},
+	}
+}
+
+func (s *Store) open() error {
+	db, err := pebble.Open(s.dbDir(), s.pebbleOptions())
+	if err != nil {
+		return fmt.Errorf("cannot open pebble state in %s: %w", s.dbDir(), err)
+	}
+	s.db = db
+	return nil
+}
+
+// Dir is the store's working directory.
+func (s *Store) Dir() string { return s.dir }
+
+// DB is the underlying database (for tests and tools).
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// Get implements state.RawStore.
+func (s *Store) Get(key, dst []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return dst, false, err
+	}
+	dst = append(dst, v...)
+	closer.Close()
+	return dst, true, nil
+}
+
+// Set implements state.RawStore.
+func (s *Store) Set(key, val []byte) error { return s.db.Set(key, val, pebble.NoSync) }
+
+// Delete implements state.RawStore.
+func (s *Store) Delete(key []byte) error { return s.db.Delete(key, pebble.NoSync) }
+
+type iterMaker interface {
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func scan(r iterMaker, lower, upper []byte, limit int, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			it.Close()
+			return err
+		}
+		if n++; limit > 0 && n >= limit {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return err
+	}
+	return it.Close()
+}
+
+// Scan implements state.RawStore.
+func (s *Store) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
+	return scan(s.db, lower, upper, limit, fn)
+}
+
+type view struct{ snap *pebble.Snapshot }
+
+func (v view) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
+	return scan(v.snap, lower, upper, limit, fn)
+}
+func (v view) Close() error { return v.snap.Close() }
+
+// View implements state.RawStore: a Pebble snapshot.
+func (s *Store) View() (state.RawView, error) { return view{s.db.NewSnapshot()}, nil }
+
+// Close implements state.RawStore: closes the database and deletes the
+// working directory.
+func (s *Store) Close() error {
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+		s.db = nil
+	}
+	if rerr := s.fs.RemoveAll(s.dir); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// NotifyCheckpointComplete implements state.RawStore: the SSTs of
+// checkpoint id become the files later checkpoints reuse.
+func (s *Store) NotifyCheckpointComplete(id checkpoint.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.pending[id]; ok {
+		s.base = p
+	}
+	for pid := range s.pending {
+		if pid <= id {
+			delete(s.pending, pid)
+		}
+	}
+}
+
+// NotifyCheckpointAborted implements state.RawStore.
+func (s *Store) NotifyCheckpointAborted(id checkpoint.ID) {
+	s.mu.Lock()
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+// NativeSnapshot implements state.RawStore: flush and make a Pebble
+// checkpoint (hard links) in the working directory.
+func (s *Store) NativeSnapshot(id checkpoint.ID) (state.KeyedSnapshot, error) {
+	if s.opts.Full {
+		return nil, nil
+	}
+	if err := s.db.Flush(); err != nil {
+		return nil, fmt.Errorf("cannot flush pebble state for checkpoint %d: %w", id, err)
+	}
+	dir := filepath.Join(s.dir, fmt.Sprintf("chk-%d", id))
+	s.fs.RemoveAll(dir) // debris of an earlier attempt with this id
+	if err := s.db.Checkpoint(dir); err != nil {
+		s.fs.RemoveAll(dir)
+		return nil, fmt.Errorf("cannot make pebble checkpoint %d in %s: %w", id, dir, err)
+	}
+	return &nativeSnapshot{s: s, id: id, dir: dir}, nil
+}
+
+type nativeSnapshot struct {
+	s    *Store
+	id   checkpoint.ID
+	dir  string
+	once sync.Once
+}
+
+func (n *nativeSnapshot) Release() { n.once.Do(func() { n.s.fs.RemoveAll(n.dir) }) }
+
+func (n *nativeSnapshot) WriteKeyGroups(io.Writer) ([]int64, error) {
+	return nil, errors.New("a native pebble snapshot is written with WriteHandle")
+}
+
+// WriteHandle implements state.HandleWriter: upload what the last
+// completed checkpoint did not, reference the rest.
+func (n *nativeSnapshot) WriteHandle(t storage.Target) (checkpoint.KeyedStateHandle, error) {
+	s := n.s
+	names, err := s.fs.List(n.dir)
+	if err != nil {
+		return checkpoint.KeyedStateHandle{}, fmt.Errorf("cannot list pebble checkpoint %s: %w", n.dir, err)
+	}
+	sort.Strings(names)
+	s.mu.Lock()
+	base := s.base
+	s.mu.Unlock()
+	inc := &checkpoint.IncrementalHandle{Backend: BackendName}
+	ssts := map[string]checkpoint.NamedStream{}
+	for _, name := range names {
+		if name == "" || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if strings.HasSuffix(name, ".sst") {
+			if f, ok := base[name]; ok {
+				inc.Files = append(inc.Files, f)
+				ssts[name] = f
+				continue
+			}
+		}
+		f, err := n.upload(t, name, strings.HasSuffix(name, ".sst"))
+		if err != nil {
+			return checkpoint.KeyedStateHandle{}, err
+		}
+		inc.Uploaded += f.Stream.Size
+		inc.Files = append(inc.Files, f)
+		if strings.HasSuffix(name, ".sst") {
+			ssts[name] = f
+		}
+	}
+	s.mu.Lock()
+	s.pending[n.id] = ssts
+	s.mu.Unlock()
+	return checkpoint.KeyedStateHandle{Incremental: inc}, nil
+}
+
+func (n *nativeSnapshot) upload(t storage.Target, name string, shared bool) (checkpoint.NamedStream, error) {
+	src, err := n.s.fs.Open(filepath.Join(n.dir, name))
+	if err != nil {
+		return checkpoint.NamedStream{}, fmt.Errorf("cannot read pebble file %s: %w", name, err)
+	}
+	defer src.Close()
+	var w storage.StreamWriter
+	if shared {
+		w, err = t.CreateShared(n.s.instance + "-" + name)
+	} else {
+		w, err = t.CreateStream(name)
+	}
+	if err != nil {
+		return checkpoint.NamedStream{}, err
+	}
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	if _, err := io.Copy(io.MultiWriter(w, crc), src); err != nil {
+		w.Abort()
+		return checkpoint.NamedStream{}, fmt.Errorf("cannot upload pebble file %s: %w", name, err)
+	}
+	h, err := w.Close()
+	if err != nil {
+		return checkpoint.NamedStream{}, fmt.Errorf("cannot upload pebble file %s: %w", name, err)
+	}
+	return checkpoint.NamedStream{Name: name, Stream: h, CRC: crc.Sum32()}, nil
+}
+
+// RestoreNative implements state.RawStore.
+func (s *Store) RestoreNative(handles []checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error), r checkpoint.KeyGroupRange, reuse bool) error {
+	for _, h := range handles {
+		if h.Incremental.Backend != BackendName {
+			return fmt.Errorf("cannot restore a %q snapshot into pebble state (this build reads %q)", h.Incremental.Backend, BackendName)
+		}
+	}
+	if len(handles) == 1 && handles[0].Range == r {
+		// Same key groups: the checkpoint is the database.
+		if err := s.db.Close(); err != nil {
+			return err
+		}
+		s.db = nil
+		if err := s.fs.RemoveAll(s.dbDir()); err != nil {
+			return err
+		}
+		if err := s.download(handles[0].Incremental, open, s.dbDir()); err != nil {
+			return err
+		}
+		if err := s.open(); err != nil {
+			return err
+		}
+		if reuse {
+			base := map[string]checkpoint.NamedStream{}
+			for _, f := range handles[0].Incremental.Files {
+				if strings.HasSuffix(f.Name, ".sst") && strings.HasPrefix(f.Stream.Path, storage.SharedPrefix) {
+					base[f.Name] = f
+				}
+			}
+			s.mu.Lock()
+			s.base = base
+			s.mu.Unlock()
+		}
+		return nil
+	}
+	for i, h := range handles {
+		both := h.Range.Intersect(r)
+		if both.Len() == 0 {
+			continue
+		}
+		tmp := filepath.Join(s.dir, fmt.Sprintf("restore-%d", i))
+		if err := s.download(h.Incremental, open, tmp); err != nil {
+			return err
+		}
+		err := s.copyRange(tmp, both)
+		s.fs.RemoveAll(tmp)
+		if err != nil {
+			return fmt.Errorf("cannot restore key groups %s from pebble checkpoint: %w", both, err)
+		}
+	}
+	return nil
+}
+
+// copyRange copies the key groups r and the state kinds from the database
+// in dir into the store.
+func (s *Store) copyRange(dir string, r checkpoint.KeyGroupRange) error {
+	o := s.pebbleOptions()
+	o.ReadOnly = true
+	src, err := pebble.Open(dir, o)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	b := s.db.NewBatch()
+	cp := func(k, v []byte) error {
+		if err := b.Set(k, v, nil); err != nil {
+			return err
+		}
+		if b.Len() > 4<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			b = s.db.NewBatch()
+		}
+		return nil
+	}
+	lo, hi := []byte{byte(r.Start >> 8), byte(r.Start)}, []byte{byte((r.End + 1) >> 8), byte(r.End + 1)}
+	if err := scan(src, lo, hi, 0, cp); err != nil {
+		b.Close()
+		return err
+	}
+	if err := scan(src, []byte{0xFF, 0xFF}, nil, 0, cp); err != nil {
+		b.Close()
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// download writes the files of h into dir, checking sizes and checksums.
+func (s *Store) download(h *checkpoint.IncrementalHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error), dir string) error {
+	if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range h.Files {
+		if f.Name == "" || strings.ContainsAny(f.Name, `/\`) || f.Name == "." || f.Name == ".." {
+			return fmt.Errorf("pebble checkpoint file has a bad name %q", f.Name)
+		}
+		if err := s.downloadFile(f, open, filepath.Join(dir, f.Name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) downloadFile(f checkpoint.NamedStream, open func(checkpoint.StreamHandle) (io.ReadCloser, error), path string) error {
+	where := f.Stream.Path
+	if where == "" {
+		where = "(inline)"
+	}
+	rc, err := open(f.Stream)
+	if err != nil {
+		return fmt.Errorf("cannot read pebble file %s (%s): %w", f.Name, where, err)
+	}
+	defer rc.Close()
+	dst, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("cannot write pebble file %s: %w", path, err)
+	}
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	n, err := io.Copy(io.MultiWriter(dst, crc), rc)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot download pebble file %s (%s): %w", f.Name, where, err)
+	}
+	if f.Stream.Size > 0 && n != f.Stream.Size {
+		return fmt.Errorf("pebble file %s (%s) has %d bytes, the checkpoint recorded %d (truncated or replaced)", f.Name, where, n, f.Stream.Size)
+	}
+	if crc.Sum32() != f.CRC {
+		return fmt.Errorf("pebble file %s (%s) is corrupted: CRC-32C %08x, the checkpoint recorded %08x", f.Name, where, crc.Sum32(), f.CRC)
+	}
+	return nil
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(string, ...any) {}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error("pebble fatal: " + fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

@@ -1,0 +1,608 @@
+package state
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/bits"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/weirstream/weir/checkpoint"
+)
+
+// RawStore is a local, ordered key-value store that holds keyed state as
+// bytes: the storage engine under RawKeyedBackend (pebble, in package
+// state/pebblestate). The backend lays keys out as
+//
+//	key group  2 bytes, big-endian
+//	state name UTF-8, then one 0x00 byte
+//	key        the key's Codec encoding
+//
+// so that a key group, and a state within it, are contiguous ranges, in
+// the order the canonical snapshot stream writes them. The kinds of the
+// states live under the 2-byte prefix FF FF ("k", 0x00, name → kind byte),
+// outside every key group (max parallelism is at most 32768).
+//
+// A RawStore is used from the task goroutine, except for views and native
+// snapshots, which the snapshot goroutine reads.
+type RawStore interface {
+	// Get appends the value of key to dst; ok is false if absent.
+	Get(key, dst []byte) (val []byte, ok bool, err error)
+	Set(key, val []byte) error
+	Delete(key []byte) error
+	// Scan calls fn with the entries of [lower, upper) in key order, at
+	// most limit of them (0: all). k and v are valid only during fn.
+	Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error
+	// View returns a consistent, read-only view of the store as it is now,
+	// cheaply (the synchronous part of a full snapshot).
+	View() (RawView, error)
+	// NativeSnapshot returns a native (incremental) snapshot for
+	// checkpoint id, or nil if the store does not make them (or is
+	// configured not to).
+	NativeSnapshot(id checkpoint.ID) (KeyedSnapshot, error)
+	// RestoreNative restores native snapshots: every key of the key
+	// groups of r found in the handles.
+	// reuse says the handles are in the storage the job checkpoints to,
+	// so that later incremental checkpoints may reference their files.
+	RestoreNative(handles []checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error), r checkpoint.KeyGroupRange, reuse bool) error
+	NotifyCheckpointComplete(id checkpoint.ID)
+	NotifyCheckpointAborted(id checkpoint.ID)
+	Close() error
+}
+
+// RawView is a consistent read-only view of a RawStore.
+type RawView interface {
+	Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error
+	Close() error
+}
+
+// MaxRawKeyGroups bounds the max parallelism of a RawKeyedBackend (the
+// key group is 2 bytes and FF FF is the metadata prefix).
+const MaxRawKeyGroups = 1 << 15
+
+var rawMetaPrefix = []byte{0xFF, 0xFF, 'k', 0}
+
+// RawKeyedBackend is a KeyedBackend over a RawStore: every access encodes
+// the key and the value with their codecs and goes to the store.
+type RawKeyedBackend[K comparable] struct {
+	store    RawStore
+	keyCodec Codec[K]
+	hash     HashFunc[K]
+	maxP     int
+	r        checkpoint.KeyGroupRange
+	kgMask   uint32
+	kgPow2   bool
+	fail     func(error)
+
+	curKey K
+	curKG  int    // absolute key group
+	keyEnc []byte // encoding of curKey
+
+	states map[string]rawTable
+	kinds  map[string]stateKind // every state known: registered or restored
+
+	// ReuseRestoredFiles lets incremental checkpoints after a restore
+	// reference the restored checkpoint's files instead of uploading them
+	// again; set it only when the restored checkpoint lives in the storage
+	// the job checkpoints to (and is thus protected by its retention).
+	ReuseRestoredFiles bool
+}
+
+// StoreInfo names the operator and subtask a store is created for.
+type StoreInfo struct {
+	Job         string
+	OperatorUID string
+	Subtask     int
+}
+
+// RawStoreFactory creates the store of one keyed operator in one subtask
+// (pebblestate.New returns one).
+type RawStoreFactory interface {
+	NewRawStore(info StoreInfo) (RawStore, error)
+	String() string
+}
+
+type rawTable interface{ kind() stateKind }
+
+// NewRawKeyedBackend returns a backend over store for the key groups r of
+// maxParallelism. fail is called with store errors met while reading or
+// writing state (ValueState methods return no errors): the task fails
+// over.
+func NewRawKeyedBackend[K comparable](store RawStore, keyCodec Codec[K], hash HashFunc[K], maxParallelism int, r checkpoint.KeyGroupRange, fail func(error)) (*RawKeyedBackend[K], error) {
+	if maxParallelism <= 0 || maxParallelism > MaxRawKeyGroups || r.Start < 0 || r.End >= maxParallelism || r.Len() == 0 {
+		return nil, fmt.Errorf("bad keyed backend: key groups %s of max parallelism %d (at most %d with this backend)", r, maxParallelism, MaxRawKeyGroups)
+	}
+	b := &RawKeyedBackend[K]{store: store, keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, fail: fail,
+		states: map[string]rawTable{}, kinds: map[string]stateKind{}}
+	if bits.OnesCount(uint(maxParallelism)) == 1 {
+		b.kgPow2, b.kgMask = true, uint32(maxParallelism-1)
+	}
+	if err := b.loadKinds(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *RawKeyedBackend[K]) loadKinds() error {
+	upper := append(append([]byte(nil), rawMetaPrefix[:3]...), 1)
+	return b.store.Scan(rawMetaPrefix, upper, 0, func(k, v []byte) error {
+		if len(v) != 1 {
+			return fmt.Errorf("corrupted state kind entry %q", k)
+		}
+		b.kinds[string(k[len(rawMetaPrefix):])] = stateKind(v[0])
+		return nil
+	})
+}
+
+func (b *RawKeyedBackend[K]) setKind(name string, k stateKind) error {
+	if old, ok := b.kinds[name]; ok {
+		if old != k {
+			return fmt.Errorf("state %q was checkpointed as %s state, cannot use it as %s state", name, old, k)
+		}
+		return nil
+	}
+	b.kinds[name] = k
+	return b.store.Set(append(append([]byte(nil), rawMetaPrefix...), name...), []byte{byte(k)})
+}
+
+// KeyGroupRange implements KeyedBackend.
+func (b *RawKeyedBackend[K]) KeyGroupRange() checkpoint.KeyGroupRange { return b.r }
+
+// SetCurrentKeyHashed implements KeyedBackend.
+func (b *RawKeyedBackend[K]) SetCurrentKeyHashed(k K, hash uint32) {
+	var kg int
+	if b.kgPow2 {
+		kg = int(hash & b.kgMask)
+	} else {
+		kg = int(hash % uint32(b.maxP))
+	}
+	if !b.r.Contains(kg) {
+		panic(fmt.Sprintf("weir: key %v (key group %d) does not belong to this subtask's key groups %s", k, kg, b.r))
+	}
+	b.curKey, b.curKG = k, kg
+	b.keyEnc = b.keyCodec.Append(b.keyEnc[:0], k)
+}
+
+// SetCurrentKey scopes every state access to k.
+func (b *RawKeyedBackend[K]) SetCurrentKey(k K) { b.SetCurrentKeyHashed(k, b.hash(k)) }
+
+// CurrentKey implements KeyedBackend.
+func (b *RawKeyedBackend[K]) CurrentKey() K { return b.curKey }
+
+// Store is the store under the backend.
+func (b *RawKeyedBackend[K]) Store() RawStore { return b.store }
+
+// Close implements KeyedBackend.
+func (b *RawKeyedBackend[K]) Close() error { return b.store.Close() }
+
+// NotifyCheckpointComplete implements KeyedBackend.
+func (b *RawKeyedBackend[K]) NotifyCheckpointComplete(id checkpoint.ID) {
+	b.store.NotifyCheckpointComplete(id)
+}
+
+// NotifyCheckpointAborted implements KeyedBackend.
+func (b *RawKeyedBackend[K]) NotifyCheckpointAborted(id checkpoint.ID) {
+	b.store.NotifyCheckpointAborted(id)
+}
+
+func appendKGPrefix(dst []byte, kg int, name string) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(kg))
+	dst = append(dst, name...)
+	return append(dst, 0)
+}
+
+func checkRawName(name string) error {
+	if strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("state name %q contains a NUL byte", name)
+	}
+	return nil
+}
+
+// rawValue is a ValueState over a RawKeyedBackend.
+type rawValue[K comparable, V any] struct {
+	b     *RawKeyedBackend[K]
+	name  string
+	k     stateKind
+	codec Codec[V]
+	kbuf  []byte
+	vbuf  []byte
+}
+
+func (t *rawValue[K, V]) kind() stateKind { return t.k }
+
+func (t *rawValue[K, V]) key() []byte {
+	t.kbuf = appendKGPrefix(t.kbuf[:0], t.b.curKG, t.name)
+	t.kbuf = append(t.kbuf, t.b.keyEnc...)
+	return t.kbuf
+}
+
+func (t *rawValue[K, V]) Value() (V, bool) {
+	var zero V
+	v, ok, err := t.b.store.Get(t.key(), t.vbuf[:0])
+	if err != nil {
+		t.b.fail(fmt.Errorf("cannot read state %q: %w", t.name, err))
+		return zero, false
+	}
+	if !ok {
+		return zero, false
+	}
+	t.vbuf = v[:0]
+	x, err := t.codec.Decode(v)
+	if err != nil {
+		t.b.fail(fmt.Errorf("cannot decode state %q of key %v: %w", t.name, t.b.curKey, err))
+		return zero, false
+	}
+	return x, true
+}
+
+func (t *rawValue[K, V]) Update(v V) {
+	t.vbuf = t.codec.Append(t.vbuf[:0], v)
+	if err := t.b.store.Set(t.key(), t.vbuf); err != nil {
+		t.b.fail(fmt.Errorf("cannot write state %q: %w", t.name, err))
+	}
+}
+
+func (t *rawValue[K, V]) Clear() {
+	if err := t.b.store.Delete(t.key()); err != nil {
+		t.b.fail(fmt.Errorf("cannot clear state %q: %w", t.name, err))
+	}
+}
+
+func getRawValueState[K comparable, V any](b *RawKeyedBackend[K], name string, c Codec[V], ttl TTLConfig) (ValueState[V], error) {
+	if err := checkRawName(name); err != nil {
+		return nil, err
+	}
+	kind := kindValue
+	if ttl.TTL > 0 {
+		if err := ttl.validate(name); err != nil {
+			return nil, err
+		}
+		kind = kindValueTTL
+	}
+	if t, ok := b.states[name]; ok {
+		if t.kind() != kind {
+			return nil, fmt.Errorf("state %q is already registered as %s state, not %s state", name, t.kind(), kind)
+		}
+		if kind == kindValueTTL {
+			if vt, ok := t.(*rawValue[K, ttlValue[V]]); ok {
+				return newTTLState[V](vt, ttl, ttl.nowFunc(), b.ttlCleaner(name, ttl)), nil
+			}
+		} else if vt, ok := t.(*rawValue[K, V]); ok {
+			return vt, nil
+		}
+		return nil, fmt.Errorf("state %q is already registered with another type (%T)", name, t)
+	}
+	if err := b.setKind(name, kind); err != nil {
+		return nil, err
+	}
+	if kind == kindValueTTL {
+		t := &rawValue[K, ttlValue[V]]{b: b, name: name, k: kind, codec: ttlCodec[V]{c}}
+		b.states[name] = t
+		return newTTLState[V](t, ttl, ttl.nowFunc(), b.ttlCleaner(name, ttl)), nil
+	}
+	t := &rawValue[K, V]{b: b, name: name, k: kind, codec: c}
+	b.states[name] = t
+	return t, nil
+}
+
+// ttlCleaner returns the incremental cleanup of a TTL state: every 16th
+// access it checks 16×CleanupPerAccess entries from a cursor that walks
+// the state's entries key group by key group, and deletes expired ones.
+func (b *RawKeyedBackend[K]) ttlCleaner(name string, cfg TTLConfig) func(now int64) {
+	per := cfg.CleanupPerAccess
+	if per == 0 {
+		per = 2
+	}
+	var calls int
+	kg := b.r.Start
+	var cursor, lower, upper []byte
+	var expired [][]byte
+	return func(now int64) {
+		calls++
+		if calls%16 != 0 {
+			return
+		}
+		budget := per * 16
+		for budget > 0 {
+			// The state's entries in key group kg: [kg name 00, kg name 01).
+			lower = appendKGPrefix(lower[:0], kg, name)
+			upper = append(upper[:0], lower...)
+			upper[len(upper)-1] = 1
+			if len(cursor) > 0 {
+				lower = append(append(lower[:0], cursor...), 0) // just after the cursor
+			}
+			n := 0
+			expired = expired[:0]
+			err := b.store.Scan(lower, upper, budget, func(k, v []byte) error {
+				n++
+				cursor = append(cursor[:0], k...)
+				if exp, ok := ttlExpiry(v); ok && exp <= now {
+					expired = append(expired, append([]byte(nil), k...))
+				}
+				return nil
+			})
+			if err != nil {
+				b.fail(fmt.Errorf("cannot clean up expired entries of state %q: %w", name, err))
+				return
+			}
+			for _, k := range expired {
+				if err := b.store.Delete(k); err != nil {
+					b.fail(fmt.Errorf("cannot clean up expired entries of state %q: %w", name, err))
+					return
+				}
+			}
+			budget -= n
+			if n == 0 || budget > 0 { // this key group is done: next one
+				cursor = cursor[:0]
+				if kg++; kg > b.r.End {
+					kg = b.r.Start
+					return
+				}
+			}
+		}
+	}
+}
+
+// SnapshotFor implements KeyedBackend: a native snapshot when the store
+// makes them and the checkpoint is not a savepoint, else the canonical
+// stream read from a consistent view.
+func (b *RawKeyedBackend[K]) SnapshotFor(id checkpoint.ID, kind checkpoint.Kind) (KeyedSnapshot, error) {
+	if kind != checkpoint.KindSavepoint {
+		s, err := b.store.NativeSnapshot(id)
+		if err != nil || s != nil {
+			return s, err
+		}
+	}
+	v, err := b.store.View()
+	if err != nil {
+		return nil, err
+	}
+	return NewCanonicalSnapshot(v, b.r, nowMillis), nil
+}
+
+// NewCanonicalSnapshot writes the canonical key-group stream of a RawStore
+// view laid out as RawKeyedBackend lays out keys. now gives the reference
+// time for leaving out expired entries of TTL states.
+func NewCanonicalSnapshot(v RawView, r checkpoint.KeyGroupRange, now func() int64) KeyedSnapshot {
+	return &rawSnapshot{v: v, r: r, now: now}
+}
+
+type rawSnapshot struct {
+	v    RawView
+	r    checkpoint.KeyGroupRange
+	now  func() int64
+	once sync.Once
+}
+
+func (s *rawSnapshot) Release() { s.once.Do(func() { s.v.Close() }) }
+
+func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
+	kinds := map[string]stateKind{}
+	upper := append(append([]byte(nil), rawMetaPrefix[:3]...), 1)
+	if err := s.v.Scan(rawMetaPrefix, upper, 0, func(k, v []byte) error {
+		if len(v) == 1 {
+			kinds[string(k[len(rawMetaPrefix):])] = stateKind(v[0])
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("cannot read state kinds: %w", err)
+	}
+	now := s.now()
+	bw := bufio.NewWriterSize(w, 256<<10)
+	offsets := make([]int64, s.r.Len())
+	var pos int64
+	var sec, block []byte
+	var lo, hi [2]byte
+	for kg := s.r.Start; kg <= s.r.End; kg++ {
+		offsets[kg-s.r.Start] = pos
+		binary.BigEndian.PutUint16(lo[:], uint16(kg))
+		binary.BigEndian.PutUint16(hi[:], uint16(kg+1))
+		nStates := 0
+		var body []byte // the state blocks of this key group
+		cur, curKind, count := "", stateKind(0), 0
+		flush := func() {
+			if count > 0 {
+				body = binary.AppendUvarint(body, uint64(len(cur)))
+				body = append(body, cur...)
+				body = append(body, byte(curKind))
+				body = binary.AppendUvarint(body, uint64(count))
+				body = append(body, block...)
+				nStates++
+			}
+			block, count = block[:0], 0
+		}
+		err := s.v.Scan(lo[:], hi[:], 0, func(k, v []byte) error {
+			rest := k[2:]
+			i := bytes.IndexByte(rest, 0)
+			if i < 0 {
+				return fmt.Errorf("key group %d: malformed key %q", kg, k)
+			}
+			if string(rest[:i]) != cur || count == 0 && cur == "" {
+				flush()
+				cur = string(rest[:i])
+				var ok bool
+				if curKind, ok = kinds[cur]; !ok {
+					return fmt.Errorf("key group %d: state %q has no recorded kind", kg, cur)
+				}
+			}
+			if curKind == kindValueTTL {
+				if exp, ok := ttlExpiry(v); ok && exp <= now {
+					return nil // expired: cleaned up by the full snapshot
+				}
+			}
+			block = appendLengthPrefixed(block, rest[i+1:])
+			block = appendLengthPrefixed(block, v)
+			count++
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cannot read key group %d of keyed state: %w", kg, err)
+		}
+		flush()
+		sec = append(sec[:0], KeyedSnapshotVersion)
+		sec = binary.AppendUvarint(sec, uint64(nStates))
+		sec = append(sec, body...)
+		sec = binary.BigEndian.AppendUint32(sec, crc32.Checksum(sec, castagnoli))
+		if _, err := bw.Write(sec); err != nil {
+			return nil, fmt.Errorf("cannot write key group %d of keyed state: %w", kg, err)
+		}
+		pos += int64(len(sec))
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("cannot write keyed state: %w", err)
+	}
+	return offsets, nil
+}
+
+// RestoreHandles implements KeyedBackend: canonical streams are read entry
+// by entry into the store (checking that every key belongs to its key
+// group), native handles go to the store.
+func (b *RawKeyedBackend[K]) RestoreHandles(handles []checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error)) error {
+	var native []checkpoint.KeyedStateHandle
+	for _, h := range handles {
+		if h.Incremental != nil {
+			native = append(native, h)
+		}
+	}
+	if len(native) > 0 {
+		if err := b.store.RestoreNative(native, open, b.r, b.ReuseRestoredFiles); err != nil {
+			return err
+		}
+		if err := b.loadKinds(); err != nil {
+			return err
+		}
+	}
+	for _, h := range handles {
+		if h.Incremental != nil {
+			continue
+		}
+		err := restoreStream(h, open, func(r io.Reader, h checkpoint.KeyedStateHandle) error {
+			return WalkKeyGroups(r, h, b.r, b.restoreEntry)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *RawKeyedBackend[K]) restoreEntry(kg int, name string, kind byte, key, val []byte) error {
+	if err := checkRawName(name); err != nil {
+		return err
+	}
+	if err := b.setKind(name, stateKind(kind)); err != nil {
+		return err
+	}
+	k, err := b.keyCodec.Decode(key)
+	if err != nil {
+		return fmt.Errorf("state %q: bad key: %w", name, err)
+	}
+	if got := KeyGroupOf(b.hash(k), b.maxP); got != kg {
+		return fmt.Errorf("state %q: key %v belongs to key group %d, found in %d (wrong max parallelism or key type?)", name, k, got, kg)
+	}
+	full := appendKGPrefix(nil, kg, name)
+	return b.store.Set(append(full, key...), val)
+}
+
+// WalkKeyGroups reads the canonical key-group stream of h from r (at its
+// start) and calls visit with every entry of the key groups in want, in
+// stream order. It checks every section's checksum and structure and names
+// the key group (and state) of any error.
+func WalkKeyGroups(r io.Reader, h checkpoint.KeyedStateHandle, want checkpoint.KeyGroupRange, visit func(kg int, name string, kind byte, key, val []byte) error) error {
+	if len(h.Offsets) != h.Range.Len() {
+		return fmt.Errorf("cannot restore keyed state: handle has %d offsets for key groups %s", len(h.Offsets), h.Range)
+	}
+	for i, off := range h.Offsets {
+		if off < 0 || (i > 0 && off < h.Offsets[i-1]) || (h.Stream.Size > 0 && off > h.Stream.Size) {
+			return fmt.Errorf("cannot restore keyed state: key group %d has offset %d outside the %d-byte stream (corrupted handle)", h.Range.Start+i, off, h.Stream.Size)
+		}
+	}
+	both := h.Range.Intersect(want)
+	if both.Len() == 0 {
+		return nil
+	}
+	if first := h.Offsets[both.Start-h.Range.Start]; first > 0 {
+		if _, err := io.CopyN(io.Discard, r, first); err != nil {
+			return fmt.Errorf("cannot restore keyed state: cannot skip to key group %d at offset %d: %w", both.Start, first, truncated(err))
+		}
+	}
+	var buf []byte
+	for kg := both.Start; kg <= both.End; kg++ {
+		i := kg - h.Range.Start
+		var sec []byte
+		var err error
+		switch {
+		case i+1 < len(h.Offsets):
+			sec, buf, err = readSection(r, buf, h.Offsets[i+1]-h.Offsets[i])
+		case h.Stream.Size > 0:
+			sec, buf, err = readSection(r, buf, h.Stream.Size-h.Offsets[i])
+		default:
+			sec, err = io.ReadAll(r)
+		}
+		if err == nil {
+			err = walkSection(kg, sec, visit)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot restore keyed state: key group %d: %w", kg, err)
+		}
+	}
+	return nil
+}
+
+func walkSection(kg int, sec []byte, visit func(kg int, name string, kind byte, key, val []byte) error) error {
+	if len(sec) < 4 {
+		return errShort
+	}
+	body := sec[:len(sec)-4]
+	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(sec[len(sec)-4:]) {
+		return errors.New("checksum mismatch (corrupted or truncated)")
+	}
+	rd := reader{b: body}
+	if v := rd.byte(); rd.err == nil && (v == 0 || v > KeyedSnapshotVersion) {
+		return fmt.Errorf("unknown keyed snapshot format version %d (this build reads up to %d)", v, KeyedSnapshotVersion)
+	}
+	nStates := rd.uvarint()
+	for s := uint64(0); s < nStates && rd.err == nil; s++ {
+		name := string(rd.bytes())
+		kind := rd.byte()
+		n := rd.uvarint()
+		if rd.err != nil {
+			break
+		}
+		if n > uint64(len(rd.b))/2 {
+			return fmt.Errorf("state %q: %d entries in %d bytes: %w", name, n, len(rd.b), errShort)
+		}
+		for e := uint64(0); e < n; e++ {
+			k, v := rd.bytes(), rd.bytes()
+			if rd.err != nil {
+				return fmt.Errorf("state %q: %w", name, rd.err)
+			}
+			if err := visit(kg, name, kind, k, v); err != nil {
+				return err
+			}
+		}
+	}
+	if rd.err != nil {
+		return rd.err
+	}
+	if len(rd.b) != 0 {
+		return fmt.Errorf("%d unexpected bytes at the end of the section", len(rd.b))
+	}
+	return nil
+}
+
+// StateNames lists the states the backend knows (registered or restored).
+func (b *RawKeyedBackend[K]) StateNames() []string {
+	out := make([]string, 0, len(b.kinds))
+	for n := range b.kinds {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
