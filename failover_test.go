@@ -10,6 +10,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/internal/sinktest"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/state/pebblestate"
 )
 
 // seqRec is record number Seq (1..N) of key Key.
@@ -105,19 +106,28 @@ func TestFailureInjection(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/seed%d", mode, seed), func(t *testing.T) { runFailureInjection(t, mode, seed) })
 		}
 	}
+	// The same with keyed state in pebble, incremental and full.
+	for seed := uint64(1); seed <= 2; seed++ {
+		t.Run(fmt.Sprintf("pebble-incremental/seed%d", seed), func(t *testing.T) {
+			runFailureInjection(t, weir.ExactlyOnce, seed, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+		})
+	}
+	t.Run("pebble-full/seed1", func(t *testing.T) {
+		runFailureInjection(t, weir.ExactlyOnce, 1, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir(), Full: true})))
+	})
 }
 
-func runFailureInjection(t *testing.T, mode weir.Mode, seed uint64) {
+func runFailureInjection(t *testing.T, mode weir.Mode, seed uint64, opts ...weir.Option) {
 	const keys, perKey = 6, 3000
 	inj := sinktest.NewInjector(seed, 8)
 	sink := flakySink{CollectSink: weir.NewCollectSink[seqOut](), inj: inj}
-	env := weir.NewEnvironment(
+	env := weir.NewEnvironment(append([]weir.Option{
 		weir.Parallelism(2),
 		weir.Checkpointing(15*time.Millisecond, mode),
 		weir.CheckpointStorage(t.TempDir()),
 		weir.RestartStrategy(restart.FixedDelay(100, time.Millisecond)),
 		weir.BufferSize(64),
-	)
+	}, opts...)...)
 	// One partition per key, records 1..perKey; a slow-ish rate so that
 	// checkpoints and failures interleave with the records.
 	gen := weir.Generator(keys, perKey, func(p int, off int64) seqRec { return seqRec{Key: int64(p), Seq: off + 1} }).WithRate(20000)

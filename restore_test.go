@@ -12,6 +12,7 @@ import (
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/state/pebblestate"
 	"github.com/weirstream/weir/storage"
 )
 
@@ -245,12 +246,19 @@ func TestCheckpointStatsRecorded(t *testing.T) {
 // Rescaling a running job: keyed counts and source offsets survive
 // parallelism 2 -> 4 -> 1, with nothing lost or counted twice.
 func TestRescale(t *testing.T) {
+	t.Run("heap", func(t *testing.T) { testRescale(t) })
+	t.Run("pebble", func(t *testing.T) {
+		testRescale(t, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+	})
+}
+
+func testRescale(t *testing.T, backend ...weir.Option) {
 	dir := t.TempDir()
 	const limit = 3000 // per partition; 4 partitions, 10 keys: 1200 per key
 	job := func(p int, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[weir.KV[int64, int64]]) {
 		base := []weir.Option{weir.Parallelism(p), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
 			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None())}
-		env := weir.NewEnvironment(append(base, opts...)...)
+		env := weir.NewEnvironment(append(append(base, backend...), opts...)...)
 		sink := weir.NewCollectSink[weir.KV[int64, int64]]()
 		src := weir.FromSource(env, weir.Generator(4, limit, func(p int, off int64) int64 { return (off + int64(p)) % 10 }).WithRate(20000), "gen").UID("gen")
 		weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(sink).UID("sink")

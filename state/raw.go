@@ -85,7 +85,8 @@ type RawKeyedBackend[K comparable] struct {
 	keyEnc []byte // encoding of curKey
 
 	states map[string]rawTable
-	kinds  map[string]stateKind // every state known: registered or restored
+	kinds  map[string]stateKind    // every state known: registered or restored
+	clocks map[string]func() int64 // clocks of the registered TTL states
 
 	// ReuseRestoredFiles lets incremental checkpoints after a restore
 	// reference the restored checkpoint's files instead of uploading them
@@ -119,7 +120,7 @@ func NewRawKeyedBackend[K comparable](store RawStore, keyCodec Codec[K], hash Ha
 		return nil, fmt.Errorf("bad keyed backend: key groups %s of max parallelism %d (at most %d with this backend)", r, maxParallelism, MaxRawKeyGroups)
 	}
 	b := &RawKeyedBackend[K]{store: store, keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, fail: fail,
-		states: map[string]rawTable{}, kinds: map[string]stateKind{}}
+		states: map[string]rawTable{}, kinds: map[string]stateKind{}, clocks: map[string]func() int64{}}
 	if bits.OnesCount(uint(maxParallelism)) == 1 {
 		b.kgPow2, b.kgMask = true, uint32(maxParallelism-1)
 	}
@@ -284,6 +285,7 @@ func getRawValueState[K comparable, V any](b *RawKeyedBackend[K], name string, c
 	if kind == kindValueTTL {
 		t := &rawValue[K, ttlValue[V]]{b: b, name: name, k: kind, codec: ttlCodec[V]{c}}
 		b.states[name] = t
+		b.clocks[name] = ttl.nowFunc()
 		return newTTLState[V](t, ttl, ttl.nowFunc(), b.ttlCleaner(name, ttl)), nil
 	}
 	t := &rawValue[K, V]{b: b, name: name, k: kind, codec: c}
@@ -363,20 +365,19 @@ func (b *RawKeyedBackend[K]) SnapshotFor(id checkpoint.ID, kind checkpoint.Kind)
 	if err != nil {
 		return nil, err
 	}
-	return NewCanonicalSnapshot(v, b.r, nowMillis), nil
-}
-
-// NewCanonicalSnapshot writes the canonical key-group stream of a RawStore
-// view laid out as RawKeyedBackend lays out keys. now gives the reference
-// time for leaving out expired entries of TTL states.
-func NewCanonicalSnapshot(v RawView, r checkpoint.KeyGroupRange, now func() int64) KeyedSnapshot {
-	return &rawSnapshot{v: v, r: r, now: now}
+	// Expired entries are left out as of now, by each state's clock.
+	nows := map[string]int64{}
+	for name, c := range b.clocks {
+		nows[name] = c()
+	}
+	return &rawSnapshot{v: v, r: b.r, now: nowMillis(), nows: nows}, nil
 }
 
 type rawSnapshot struct {
 	v    RawView
 	r    checkpoint.KeyGroupRange
-	now  func() int64
+	now  int64            // reference time of TTL states without a clock of their own
+	nows map[string]int64 // per registered TTL state
 	once sync.Once
 }
 
@@ -393,7 +394,6 @@ func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("cannot read state kinds: %w", err)
 	}
-	now := s.now()
 	bw := bufio.NewWriterSize(w, 256<<10)
 	offsets := make([]int64, s.r.Len())
 	var pos int64
@@ -405,7 +405,7 @@ func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 		binary.BigEndian.PutUint16(hi[:], uint16(kg+1))
 		nStates := 0
 		var body []byte // the state blocks of this key group
-		cur, curKind, count := "", stateKind(0), 0
+		cur, curKind, count, now := "", stateKind(0), 0, s.now
 		flush := func() {
 			if count > 0 {
 				body = binary.AppendUvarint(body, uint64(len(cur)))
@@ -429,6 +429,11 @@ func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 				var ok bool
 				if curKind, ok = kinds[cur]; !ok {
 					return fmt.Errorf("key group %d: state %q has no recorded kind", kg, cur)
+				}
+				if n, ok := s.nows[cur]; ok {
+					now = n
+				} else {
+					now = s.now
 				}
 			}
 			if curKind == kindValueTTL {

@@ -1,0 +1,193 @@
+package weir_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/state/pebblestate"
+	"github.com/weirstream/weir/storage"
+)
+
+// A job moves between state backends through savepoints: heap → pebble →
+// heap, stopping with a savepoint mid-stream each time, and the counts end
+// exactly once.
+func TestSavepointAcrossBackends(t *testing.T) {
+	dir := t.TempDir()
+	heap := []weir.Option{}
+	pebble := []weir.Option{weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()}))}
+	restoreFrom := ""
+	stages := [][]weir.Option{heap, pebble, heap}
+	for i, backend := range stages {
+		opts := append([]weir.Option{}, backend...)
+		if restoreFrom != "" {
+			opts = append(opts, weir.Restore(restoreFrom))
+		}
+		env, sink := countJob(t, dir, 1500, opts...)
+		if i == len(stages)-1 {
+			if err := env.Execute(context.Background(), "count"); err != nil {
+				t.Fatalf("stage %d: %v", i, err)
+			}
+			final := map[int64]int64{}
+			for _, kv := range sink.Committed() {
+				final[kv.Key] = kv.Value
+			}
+			for k := int64(0); k < 10; k++ {
+				if final[k] != 300 {
+					t.Fatalf("key %d counted %d, want 300", k, final[k])
+				}
+			}
+			return
+		}
+		job, err := env.Start(context.Background(), "count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := job.LatestCheckpoint()
+		for job.LatestCheckpoint() < start+2 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		restoreFrom, err = job.StopWithSavepoint(context.Background())
+		if err != nil {
+			t.Fatalf("stage %d: %v", i, err)
+		}
+		if err := job.Wait(); err != nil {
+			t.Fatalf("stage %d: %v", i, err)
+		}
+	}
+}
+
+// A pebble checkpoint (incremental, native) does not restore into heap
+// state: a clear error that says to use a savepoint.
+func TestPebbleCheckpointIntoHeapIsClearError(t *testing.T) {
+	dir := t.TempDir()
+	env, _ := countJob(t, dir, 300, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+	if err := env.Execute(context.Background(), "count"); err != nil {
+		t.Fatal(err)
+	}
+	env2, _ := countJob(t, dir, 300, weir.Restore("latest"))
+	err := env2.Execute(context.Background(), "count")
+	if err == nil || !strings.Contains(err.Error(), "savepoint") || !strings.Contains(err.Error(), "pebble") {
+		t.Fatalf("restoring a pebble checkpoint into heap state: %v", err)
+	}
+}
+
+// A failing disk write while pebble makes its local checkpoint declines
+// that checkpoint; the job keeps running without a restart, later
+// checkpoints complete, and the counts are exactly once.
+func TestPebbleSnapshotFailureDeclines(t *testing.T) {
+	var failing atomic.Bool
+	var hits atomic.Int64
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && op.Kind.ReadOrWrite() == errorfs.OpIsWrite && strings.Contains(op.Path, string(filepath.Separator)+"chk-") {
+			hits.Add(1)
+			return errors.New("injected: disk failure in pebble checkpoint")
+		}
+		return nil
+	}))
+	dir := t.TempDir()
+	env, sink := countJob(t, dir, 1500,
+		weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir(), FS: fs})),
+		weir.TolerableCheckpointFailures(100))
+	job, err := env.Start(context.Background(), "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job.LatestCheckpoint() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	failing.Store(true)
+	for hits.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(60 * time.Millisecond)
+	failing.Store(false)
+	if err := job.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	declined := 0
+	for _, c := range job.Checkpoints() {
+		if !c.Completed && strings.Contains(c.Reason, "injected") {
+			declined++
+		}
+	}
+	if declined == 0 {
+		t.Fatal("no checkpoint was declined by the injected failure")
+	}
+	if job.Restarts() != 0 {
+		t.Fatalf("a failing local snapshot must decline, not fail the job (%d restarts)", job.Restarts())
+	}
+	final := map[int64]int64{}
+	for _, kv := range sink.Committed() {
+		final[kv.Key] = kv.Value
+	}
+	for k := int64(0); k < 10; k++ {
+		if final[k] != 300 {
+			t.Fatalf("key %d counted %d, want 300", k, final[k])
+		}
+	}
+}
+
+// Incremental checkpoints put their SSTs in the shared area; when old
+// checkpoints are discarded, files no retained checkpoint references are
+// deleted, and every file a retained checkpoint references is still there.
+func TestSharedFilesCollected(t *testing.T) {
+	dir := t.TempDir()
+	env, _ := countJob(t, dir, 3000, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})),
+		weir.RetainedCheckpoints(2), weir.RestartStrategy(restart.None()))
+	if err := env.Execute(context.Background(), "count"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := st.Completed()
+	if len(ids) == 0 || len(ids) > 2 {
+		t.Fatalf("retained %v, want at most 2", ids)
+	}
+	refs := map[string]bool{}
+	for _, id := range ids {
+		md, err := st.ReadMetadata(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		storage.SharedReferences(md, refs)
+	}
+	if len(refs) == 0 {
+		t.Fatal("no shared files referenced: checkpoints were not incremental")
+	}
+	names, _ := st.ListShared()
+	have := map[string]bool{}
+	for _, n := range names {
+		have[n] = true
+		if !refs[n] {
+			t.Errorf("shared file %s is referenced by no retained checkpoint but was not deleted", n)
+		}
+	}
+	for n := range refs {
+		if !have[n] {
+			t.Errorf("shared file %s referenced by a retained checkpoint is missing", n)
+		}
+	}
+	// Orphans (a crashed run's uploads) go at the next start.
+	orphan := filepath.Join(dir, "shared", "1-orphan.sst")
+	os.WriteFile(orphan, []byte("x"), 0o644)
+	env2, _ := countJob(t, dir, 3000, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})), weir.Restore("latest"))
+	if err := env2.Execute(context.Background(), "count"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("orphan shared file not collected: %v", err)
+	}
+}
