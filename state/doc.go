@@ -34,8 +34,11 @@
 //	nStates × state block, sorted by state name (byte order):
 //	  nameLen  uvarint
 //	  name     nameLen bytes (UTF-8 state name)
-//	  kind     1 byte   1 = value state (2 list, 3 map, 4 reducing and
-//	                    5 timers are reserved for later kinds)
+//	  kind     1 byte   1 = value state; 6 = value state with a
+//	                    time-to-live, whose values are an 8-byte
+//	                    big-endian expiry (unix milliseconds) followed by
+//	                    the value's encoding (2 list, 3 map, 4 reducing
+//	                    and 5 timers are reserved for later kinds)
 //	  count    uvarint  number of entries, at least 1 (states without
 //	                    entries in this key group are left out)
 //	  count × entry, in no particular order:
@@ -58,6 +61,36 @@
 //
 // A later version adds sections' kinds or fields by bumping the version;
 // readers keep reading every older version.
+//
+// List, map, reducing and aggregating states are written as value states
+// whose value is the encoded list, map or accumulator, so every backend
+// reads them back by name.
+//
+// This stream is the canonical format: the heap backend writes it for
+// every checkpoint, the pebble backend (package state/pebblestate) for
+// savepoints and for checkpoints in full mode. A savepoint therefore
+// restores into either backend. WalkKeyGroups reads it without knowing the
+// Go types.
+//
+// # Backends
+//
+// KeyedBackend is the interface the operators use. HeapKeyedBackend keeps
+// typed values in per-key-group hash tables (copy-on-write snapshots,
+// sub-microsecond synchronous part). RawKeyedBackend keeps encoded values
+// in a RawStore — an ordered key-value store such as Pebble — under keys
+// laid out as key group (2 bytes), state name, 0x00, key encoding, so that
+// a key group, and a state within it, are contiguous ranges in the order
+// the canonical stream needs them. A RawStore may also make native
+// snapshots (checkpoint.IncrementalHandle): files uploaded once to the
+// storage's shared area and referenced by every later checkpoint that
+// still contains them.
+//
+// # Time-to-live
+//
+// WithTTL gives a state a time-to-live (see TTLConfig): reads never return
+// an expired value; expired entries are removed on access, by an
+// incremental cleanup that checks a few entries per access, and by full
+// snapshots, which leave them out.
 //
 // # Operator state
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func pebbleKind(full bool, fs vfs.FS) backendKind {
 		name = "pebble-full"
 	}
 	return backendKind{name, func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[string] {
-		f := pebblestate.New(pebblestate.Options{Dir: t.TempDir(), Full: full, FS: fs})
+		f := pebblestate.New(pebblestate.Options{Dir: t.TempDir(), Full: full, FS: fs, Logger: quiet})
 		store, err := f.NewRawStore(state.StoreInfo{Job: "j", OperatorUID: "op", Subtask: r.Start})
 		if err != nil {
 			t.Fatal(err)
@@ -60,6 +61,12 @@ func pebbleKind(full bool, fs vfs.FS) backendKind {
 		t.Cleanup(func() { b.Close() })
 		return b
 	}}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func pebbleFactory(dir string, full bool) *pebblestate.Factory {
+	return pebblestate.New(pebblestate.Options{Dir: dir, Full: full, Logger: quiet})
 }
 
 func allKinds() []backendKind {
@@ -534,5 +541,3 @@ func TestSnapshotWriteFailure(t *testing.T) {
 		t.Fatalf("after a failed snapshot, the next one restored %d, want 2", got)
 	}
 }
-
-var _ io.Reader // keep io for helpers

@@ -80,6 +80,9 @@ type Options struct {
 	// Incremental checkpoints flush it synchronously, so it bounds the
 	// synchronous part of a checkpoint.
 	MemTableSize uint64
+	// CacheSize is the size of the block cache of each database (default
+	// 64 MiB).
+	CacheSize int64
 	// FS replaces the file system (for fault injection); default the OS.
 	FS vfs.FS
 	// Logger receives Pebble's errors (default slog.Default()).
@@ -99,6 +102,9 @@ func New(opts Options) *Factory {
 	}
 	if opts.FS == nil {
 		opts.FS = vfs.Default
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 64 << 20
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -167,7 +173,10 @@ func (s *Store) pebbleOptions() *pebble.Options {
 }
 
 func (s *Store) open() error {
-	db, err := pebble.Open(s.dbDir(), s.pebbleOptions())
+	o := s.pebbleOptions()
+	o.Cache = pebble.NewCache(s.opts.CacheSize)
+	defer o.Cache.Unref()
+	db, err := pebble.Open(s.dbDir(), o)
 	if err != nil {
 		return fmt.Errorf("cannot open pebble state in %s: %w", s.dbDir(), err)
 	}

@@ -1,0 +1,195 @@
+package pebblestate_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/state"
+	"github.com/weirstream/weir/storage"
+)
+
+func benchKinds() []backendKind {
+	return []backendKind{heapKind(), pebbleKind(false, nil)}
+}
+
+// newBench creates a backend for a benchmark (the conformance helpers take
+// a *testing.T; these own their cleanup).
+func newBench(b *testing.B, k backendKind) state.KeyedBackend[int64] {
+	b.Helper()
+	c := state.CodecFor[int64]()
+	if k.name == "heap" {
+		return state.NewHeapKeyedBackend[int64](c, state.HasherFor(c), maxP, full())
+	}
+	f := pebbleFactory(b.TempDir(), k.name == "pebble-full")
+	store, err := f.NewRawStore(state.StoreInfo{Job: "bench", OperatorUID: "op"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	be, err := state.NewRawKeyedBackend[int64](store, c, state.HasherFor(c), maxP, full(), func(err error) { b.Error(err) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	return be
+}
+
+// BenchmarkKeyedCount is the keyed count's state access: read, add one,
+// write, for random keys out of a key space; ns/op is per record.
+//
+//	go test -run X -bench KeyedCount -benchtime 3000000x ./state/pebblestate/
+func BenchmarkKeyedCount(b *testing.B) {
+	for _, keys := range []int{10_000, 10_000_000} {
+		for _, k := range benchKinds() {
+			b.Run(fmt.Sprintf("%s/keys=%d", k.name, keys), func(b *testing.B) {
+				be := newBench(b, k)
+				v, err := state.GetValueState[int64, int64](be, "count", state.CodecFor[int64]())
+				if err != nil {
+					b.Fatal(err)
+				}
+				hash := state.HasherFor(state.CodecFor[int64]())
+				rnd := rand.New(rand.NewPCG(1, 1))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					key := int64(rnd.IntN(keys))
+					be.SetCurrentKeyHashed(key, hash(key))
+					n, _ := v.Value()
+					v.Update(n + 1)
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrec/s")
+			})
+		}
+	}
+}
+
+// BenchmarkCheckpoint fills a state of the given size, then repeatedly
+// changes 1% of it and takes a checkpoint, reporting the synchronous stall
+// (p50/p99/max), the asynchronous write time and the bytes written per
+// checkpoint, for heap, pebble with incremental checkpoints and pebble
+// with full ones.
+//
+//	go test -run X -bench Checkpoint -benchtime 10x ./state/pebblestate/
+func BenchmarkCheckpoint(b *testing.B) {
+	for _, size := range []int{1 << 20, 16 << 20, 256 << 20, 1 << 30} {
+		for _, k := range []backendKind{heapKind(), pebbleKind(false, nil), pebbleKind(true, nil)} {
+			b.Run(fmt.Sprintf("%s/state=%dMiB", k.name, size>>20), func(b *testing.B) {
+				const valueSize = 1000
+				keys := size / valueSize
+				be := newBench(b, k)
+				v, err := state.GetValueState[int64, []byte](be, "v", state.CodecFor[[]byte]())
+				if err != nil {
+					b.Fatal(err)
+				}
+				hash := state.HasherFor(state.CodecFor[int64]())
+				rnd := rand.New(rand.NewPCG(3, 3))
+				write := func(key int64) {
+					val := make([]byte, valueSize)
+					for i := range val {
+						val[i] = byte(rnd.Uint32())
+					}
+					be.SetCurrentKeyHashed(key, hash(key))
+					v.Update(val)
+				}
+				for i := range keys {
+					write(int64(i))
+				}
+				st, err := storage.NewFile(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				var stalls []time.Duration
+				var asyncTotal time.Duration
+				var bytes int64
+				b.ResetTimer()
+				for i := range b.N + 1 {
+					for range keys / 100 {
+						write(int64(rnd.IntN(keys)))
+					}
+					id := checkpoint.ID(i + 1)
+					t0 := time.Now()
+					s, err := be.SnapshotFor(id, checkpoint.KindCheckpoint)
+					stall := time.Since(t0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					t1 := time.Now()
+					h, err := writeSnapshot(s, st, id, "x")
+					s.Release()
+					if err != nil {
+						b.Fatal(err)
+					}
+					be.NotifyCheckpointComplete(id)
+					if i == 0 {
+						continue // the first checkpoint uploads everything
+					}
+					stalls = append(stalls, stall)
+					asyncTotal += time.Since(t1)
+					if h.Incremental != nil {
+						bytes += h.Incremental.Uploaded
+					} else {
+						bytes += h.Stream.Size
+					}
+				}
+				b.StopTimer()
+				sort.Slice(stalls, func(i, j int) bool { return stalls[i] < stalls[j] })
+				pct := func(p float64) float64 {
+					return float64(stalls[min(len(stalls)-1, int(p*float64(len(stalls))))].Microseconds())
+				}
+				b.ReportMetric(pct(0.5), "sync-p50-µs")
+				b.ReportMetric(pct(0.99), "sync-p99-µs")
+				b.ReportMetric(float64(asyncTotal.Milliseconds())/float64(b.N), "async-ms/ckpt")
+				b.ReportMetric(float64(bytes)/float64(b.N)/(1<<20), "MiB-written/ckpt")
+			})
+		}
+	}
+}
+
+// BenchmarkRestore restores a 1 GiB checkpoint of each kind.
+//
+//	go test -run X -bench Restore -benchtime 1x ./state/pebblestate/
+func BenchmarkRestore(b *testing.B) {
+	for _, k := range []backendKind{heapKind(), pebbleKind(false, nil), pebbleKind(true, nil)} {
+		b.Run(k.name, func(b *testing.B) {
+			const valueSize, size = 1000, 1 << 30
+			be := newBench(b, k)
+			v, _ := state.GetValueState[int64, []byte](be, "v", state.CodecFor[[]byte]())
+			hash := state.HasherFor(state.CodecFor[int64]())
+			rnd := rand.New(rand.NewPCG(5, 5))
+			for i := range size / valueSize {
+				val := make([]byte, valueSize)
+				for j := range val {
+					val[j] = byte(rnd.Uint32())
+				}
+				be.SetCurrentKeyHashed(int64(i), hash(int64(i)))
+				v.Update(val)
+			}
+			st, _ := storage.NewFile(b.TempDir())
+			s, err := be.SnapshotFor(1, checkpoint.KindCheckpoint)
+			if err != nil {
+				b.Fatal(err)
+			}
+			h, err := writeSnapshot(s, st, 1, "x")
+			s.Release()
+			if err != nil {
+				b.Fatal(err)
+			}
+			h.Range = full()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				nb := newBench(b, k)
+				b.StartTimer()
+				if err := nb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				nb.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
