@@ -26,6 +26,7 @@ import (
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/state/pebblestate"
 )
 
 // Flags holds the standard job flags.
@@ -37,6 +38,12 @@ type Flags struct {
 	Restore            string
 	Restart            restart.Strategy
 	LogLevel           slog.Level
+	// StateBackend is "heap" or "pebble"; StateDir is pebble's local
+	// working directory; Incremental selects pebble's incremental
+	// checkpoints.
+	StateBackend string
+	StateDir     string
+	Incremental  bool
 }
 
 type modeValue struct{ m *checkpoint.Mode }
@@ -117,6 +124,10 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.Restore, "restore", "", "start from a checkpoint: 'latest' (the newest in --checkpoint-dir, or a fresh start when there is none) or a checkpoint path")
 	fs.Var(restartValue{&f.Restart}, "restart-strategy", "none, fixed-delay:attempts=N,delay=D, failure-rate:max=N,interval=D,delay=D or exponential-delay:initial=D,max=D")
 	fs.Var(levelValue{&f.LogLevel}, "log-level", "debug, info, warn or error")
+	fs.StringVar(&f.StateBackend, "state-backend", "heap", "where keyed state lives: heap (memory) or pebble (local disk, incremental checkpoints)")
+	fs.StringVar(&f.StateDir, "state-dir", "", "local working directory of the pebble state backend (default: weir-pebble in the temporary directory)")
+	f.Incremental = true
+	fs.BoolVar(&f.Incremental, "incremental", true, "pebble state backend: incremental checkpoints (false: every checkpoint writes the full state)")
 	return f
 }
 
@@ -183,6 +194,13 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 	}
 	if f.Restart != nil {
 		opts = append(opts, weir.RestartStrategy(f.Restart))
+	}
+	switch f.StateBackend {
+	case "", "heap":
+	case "pebble":
+		opts = append(opts, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: f.StateDir, Full: !f.Incremental})))
+	default:
+		return nil, fmt.Errorf("invalid value %q for --state-backend: want heap or pebble", f.StateBackend)
 	}
 	return opts, nil
 }

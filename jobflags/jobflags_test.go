@@ -61,4 +61,21 @@ func TestInvalidValuesNameTheFlag(t *testing.T) {
 	if _, err := f.Options("job"); err == nil || !strings.Contains(err.Error(), "--checkpoint-interval") {
 		t.Fatalf("negative interval: %v", err)
 	}
+	f, err = parse(t, nil, map[string]string{"WEIR_STATE_BACKEND": "rocksdb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Options("job"); err == nil || !strings.Contains(err.Error(), "--state-backend") {
+		t.Fatalf("unknown state backend: %v", err)
+	}
+	f, err = parse(t, []string{"--state-backend", "pebble", "--incremental=false"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.StateBackend != "pebble" || f.Incremental {
+		t.Fatalf("state flags not parsed: %+v", f)
+	}
+	if _, err := f.Options("job"); err != nil {
+		t.Fatalf("pebble state backend: %v", err)
+	}
 }
