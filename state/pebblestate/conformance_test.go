@@ -541,3 +541,34 @@ func TestSnapshotWriteFailure(t *testing.T) {
 		t.Fatalf("after a failed snapshot, the next one restored %d, want 2", got)
 	}
 }
+
+// ReadNative reads a native snapshot without the Go types (weir state dump).
+func TestReadNative(t *testing.T) {
+	k := pebbleKind(false, nil)
+	b := k.new(t, full())
+	v, _ := state.GetValueState[string, string](b, "v", state.CodecFor[string]())
+	for _, key := range keys(50) {
+		setKey(b, key)
+		v.Update("val-" + key)
+	}
+	st := storage.NewMemory("rn")
+	h := snapshot(t, b, st, 1, checkpoint.KindCheckpoint)
+	got := map[string]string{}
+	err := pebblestate.ReadNative(h, st.OpenStream, t.TempDir(), func(kg int, name string, kind byte, key, val []byte) error {
+		if name != "v" || kind != 1 {
+			t.Errorf("entry of state %q kind %d", name, kind)
+		}
+		c := state.CodecFor[string]()
+		if want := state.KeyGroupOf(state.HasherFor(c)(string(key)), maxP); want != kg {
+			t.Errorf("key %s in key group %d, belongs to %d", key, kg, want)
+		}
+		got[string(key)] = string(val)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 50 || got["key-0007"] != "val-key-0007" {
+		t.Fatalf("read %d entries: %v", len(got), got)
+	}
+}

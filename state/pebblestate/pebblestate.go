@@ -42,6 +42,7 @@
 package pebblestate
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -538,4 +539,54 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error("pebble fatal: " + fmt.Sprintf(format, args...))
 	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// ReadNative reads the entries of a native pebble snapshot without the Go
+// types of keys and values (for `weir state dump`): it downloads the files
+// of h into a temporary directory below tmp (checksums verified), opens
+// them read-only and calls visit with every entry of h's key groups, in
+// key group, state and key order. kind is the state's kind byte as the
+// canonical stream records it.
+func ReadNative(h checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error), tmp string, visit func(kg int, name string, kind byte, key, val []byte) error) error {
+	if h.Incremental == nil || h.Incremental.Backend != BackendName {
+		return fmt.Errorf("not a %s snapshot", BackendName)
+	}
+	dir, err := os.MkdirTemp(tmp, "weir-read-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s := &Store{opts: Options{Logger: slog.Default()}, fs: vfs.Default}
+	if err := s.download(h.Incremental, open, dir); err != nil {
+		return err
+	}
+	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: pebbleLogger{slog.Default()}})
+	if err != nil {
+		return fmt.Errorf("cannot open pebble snapshot: %w", err)
+	}
+	defer db.Close()
+	kinds := map[string]byte{}
+	if err := scan(db, []byte{0xFF, 0xFF, 'k', 0}, []byte{0xFF, 0xFF, 'k', 1}, 0, func(k, v []byte) error {
+		if len(v) == 1 {
+			kinds[string(k[4:])] = v[0]
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	lo := []byte{byte(h.Range.Start >> 8), byte(h.Range.Start)}
+	hi := []byte{byte((h.Range.End + 1) >> 8), byte(h.Range.End + 1)}
+	return scan(db, lo, hi, 0, func(k, v []byte) error {
+		kg := int(k[0])<<8 | int(k[1])
+		i := bytes.IndexByte(k[2:], 0)
+		if i < 0 {
+			return fmt.Errorf("key group %d: malformed key %q", kg, k)
+		}
+		name := string(k[2 : 2+i])
+		kind, ok := kinds[name]
+		if !ok {
+			return fmt.Errorf("key group %d: state %q has no recorded kind", kg, name)
+		}
+		return visit(kg, name, kind, k[3+i:], v)
+	})
 }
