@@ -23,6 +23,8 @@
 // group Range.Start+i; a section ends where the next one starts (the last
 // one at the end of the stream, Stream.Size). A restore at another
 // parallelism reads only the sections of the key groups it owns.
+// ReadKeyGroups reads a stream without the Go types of keys and values,
+// for tools (`weir state dump`).
 //
 // uvarint is encoding/binary's unsigned varint (7 bits per byte, least
 // significant group first, high bit set on all but the last byte). A

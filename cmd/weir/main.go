@@ -1,18 +1,50 @@
 // Command weir is the operator's tool for weir jobs: it inspects the
-// checkpoints a job left in its checkpoint storage. (A job itself is the
+// checkpoints and savepoints a job left in its checkpoint storage and reads
+// the keyed state in them, without the job's code. (A job itself is the
 // user's own Go binary, built with the weir package and the standard job
 // flags of package jobflags.)
 //
-//	weir checkpoint list DIR       completed checkpoints in a checkpoint directory
-//	weir checkpoint inspect PATH   operators, subtasks, key groups and state of one checkpoint
+//	weir checkpoint list DIR
+//	    the completed checkpoints and savepoints in a checkpoint directory
+//	weir checkpoint inspect PATH [--id N] [--json] [--sizes=false]
+//	    per operator: UID, name, parallelism; per subtask: its key-group
+//	    range, its operator list states (name, mode, entries, bytes) and its
+//	    keyed state: the states in the snapshot stream with their entries
+//	    and bytes (read from the stream and checked; --sizes=false skips
+//	    that), or for an incremental (pebble) snapshot its files, shared or
+//	    private, with their sizes and the bytes this checkpoint uploaded;
+//	    then totals per operator and for the checkpoint
+//	weir state dump PATH --operator UID --state NAME [--id N] [--json]
+//	        [--key-codec C] [--value-codec C] [--limit N]
+//	    the entries of one keyed state, sorted by key group then key, as
+//	    "key<TAB>value" lines or JSON lines
+//
+// PATH is a checkpoint or savepoint directory (".../chk-17"), its _metadata
+// file, or a checkpoint storage root; for a root, --id picks the
+// checkpoint (default: the latest completed one).
+//
+// Keys and values are stored in their codecs' encodings (package state,
+// CodecFor), which dump decodes with --key-codec and --value-codec: string,
+// int64 (zig-zag varint, every signed integer type), uint64 (uvarint,
+// every unsigned integer type), float64, float32, bool, json (structs and
+// other types), bytes (printed as hex), list:C (ListState of C),
+// map:K:V (MapState), and auto, the default: printable UTF-8 as a string,
+// anything else as hex. A value of a state with a time-to-live is printed
+// with its expiry. Dumping an incremental (pebble) checkpoint is not
+// supported yet: take a savepoint and dump that.
+//
+// Every read checks the snapshot stream as a restore does (checksums,
+// format version, key group sections); a damaged checkpoint is an error
+// that names the operator, subtask, key group and state.
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -58,40 +90,19 @@ func newRoot(out io.Writer) *cobra.Command {
 					fmt.Fprintf(tw, "%d\tunreadable: %v\t\t\n", id, err)
 					continue
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", id, md.Kind, md.CompletedAt.Format("2006-01-02T15:04:05.000Z07:00"), len(md.Operators))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", id, md.Kind, md.CompletedAt.Format(timeFormat), len(md.Operators))
 			}
 			return tw.Flush()
 		},
 	}
-	var asJSON bool
-	inspect := &cobra.Command{
-		Use:   "inspect PATH",
-		Short: "Print a checkpoint's operators, subtasks, key-group ranges and state",
-		Long:  "PATH is a checkpoint directory (.../chk-17), its _metadata file, or a checkpoint directory root (then the latest checkpoint).",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, id, err := storage.ResolveRestorePath(args[0])
-			if err != nil {
-				return err
-			}
-			md, err := st.ReadMetadata(id)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(md)
-			}
-			printMetadata(cmd.OutOrStdout(), md)
-			return nil
-		},
-	}
-	inspect.Flags().BoolVar(&asJSON, "json", false, "print the metadata as JSON")
-	ck.AddCommand(list, inspect)
-	root.AddCommand(ck)
+	ck.AddCommand(list, newInspect())
+	st := &cobra.Command{Use: "state", Short: "Read the keyed state in checkpoints and savepoints"}
+	st.AddCommand(newDump())
+	root.AddCommand(ck, st)
 	return root
 }
+
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 func openExisting(dir string) (storage.Storage, error) {
 	if _, err := os.Stat(dir); err != nil {
@@ -100,38 +111,50 @@ func openExisting(dir string) (storage.Storage, error) {
 	return storage.NewFile(dir)
 }
 
-func printMetadata(w io.Writer, md *checkpoint.Metadata) {
-	fmt.Fprintf(w, "%s %d of job %q\n", md.Kind, md.CheckpointID, md.JobName)
-	fmt.Fprintf(w, "  triggered  %s\n  completed  %s\n  max parallelism %d\n",
-		md.TriggeredAt.Format("2006-01-02T15:04:05.000Z07:00"), md.CompletedAt.Format("2006-01-02T15:04:05.000Z07:00"), md.MaxParallelism)
-	ops := append([]checkpoint.OperatorState(nil), md.Operators...)
-	sort.SliceStable(ops, func(i, j int) bool { return ops[i].UID < ops[j].UID })
-	for _, op := range ops {
-		fmt.Fprintf(w, "operator %s (%s), parallelism %d\n", op.UID, op.Name, op.Parallelism)
-		for i, st := range op.Subtasks {
-			if st.IsEmpty() {
-				fmt.Fprintf(w, "  subtask %d: no state\n", i)
-				continue
-			}
-			fmt.Fprintf(w, "  subtask %d:\n", i)
-			for _, k := range st.Keyed {
-				where := k.Stream.Path
-				if where == "" {
-					where = "inline"
-				}
-				fmt.Fprintf(w, "    keyed state: key groups %s, %d bytes in %s\n", k.Range, k.Stream.Size, where)
-			}
-			for _, l := range st.Operator {
-				n := 0
-				for _, e := range l.Entries {
-					n += len(e)
-				}
-				mode := "split"
-				if l.Mode == checkpoint.Union {
-					mode = "union"
-				}
-				fmt.Fprintf(w, "    list state %q (%s): %d entries, %d bytes\n", l.Name, mode, len(l.Entries), n)
-			}
+// openCheckpoint finds the checkpoint PATH names (see the package
+// documentation; id > 0 picks one in a storage root) and reads its
+// metadata.
+func openCheckpoint(path string, id int64) (storage.Storage, *checkpoint.Metadata, error) {
+	if id < 0 {
+		return nil, nil, fmt.Errorf("invalid checkpoint id %d", id)
+	}
+	p := strings.TrimPrefix(path, "file://")
+	base := filepath.Base(filepath.Clean(p))
+	n, isChk := strings.CutPrefix(base, "chk-")
+	if _, err := strconv.ParseInt(n, 10, 64); err != nil {
+		isChk = false
+	}
+	if id == 0 || base == "_metadata" || isChk {
+		st, cid, err := storage.ResolveRestorePath(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		if id != 0 && int64(cid) != id {
+			return nil, nil, fmt.Errorf("%s is checkpoint %d, not %d (--id picks a checkpoint in a storage root)", path, cid, id)
+		}
+		md, err := st.ReadMetadata(cid)
+		return st, md, err
+	}
+	st, err := openExisting(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := st.Completed()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot list checkpoints in %s: %w", path, err)
+	}
+	for _, c := range ids {
+		if int64(c) == id {
+			md, err := st.ReadMetadata(c)
+			return st, md, err
 		}
 	}
+	have := make([]string, len(ids))
+	for i, c := range ids {
+		have[i] = strconv.FormatInt(int64(c), 10)
+	}
+	if len(have) == 0 {
+		have = []string{"none"}
+	}
+	return nil, nil, fmt.Errorf("no completed checkpoint %d in %s (completed: %s)", id, path, strings.Join(have, ", "))
 }

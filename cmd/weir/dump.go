@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/state"
+	"github.com/weirstream/weir/storage"
+)
+
+type dumpOptions struct {
+	operator, state      string
+	keyCodec, valueCodec string
+	asJSON               bool
+	limit                int
+	id                   int64
+}
+
+func newDump() *cobra.Command {
+	var o dumpOptions
+	dump := &cobra.Command{
+		Use:   "dump PATH --operator UID --state NAME",
+		Short: "Print the entries of one keyed state of a checkpoint or savepoint",
+		Long: `Print the entries of one keyed state, sorted by key group then key, as
+"key<TAB>value" lines or, with --json, JSON lines
+{"keyGroup":..,"key":..,"value":..}. A state with a time-to-live adds the
+expiry ("expires ..." as a third column, "expiresAt" in JSON).
+
+PATH is a checkpoint or savepoint directory (.../chk-17), its _metadata file,
+or a checkpoint storage root (then --id, or the latest checkpoint).
+
+--key-codec and --value-codec decode keys and values as the job's codecs
+(state.CodecFor) wrote them:
+
+  ` + codecNames + `
+
+int64 is every signed integer type (zig-zag varint), uint64 every unsigned
+one (uvarint), json every other type; list:C is a ListState of C, map:K:V a
+MapState; auto prints printable UTF-8 as a string and anything else as hex.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kc, err := parseCodec(o.keyCodec)
+			if err != nil {
+				return fmt.Errorf("--key-codec: %w", err)
+			}
+			vc, err := parseCodec(o.valueCodec)
+			if err != nil {
+				return fmt.Errorf("--value-codec: %w", err)
+			}
+			if o.limit < 0 {
+				return fmt.Errorf("--limit must not be negative, got %d", o.limit)
+			}
+			st, md, err := openCheckpoint(args[0], o.id)
+			if err != nil {
+				return err
+			}
+			return dumpState(cmd.OutOrStdout(), st, md, o, kc, vc)
+		},
+	}
+	f := dump.Flags()
+	f.StringVar(&o.operator, "operator", "", "UID of the operator (required)")
+	f.StringVar(&o.state, "state", "", "name of the keyed state (required)")
+	f.StringVar(&o.keyCodec, "key-codec", "auto", "codec of the keys: "+codecNames)
+	f.StringVar(&o.valueCodec, "value-codec", "auto", "codec of the values (same choices)")
+	f.BoolVar(&o.asJSON, "json", false, "print JSON lines")
+	f.IntVar(&o.limit, "limit", 0, "print at most this many entries (0: all)")
+	f.Int64Var(&o.id, "id", 0, "checkpoint id, when PATH is a storage root (default: the latest)")
+	dump.MarkFlagRequired("operator")
+	dump.MarkFlagRequired("state")
+	return dump
+}
+
+var (
+	// errLimit stops reading once --limit entries are printed.
+	errLimit = errors.New("limit reached")
+	// errPrint stops reading when an entry cannot be printed (dumper.err
+	// says why).
+	errPrint = errors.New("cannot print an entry")
+)
+
+func dumpState(w io.Writer, st storage.Storage, md *checkpoint.Metadata, o dumpOptions, kc, vc *codec) (err error) {
+	op := md.Operator(o.operator)
+	if op == nil {
+		return fmt.Errorf("%s %d has no operator %q; its operators: %s", md.Kind, md.CheckpointID, o.operator, operatorList(md))
+	}
+	type part struct {
+		subtask int
+		h       checkpoint.KeyedStateHandle
+	}
+	var parts []part
+	lists := map[string]bool{}
+	for i, sub := range op.Subtasks {
+		for _, h := range sub.Keyed {
+			parts = append(parts, part{i, h})
+		}
+		for _, l := range sub.Operator {
+			lists[strconv.Quote(l.Name)] = true
+		}
+	}
+	if len(parts) == 0 {
+		what := "no state"
+		if len(lists) > 0 {
+			names := make([]string, 0, len(lists))
+			for n := range lists {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			what = "only operator list states (" + strings.Join(names, ", ") + "; see weir checkpoint inspect)"
+		}
+		return fmt.Errorf("operator %q has no keyed state in %s %d: it has %s", o.operator, md.Kind, md.CheckpointID, what)
+	}
+	sort.SliceStable(parts, func(i, j int) bool { return parts[i].h.Range.Start < parts[j].h.Range.Start })
+	for i := 1; i < len(parts); i++ {
+		if a, b := parts[i-1], parts[i]; b.h.Range.Start <= a.h.Range.End {
+			return fmt.Errorf("operator %q: subtasks %d and %d have overlapping key groups %s and %s (corrupted metadata)", o.operator, a.subtask, b.subtask, a.h.Range, b.h.Range)
+		}
+	}
+
+	bw := bufio.NewWriter(w)
+	defer func() {
+		if ferr := bw.Flush(); err == nil && ferr != nil {
+			err = fmt.Errorf("cannot write the entries: %w", ferr)
+		}
+	}()
+	d := &dumper{w: bw, o: o, kc: kc, vc: vc, seen: map[string]*seenState{}}
+	for _, p := range parts {
+		err := d.read(st, p.h)
+		if err == nil {
+			if err = d.flush(); err != nil && !errors.Is(err, errLimit) {
+				d.err, err = err, errPrint
+			}
+		}
+		switch {
+		case errors.Is(err, errLimit):
+			return nil
+		case errors.Is(err, errPrint):
+			return fmt.Errorf("operator %q: %w", o.operator, d.err)
+		case err != nil:
+			where := p.h.Stream.Path
+			if p.h.Incremental != nil {
+				where = "incremental " + p.h.Incremental.Backend
+			} else if where == "" {
+				where = "inline"
+			}
+			return fmt.Errorf("cannot read keyed state of operator %q subtask %d (%s): %w", o.operator, p.subtask, where, err)
+		}
+	}
+	if !d.found {
+		names := make([]string, 0, len(d.seen))
+		for n, s := range d.seen {
+			names = append(names, fmt.Sprintf("%q (%s, %d entries)", n, s.kind, s.entries))
+		}
+		sort.Strings(names)
+		have := "none with entries"
+		if len(names) > 0 {
+			have = strings.Join(names, ", ")
+		}
+		return fmt.Errorf("operator %q has no keyed state %q (or no entries in it) in %s %d; its keyed states: %s", o.operator, o.state, md.Kind, md.CheckpointID, have)
+	}
+	return nil
+}
+
+func operatorList(md *checkpoint.Metadata) string {
+	if len(md.Operators) == 0 {
+		return "none (no operator has state)"
+	}
+	ops := make([]string, 0, len(md.Operators))
+	for _, op := range md.Operators {
+		s := strconv.Quote(op.UID)
+		if op.Name != "" {
+			s += " (" + op.Name + ")"
+		}
+		ops = append(ops, s)
+	}
+	sort.Strings(ops)
+	return strings.Join(ops, ", ")
+}
+
+type seenState struct {
+	kind    state.StateKind
+	entries int64
+}
+
+// dumper prints the entries of one state, one key group at a time: it
+// buffers the entries of the current key group (streams hold them in no
+// order), sorts them by key and prints them when the next key group
+// starts.
+type dumper struct {
+	w      *bufio.Writer
+	o      dumpOptions
+	kc, vc *codec
+
+	found   bool
+	err     error // why an entry could not be printed
+	printed int
+	kg      int         // key group of the buffered entries
+	buf     []byte      // their keys and values
+	entries []dumpEntry // into buf
+	line    []byte
+
+	seen     map[string]*seenState // every state met, for the error when o.state is not one
+	lastSeen *seenState
+	lastName string
+}
+
+type dumpEntry struct {
+	kind       state.StateKind
+	keyGroup   int
+	key0, val0 int // the key is buf[key0:val0], the value buf[val0:end]
+	end        int
+}
+
+func (d *dumper) read(st storage.Storage, h checkpoint.KeyedStateHandle) error {
+	if h.Incremental != nil {
+		return incrementalEntries(st.OpenStream, h, d.visit)
+	}
+	rc, err := st.OpenStream(h.Stream)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return state.ReadKeyGroups(rc, h, d.visit)
+}
+
+func (d *dumper) visit(e state.RawEntry) error {
+	if d.lastSeen == nil || e.State != d.lastName {
+		s := d.seen[e.State]
+		if s == nil {
+			s = &seenState{kind: e.Kind}
+			d.seen[e.State] = s
+		}
+		d.lastSeen, d.lastName = s, e.State
+	}
+	d.lastSeen.entries++
+	if e.State != d.o.state {
+		return nil
+	}
+	if len(d.entries) > 0 && e.KeyGroup != d.kg {
+		if e.KeyGroup < d.kg {
+			return fmt.Errorf("key group %d after key group %d: entries out of key group order", e.KeyGroup, d.kg)
+		}
+		// Errors of printing are not errors of the stream: they do not
+		// pass through the reader, which would name the key group of e.
+		if err := d.flush(); errors.Is(err, errLimit) {
+			return err
+		} else if err != nil {
+			d.err = err
+			return errPrint
+		}
+	}
+	d.found, d.kg = true, e.KeyGroup
+	k0 := len(d.buf)
+	d.buf = append(d.buf, e.Key...)
+	v0 := len(d.buf)
+	d.buf = append(d.buf, e.Value...)
+	d.entries = append(d.entries, dumpEntry{kind: e.Kind, key0: k0, val0: v0, end: len(d.buf), keyGroup: e.KeyGroup})
+	return nil
+}
+
+// flush prints the buffered entries sorted by key; errLimit once the
+// limit is reached.
+func (d *dumper) flush() error {
+	defer func() { d.entries, d.buf = d.entries[:0], d.buf[:0] }()
+	key := func(e dumpEntry) []byte { return d.buf[e.key0:e.val0] }
+	sort.SliceStable(d.entries, func(i, j int) bool {
+		a, b := key(d.entries[i]), key(d.entries[j])
+		if c := d.kc.compare(a, b); c != 0 {
+			return c < 0
+		}
+		return bytes.Compare(a, b) < 0
+	})
+	for _, e := range d.entries {
+		if d.o.limit > 0 && d.printed >= d.o.limit {
+			return errLimit
+		}
+		if err := d.print(e); err != nil {
+			return err
+		}
+		d.printed++
+	}
+	if d.o.limit > 0 && d.printed >= d.o.limit {
+		return errLimit
+	}
+	return nil
+}
+
+func (d *dumper) print(e dumpEntry) error {
+	k, raw := d.buf[e.key0:e.val0], d.buf[e.val0:e.end]
+	exp, v, hasTTL := state.RawEntry{Kind: e.kind, Value: raw}.Expiry()
+	if e.kind.HasTTL() && !hasTTL {
+		return fmt.Errorf("key group %d, state %q: a value with a time-to-live has %d bytes, needs at least 8", e.keyGroup, d.o.state, len(raw))
+	}
+	keyErr := func(err error) error {
+		return fmt.Errorf("key group %d, state %q: cannot decode key %x as %s: %w (wrong --key-codec?)", e.keyGroup, d.o.state, k, d.kc.name, err)
+	}
+	valErr := func(err error) error {
+		key, kerr := d.kc.text(nil, k)
+		if kerr != nil {
+			key = fmt.Appendf(nil, "%x", k)
+		}
+		return fmt.Errorf("key group %d, state %q: cannot decode the value of key %s as %s: %w (wrong --value-codec?)", e.keyGroup, d.o.state, key, d.vc.name, err)
+	}
+	var err error
+	l := d.line[:0]
+	if d.o.asJSON {
+		l = strconv.AppendInt(append(l, `{"keyGroup":`...), int64(e.keyGroup), 10)
+		if l, err = d.kc.json(append(l, `,"key":`...), k); err != nil {
+			return keyErr(err)
+		}
+		if l, err = d.vc.json(append(l, `,"value":`...), v); err != nil {
+			return valErr(err)
+		}
+		if hasTTL {
+			l = strconv.AppendQuote(append(l, `,"expiresAt":`...), time.UnixMilli(exp).UTC().Format(timeFormat))
+		}
+		l = append(l, '}', '\n')
+	} else {
+		if l, err = d.kc.text(l, k); err != nil {
+			return keyErr(err)
+		}
+		if l, err = d.vc.text(append(l, '\t'), v); err != nil {
+			return valErr(err)
+		}
+		if hasTTL {
+			l = append(append(l, "\texpires "...), time.UnixMilli(exp).UTC().Format(timeFormat)...)
+		}
+		l = append(l, '\n')
+	}
+	d.line = l
+	_, err = d.w.Write(l)
+	return err
+}
