@@ -15,8 +15,13 @@
 // aborts the newer one. Barriers and markers of a checkpoint older than or
 // equal to the newest one read so far are stale and ignored.
 //
-// At least once. Nothing is ever blocked. The handler counts barrier n per
+// At least once. Checkpoints never block: the handler counts barrier n per
 // channel and emits Snapshot when it has arrived on every open channel.
+// Savepoints are always aligned (a savepoint must hold exactly the records
+// before it, whatever the job's mode): a savepoint barrier blocks its
+// channel until it arrived everywhere, then Snapshot and Unblock; aborting
+// a savepoint (marker, OnAbort, a newer checkpoint completing) unblocks its
+// channels.
 // Several checkpoints may be counted at once; the pending ones older than a
 // checkpoint that completes, and still incomplete, are aborted just before
 // its Snapshot. When one event completes several (end of partition), they

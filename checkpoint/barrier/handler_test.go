@@ -67,7 +67,11 @@ func TestTranscripts(t *testing.T) {
 				h = New(mode, channels)
 				return "ok"
 			case "barrier":
-				acts = h.OnBarrier(at("t"), num("ch"), checkpoint.Barrier{ID: checkpoint.ID(num("id")), Timestamp: at("ts")})
+				b := checkpoint.Barrier{ID: checkpoint.ID(num("id")), Timestamp: at("ts")}
+				if args["kind"] == "savepoint" {
+					b.Kind = checkpoint.KindSavepoint
+				}
+				acts = h.OnBarrier(at("t"), num("ch"), b)
 			case "cancel":
 				acts = h.OnCancellation(at("t"), num("ch"), checkpoint.ID(num("id")))
 			case "eop":

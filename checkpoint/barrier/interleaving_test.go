@@ -48,9 +48,16 @@ func TestRandomInterleavings(t *testing.T) {
 	}
 	for _, mode := range []checkpoint.Mode{checkpoint.ExactlyOnce, checkpoint.AtLeastOnce} {
 		for seed := range seeds {
-			if err := runInterleaving(mode, seed); err != nil {
+			if err := runInterleaving(mode, seed, false); err != nil {
 				t.Fatalf("%s seed %d: %v", mode, seed, err)
 			}
+		}
+	}
+	// At least once with savepoints (even ids): the savepoints must be
+	// aligned snapshots, exactly the records ahead of their barriers.
+	for seed := range seeds {
+		if err := runInterleaving(checkpoint.AtLeastOnce, seed, true); err != nil {
+			t.Fatalf("at-least-once with savepoints, seed %d: %v", seed, err)
 		}
 	}
 }
@@ -109,13 +116,16 @@ func prefix(c []item, id checkpoint.ID) (recs []int, ok bool) {
 	return recs, false
 }
 
-func runInterleaving(mode checkpoint.Mode, seed uint64) error {
+func runInterleaving(mode checkpoint.Mode, seed uint64, savepoints bool) error {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	k := 1 + rng.IntN(5)
 	m := 1 + rng.IntN(3)
 	faulty := rng.IntN(2) == 0
 	chans := genChannels(rng, k, m, faulty)
 	aligned := mode == checkpoint.ExactlyOnce
+	isSP := func(id checkpoint.ID) bool { return savepoints && id%2 == 0 }
+	exact := func(id checkpoint.ID) bool { return aligned || isSP(id) }
+	readSP := false // the item just read is a savepoint barrier
 
 	h := New(mode, k)
 	now := time.Unix(0, 0)
@@ -136,12 +146,12 @@ func runInterleaving(mode checkpoint.Mode, seed uint64) error {
 		for i, a := range acts {
 			switch a := a.(type) {
 			case Block:
-				if !aligned || a.Channel != readCh || blocked[a.Channel] || i != len(acts)-1 {
+				if !(aligned || readSP) || a.Channel != readCh || blocked[a.Channel] || i != len(acts)-1 {
 					return fmt.Errorf("unexpected %v in %v after reading channel %d", a, acts, readCh)
 				}
 				blocked[a.Channel] = true
 			case Unblock:
-				if !aligned || len(a.Channels) == 0 || !slices.IsSorted(a.Channels) {
+				if !(aligned || savepoints) || len(a.Channels) == 0 || !slices.IsSorted(a.Channels) {
 					return fmt.Errorf("unexpected %v in %v", a, acts)
 				}
 				for _, ch := range a.Channels {
@@ -161,7 +171,7 @@ func runInterleaving(mode checkpoint.Mode, seed uint64) error {
 				}
 				snapshots[id] = snap
 				maxSnap = max(maxSnap, id)
-				if aligned {
+				if exact(id) {
 					// The task snapshots before it reads any released channel.
 					if i+1 < len(acts) {
 						if _, ok := acts[i+1].(Unblock); !ok || i+2 != len(acts) {
@@ -228,6 +238,7 @@ func runInterleaving(mode checkpoint.Mode, seed uint64) error {
 		it := chans[ch][pos[ch]]
 		pos[ch]++
 		var acts []Action
+		readSP = false
 		switch it.kind {
 		case kindRecord:
 			processed[it.record] = true
@@ -243,7 +254,12 @@ func runInterleaving(mode checkpoint.Mode, seed uint64) error {
 			}
 			maxRead = max(maxRead, it.id)
 			if it.kind == kindBarrier {
-				acts = h.OnBarrier(now, ch, checkpoint.Barrier{ID: it.id, Timestamp: time.Unix(0, 0)})
+				b := checkpoint.Barrier{ID: it.id, Timestamp: time.Unix(0, 0)}
+				if isSP(it.id) {
+					b.Kind = checkpoint.KindSavepoint
+					readSP = true
+				}
+				acts = h.OnBarrier(now, ch, b)
 			} else {
 				acts = h.OnCancellation(now, ch, it.id)
 			}
@@ -283,7 +299,7 @@ func runInterleaving(mode checkpoint.Mode, seed uint64) error {
 		want := map[int]bool{}
 		for ch, c := range chans {
 			recs, ok := prefix(c, id)
-			if aligned && !ok {
+			if exact(id) && !ok {
 				return fmt.Errorf("aligned snapshot of checkpoint %d though channel %d carried no barrier %d", id, ch, id)
 			}
 			for _, r := range recs {
@@ -298,7 +314,7 @@ func runInterleaving(mode checkpoint.Mode, seed uint64) error {
 		// Records outside want are from behind the barrier on their channel:
 		// allowed at least once, not aligned.
 		for r := range snap {
-			if aligned && !want[r] {
+			if exact(id) && !want[r] {
 				return fmt.Errorf("aligned snapshot %d holds record %d (channel %d) from behind the barrier", id, r, where[r])
 			}
 		}

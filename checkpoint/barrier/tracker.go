@@ -2,6 +2,7 @@ package barrier
 
 import (
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
@@ -12,11 +13,14 @@ type tracked struct {
 	got        []bool
 	firstAt    time.Time
 	startDelay time.Duration
+	blocked    []int // channels blocked for this savepoint's alignment
 }
 
 type atLeastOnce struct {
 	ended   []bool
-	pending []*tracked // ascending ids
+	blocked []bool          // channels blocked for a savepoint's alignment
+	seen    []checkpoint.ID // newest barrier or marker read per channel
+	pending []*tracked      // ascending ids
 	// done is the newest checkpoint snapshotted here; aborted holds newer
 	// ones abandoned (cancellation marker, OnAbort, or a newer one completed
 	// first). Barriers of done, older, or aborted checkpoints are ignored.
@@ -26,10 +30,24 @@ type atLeastOnce struct {
 
 // NewAtLeastOnce returns the at-least-once handler for numChannels channels.
 func NewAtLeastOnce(numChannels int) Handler {
-	return &atLeastOnce{ended: make([]bool, numChannels), aborted: map[checkpoint.ID]bool{}}
+	return &atLeastOnce{ended: make([]bool, numChannels), blocked: make([]bool, numChannels), seen: make([]checkpoint.ID, numChannels), aborted: map[checkpoint.ID]bool{}}
 }
 
-func (h *atLeastOnce) Blocked(int) bool { return false }
+func (h *atLeastOnce) Blocked(ch int) bool { return h.blocked[ch] }
+
+// release unblocks the channels p's savepoint alignment blocked.
+func (h *atLeastOnce) release(p *tracked) []Action {
+	if len(p.blocked) == 0 {
+		return nil
+	}
+	chs := append([]int(nil), p.blocked...)
+	sort.Ints(chs)
+	for _, ch := range chs {
+		h.blocked[ch] = false
+	}
+	p.blocked = nil
+	return []Action{Unblock{Channels: chs}}
+}
 
 func (h *atLeastOnce) Pending() (checkpoint.ID, bool) {
 	if len(h.pending) == 0 {
@@ -48,10 +66,25 @@ func (h *atLeastOnce) find(id checkpoint.ID) int {
 }
 
 func (h *atLeastOnce) OnBarrier(now time.Time, ch int, b checkpoint.Barrier) []Action {
-	if h.ended[ch] || b.ID <= h.done || h.aborted[b.ID] {
+	if h.ended[ch] || h.blocked[ch] {
 		return nil
 	}
+	out := h.skippedSavepoints(ch, b.ID)
+	h.seen[ch] = max(h.seen[ch], b.ID)
+	if b.ID <= h.done || h.aborted[b.ID] {
+		return out
+	}
 	i := h.find(b.ID)
+	if i < 0 && b.Kind == checkpoint.KindSavepoint {
+		for other, s := range h.seen {
+			if s > b.ID {
+				// That channel went past this savepoint without its
+				// barrier: it can never be aligned.
+				h.aborted[b.ID] = true
+				return append(out, Abort{ID: b.ID, Reason: fmt.Sprintf("channel %d skipped savepoint %d", other, b.ID)})
+			}
+		}
+	}
 	if i < 0 {
 		p := &tracked{b: b, got: make([]bool, len(h.ended)), firstAt: now, startDelay: startDelay(now, b)}
 		i = len(h.pending)
@@ -62,8 +95,18 @@ func (h *atLeastOnce) OnBarrier(now time.Time, ch int, b checkpoint.Barrier) []A
 		copy(h.pending[i+1:], h.pending[i:])
 		h.pending[i] = p
 	}
-	h.pending[i].got[ch] = true
-	return h.completeReady(now)
+	p := h.pending[i]
+	p.got[ch] = true
+	out = append(out, h.completeReady(now)...)
+	if b.Kind == checkpoint.KindSavepoint && h.find(b.ID) >= 0 {
+		// A savepoint is aligned even in at-least-once mode: block the
+		// channel until its barrier arrived on every channel, so that the
+		// savepoint holds exactly the records before it.
+		h.blocked[ch] = true
+		p.blocked = append(p.blocked, ch)
+		out = append(out, Block{Channel: ch})
+	}
+	return out
 }
 
 // completeReady snapshots, oldest first, every pending checkpoint whose
@@ -80,8 +123,10 @@ func (h *atLeastOnce) completeReady(now time.Time) []Action {
 		}
 		for _, older := range h.pending[:i] {
 			out = append(out, Abort{ID: older.b.ID, Reason: fmt.Sprintf("checkpoint %d completed first", p.b.ID)})
+			out = append(out, h.release(older)...)
 		}
 		out = append(out, Snapshot{Barrier: p.b, AlignmentDuration: now.Sub(p.firstAt), StartDelay: p.startDelay})
+		out = append(out, h.release(p)...)
 		h.done = p.b.ID
 		h.pending = h.pending[i+1:]
 		i = 0
@@ -103,15 +148,42 @@ func (h *atLeastOnce) arrivedEverywhere(p *tracked) bool {
 	return true
 }
 
+// skippedSavepoints aborts the savepoints older than id still waiting for
+// their barrier on ch: the channel delivered a newer barrier or marker
+// first, so it will never deliver theirs (the upstream declined them), and
+// an aligned savepoint cannot complete without it.
+func (h *atLeastOnce) skippedSavepoints(ch int, id checkpoint.ID) []Action {
+	var out []Action
+	for i := 0; i < len(h.pending); {
+		p := h.pending[i]
+		if p.b.ID < id && p.b.Kind == checkpoint.KindSavepoint && !p.got[ch] {
+			h.aborted[p.b.ID] = true
+			out = append(out, Abort{ID: p.b.ID, Reason: fmt.Sprintf("channel %d skipped savepoint %d", ch, p.b.ID)})
+			out = append(out, h.release(p)...)
+			h.pending = append(h.pending[:i], h.pending[i+1:]...)
+			continue
+		}
+		i++
+	}
+	return out
+}
+
 func (h *atLeastOnce) OnCancellation(now time.Time, ch int, id checkpoint.ID) []Action {
-	if h.ended[ch] || id <= h.done || h.aborted[id] {
+	if h.ended[ch] {
 		return nil
 	}
+	out := h.skippedSavepoints(ch, id)
+	h.seen[ch] = max(h.seen[ch], id)
+	if id <= h.done || h.aborted[id] {
+		return out
+	}
 	h.aborted[id] = true
+	out = append(out, Abort{ID: id, Reason: "cancellation marker"})
 	if i := h.find(id); i >= 0 {
+		out = append(out, h.release(h.pending[i])...)
 		h.pending = append(h.pending[:i], h.pending[i+1:]...)
 	}
-	return []Action{Abort{ID: id, Reason: "cancellation marker"}}
+	return out
 }
 
 func (h *atLeastOnce) OnEndOfPartition(now time.Time, ch int) []Action {
@@ -127,8 +199,10 @@ func (h *atLeastOnce) OnAbort(now time.Time, id checkpoint.ID) []Action {
 		return nil
 	}
 	h.aborted[id] = true
+	var out []Action
 	if i := h.find(id); i >= 0 {
+		out = h.release(h.pending[i])
 		h.pending = append(h.pending[:i], h.pending[i+1:]...)
 	}
-	return nil
+	return out
 }
