@@ -30,8 +30,8 @@
 // other types), bytes (printed as hex), list:C (ListState of C),
 // map:K:V (MapState), and auto, the default: printable UTF-8 as a string,
 // anything else as hex. A value of a state with a time-to-live is printed
-// with its expiry. Dumping an incremental (pebble) checkpoint is not
-// supported yet: take a savepoint and dump that.
+// with its expiry. An incremental (pebble) checkpoint is dumped by
+// downloading its files and reading them with Pebble.
 //
 // Every read checks the snapshot stream as a restore does (checksums,
 // format version, key group sections); a damaged checkpoint is an error
