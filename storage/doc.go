@@ -1,21 +1,88 @@
 // Package storage keeps the checkpoints of a job: a directory on a file
-// system (file://) or memory (memory://). An S3-compatible store comes later
-// with the same layout.
+// system (file://), a bucket of an S3-compatible object store (s3://) or
+// memory (memory://). Every storage passes the same conformance suite.
 //
 // # Layout
 //
-// Under the storage root:
+// Under the storage root (a directory, or a key prefix in a bucket):
 //
-//	chk-<id>/              one directory per checkpoint
+//	chk-<id>/              one directory (key prefix) per checkpoint
 //	chk-<id>/<name>        state blobs written by subtasks ("3-1-0.keyed")
 //	chk-<id>/_metadata     the commit point, written last
-//	shared/                reserved for files shared by incremental checkpoints
+//	shared/<name>          files shared by incremental checkpoints
 //
-// A checkpoint exists if and only if its _metadata exists: Commit writes it
-// to a temporary file, fsyncs it, renames it into place and fsyncs the
-// directory, so a crash leaves either the old state or a complete checkpoint.
+// The Path of a handle is relative to the root ("chk-7/3-1-0.keyed",
+// "shared/7-3-1-0-000012.sst"), so a storage root can be copied or moved
+// as a whole.
+//
+// A checkpoint exists if and only if its _metadata exists. In a directory
+// Commit writes it to a temporary file, fsyncs it, renames it into place
+// and fsyncs the directory; in a bucket it is one conditional PUT (see S3).
+// Either way a crash leaves either the old state or a complete checkpoint.
 // A chk-<id> directory without _metadata is the debris of an aborted
 // checkpoint; it still counts for MaxID, so ids stay monotonic.
+//
+// # S3
+//
+// Open("s3://bucket/prefix?endpoint=host:port&region=r&insecure=true")
+// opens the objects <prefix>/chk-<id>/<name>, <prefix>/chk-<id>/_metadata
+// and <prefix>/shared/<name> of bucket, which must exist. All parameters
+// are optional: endpoint defaults to s3.amazonaws.com, an empty region is
+// asked of the server, and TLS is used unless insecure=true. Credentials
+// come from WEIR_S3_ACCESS_KEY and WEIR_S3_SECRET_KEY, else from
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; with
+// none the requests are anonymous. NewS3 takes the same settings, and an
+// http.RoundTripper, as S3Options.
+//
+// Writes. A stream is buffered in memory up to the part size (8 MiB): a
+// smaller blob is one PUT at Close, a larger one a multipart upload with
+// one part per 8 MiB (so at most 10000 parts, about 78 GiB, per blob),
+// completed at Close. An object appears whole or not at all, when the PUT
+// or CompleteMultipartUpload succeeds, and S3 acknowledges only durable
+// writes: Close returns the handle once the blob is durable. Every PUT
+// carries a Content-MD5 the server checks; over plain HTTP the payload is
+// signed with its SHA-256 too. Abort, or a failed Close, aborts the
+// multipart upload; one that could not be aborted (a crash, the network
+// gone) stays invisible but takes space, so give the bucket an
+// AbortIncompleteMultipartUpload lifecycle rule. CreateStream and
+// CreateShared refuse a name whose object exists (one HEAD request); names
+// are unique by construction, so this catches reuse but is no lock.
+//
+// The commit point. Commit first checks with HEAD that chk-<id>/_metadata
+// does not exist, then PUTs it with If-None-Match: *. On servers that
+// honour If-None-Match on PUT (AWS S3, MinIO and others) the create is
+// atomic: of two Commits of one id only one wins, the other fails with
+// ErrExists. On servers that ignore the header only the HEAD protects the
+// _metadata, and two Commits of one id racing between HEAD and PUT both
+// succeed, the last one winning; a job has one committing coordinator, so
+// that takes two jobs sharing one prefix. Committing the same bytes again
+// (a commit retried after its answer was lost) succeeds.
+//
+// Listing and deleting. Completed, Latest and MaxID list the keys under
+// <prefix>/chk-, ListShared those under <prefix>/shared/; S3 listings are
+// strongly consistent (AWS since 2020, MinIO), so a checkpoint is listed as
+// soon as Commit returned. Discard deletes chk-<id>/_metadata first and
+// then the rest of chk-<id>/: a discard that fails half way leaves debris,
+// never a checkpoint that looks complete. It does not look for multipart
+// uploads left under chk-<id>/ (see the lifecycle rule above).
+//
+// Reading. OpenStream compares the object's size with the handle's and
+// fails, naming s3://bucket/key, if the object is missing, shorter or
+// longer; an object replaced by one of the same size is not detected here
+// (handles carry no checksum; the file list of an incremental snapshot
+// carries CRC-32Cs its backend checks). A read cut by a transient error
+// resumes with a ranged GET conditional on the first response's ETag
+// (If-Match), so it never splices two versions of an object.
+//
+// Retries. Every request is retried on transient errors (network errors,
+// HTTP 5xx, 408 and 429, S3's SlowDown, RequestTimeout, InternalError and
+// throttling codes) at most 5 times in all, waiting 100 ms doubled per
+// attempt up to 5 s, with jitter; minio-go adds up to 200 ms of its own
+// after a failed attempt. An attempt gets 2 minutes until the response
+// headers. Other errors (403, 404, 412, an untrusted certificate) fail at
+// once. Errors name the operation, the object and the attempts made, e.g.
+// "cannot upload part 3 of s3://b/p/chk-7/3-1-0.keyed (gave up after 5
+// attempts): ... (SlowDown, HTTP 503)".
 //
 // # Metadata format (version 1)
 //

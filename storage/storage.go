@@ -67,17 +67,25 @@ type StreamWriter interface {
 
 const metadataName = "_metadata"
 
-// Open returns the storage at location: "file:///abs/path", a plain path, or
-// "memory://name".
+// Open returns the storage at location: "file:///abs/path", a plain path,
+// "memory://name", or "s3://bucket/prefix?endpoint=host:port&region=r&insecure=true"
+// (all parameters optional; credentials from AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, or WEIR_S3_ACCESS_KEY and WEIR_S3_SECRET_KEY).
 func Open(location string) (Storage, error) {
 	switch {
 	case strings.HasPrefix(location, "file://"):
 		return NewFile(strings.TrimPrefix(location, "file://"))
 	case strings.HasPrefix(location, "memory://"):
 		return NewMemory(strings.TrimPrefix(location, "memory://")), nil
+	case strings.HasPrefix(location, "s3://"):
+		s, err := openS3(location)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return s, nil
 	case strings.Contains(location, "://"):
 		scheme, _, _ := strings.Cut(location, "://")
-		return nil, fmt.Errorf("unsupported checkpoint storage scheme %q in %q (supported: file://, memory://, or a plain path)", scheme, location)
+		return nil, fmt.Errorf("unsupported checkpoint storage scheme %q in %q (supported: file://, memory://, s3://, or a plain path)", scheme, location)
 	case location == "":
 		return nil, errors.New("empty checkpoint storage location")
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ func sampleMetadata(id checkpoint.ID, h checkpoint.StreamHandle) *checkpoint.Met
 	}
 }
 
-// The conformance suite every checkpoint storage passes.
+// TestConformance runs the conformance suite on every checkpoint storage.
 func TestConformance(t *testing.T) {
 	for name, open := range map[string]func(t *testing.T) Storage{
 		"file": func(t *testing.T) Storage {
@@ -42,101 +43,198 @@ func TestConformance(t *testing.T) {
 			return s
 		},
 		"memory": func(t *testing.T) Storage { return NewMemory("test") },
+		"s3":     func(t *testing.T) Storage { return newFakeS3(t).open(t, "jobs/conformance", nil) },
 	} {
-		t.Run(name, func(t *testing.T) {
-			s := open(t)
-			if id, ok, err := s.Latest(); err != nil || ok {
-				t.Fatalf("empty storage: latest %d %v %v", id, ok, err)
-			}
-			w, err := s.CreateStream(3, "0-0-1.keyed")
+		t.Run(name, func(t *testing.T) { testStorageConformance(t, open(t)) })
+	}
+}
+
+// testStorageConformance is the behaviour every checkpoint storage shares.
+func testStorageConformance(t *testing.T, s Storage) {
+	t.Helper()
+	if id, ok, err := s.Latest(); err != nil || ok {
+		t.Fatalf("empty storage: latest %d %v %v", id, ok, err)
+	}
+	if m, err := s.MaxID(); err != nil || m != 0 {
+		t.Fatalf("empty storage: max id %d %v", m, err)
+	}
+	w, err := s.CreateStream(3, "0-0-1.keyed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "hello state")
+	h, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Size != 11 {
+		t.Fatalf("size %d", h.Size)
+	}
+	if got := readAll(t, s, h); string(got) != "hello state" {
+		t.Fatalf("read back %q", got)
+	}
+	if _, err := s.CreateStream(3, "../escape"); err == nil {
+		t.Fatal("a blob name with .. was accepted")
+	}
+	// An empty blob is a blob.
+	w, err = s.CreateStream(3, "0-0-2.keyed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eh, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eh.Size != 0 {
+		t.Fatalf("empty blob has size %d", eh.Size)
+	}
+	if got := readAll(t, s, eh); len(got) != 0 {
+		t.Fatalf("empty blob reads back %q", got)
+	}
+	// Checkpoint 3 has a blob but no metadata: not completed, but
+	// counted by MaxID.
+	if c, _ := s.Completed(); len(c) != 0 {
+		t.Fatalf("completed %v before commit", c)
+	}
+	if m, _ := s.MaxID(); m != 3 {
+		t.Fatalf("max id %d, want 3", m)
+	}
+	md := sampleMetadata(3, h)
+	if err := s.Commit(md); err != nil {
+		t.Fatal(err)
+	}
+	back, err := s.ReadMetadata(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, md) {
+		t.Fatalf("metadata round trip:\n got %+v\nwant %+v", back, md)
+	}
+	// Committing the same metadata again (a retried commit) is no error.
+	if err := s.Commit(md); err != nil {
+		t.Fatalf("recommitting identical metadata: %v", err)
+	}
+	if id, ok, _ := s.Latest(); !ok || id != 3 {
+		t.Fatalf("latest %d %v", id, ok)
+	}
+	if err := s.Commit(sampleMetadata(5, h)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Completed(); !reflect.DeepEqual(c, []checkpoint.ID{3, 5}) {
+		t.Fatalf("completed %v", c)
+	}
+	if m, _ := s.MaxID(); m != 5 {
+		t.Fatalf("max id %d, want 5", m)
+	}
+	if err := s.Discard(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Discard(42); err != nil {
+		t.Fatalf("discarding an absent checkpoint: %v", err)
+	}
+	if c, _ := s.Completed(); !reflect.DeepEqual(c, []checkpoint.ID{5}) {
+		t.Fatalf("completed after discard %v", c)
+	}
+	if _, err := s.ReadMetadata(3); err == nil {
+		t.Fatal("read a discarded checkpoint")
+	}
+
+	// The shared area.
+	if names, err := s.ListShared(); err != nil || len(names) != 0 {
+		t.Fatalf("empty shared area: %v %v", names, err)
+	}
+	var shared []checkpoint.StreamHandle
+	for _, name := range []string{"6-0-0-000007.sst", "6-0-0-000004.sst"} {
+		w, err := s.CreateShared(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "sst "+name)
+		sh, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sh.Path != SharedPrefix+name || sh.Size != int64(len("sst "+name)) {
+			t.Fatalf("shared handle %+v", sh)
+		}
+		if got := readAll(t, s, sh); string(got) != "sst "+name {
+			t.Fatalf("shared blob reads back %q", got)
+		}
+		shared = append(shared, sh)
+	}
+	if _, err := s.CreateShared("6-0-0-000007.sst"); err == nil {
+		t.Fatal("created a shared blob twice")
+	}
+	if _, err := s.CreateShared("../6-x"); err == nil {
+		t.Fatal("a shared blob name with .. was accepted")
+	}
+	names, err := s.ListShared()
+	sort.Strings(names)
+	if err != nil || !reflect.DeepEqual(names, []string{"6-0-0-000004.sst", "6-0-0-000007.sst"}) {
+		t.Fatalf("list shared: %v %v", names, err)
+	}
+	if err := s.DeleteShared("6-0-0-000007.sst"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteShared("6-0-0-000007.sst"); err != nil {
+		t.Fatalf("deleting an absent shared blob: %v", err)
+	}
+	if names, err := s.ListShared(); err != nil || !reflect.DeepEqual(names, []string{"6-0-0-000004.sst"}) {
+		t.Fatalf("list shared after delete: %v %v", names, err)
+	}
+	if r, err := s.OpenStream(shared[0]); err == nil {
+		r.Close()
+		t.Fatal("opened a deleted shared blob")
+	}
+	if got := readAll(t, s, shared[1]); string(got) != "sst 6-0-0-000004.sst" {
+		t.Fatalf("the other shared blob reads back %q", got)
+	}
+
+	// Concurrent writers.
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	handles := make([]checkpoint.StreamHandle, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := s.CreateStream(6, fmt.Sprintf("b%d", i))
 			if err != nil {
-				t.Fatal(err)
+				errs <- err
+				return
 			}
-			io.WriteString(w, "hello state")
+			w.Write(bytes.Repeat([]byte{byte(i)}, 1000))
 			h, err := w.Close()
 			if err != nil {
-				t.Fatal(err)
+				errs <- err
 			}
-			if h.Size != 11 {
-				t.Fatalf("size %d", h.Size)
-			}
-			r, err := s.OpenStream(h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := io.ReadAll(r)
-			r.Close()
-			if string(got) != "hello state" {
-				t.Fatalf("read back %q", got)
-			}
-			if _, err := s.CreateStream(3, "../escape"); err == nil {
-				t.Fatal("a blob name with .. was accepted")
-			}
-			// Checkpoint 3 has a blob but no metadata: not completed, but
-			// counted by MaxID.
-			if c, _ := s.Completed(); len(c) != 0 {
-				t.Fatalf("completed %v before commit", c)
-			}
-			if m, _ := s.MaxID(); m != 3 {
-				t.Fatalf("max id %d, want 3", m)
-			}
-			md := sampleMetadata(3, h)
-			if err := s.Commit(md); err != nil {
-				t.Fatal(err)
-			}
-			back, err := s.ReadMetadata(3)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(back, md) {
-				t.Fatalf("metadata round trip:\n got %+v\nwant %+v", back, md)
-			}
-			if id, ok, _ := s.Latest(); !ok || id != 3 {
-				t.Fatalf("latest %d %v", id, ok)
-			}
-			if err := s.Commit(sampleMetadata(5, h)); err != nil {
-				t.Fatal(err)
-			}
-			if c, _ := s.Completed(); !reflect.DeepEqual(c, []checkpoint.ID{3, 5}) {
-				t.Fatalf("completed %v", c)
-			}
-			if err := s.Discard(3); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Discard(42); err != nil {
-				t.Fatalf("discarding an absent checkpoint: %v", err)
-			}
-			if c, _ := s.Completed(); !reflect.DeepEqual(c, []checkpoint.ID{5}) {
-				t.Fatalf("completed after discard %v", c)
-			}
-			if _, err := s.ReadMetadata(3); err == nil {
-				t.Fatal("read a discarded checkpoint")
-			}
-			// Concurrent writers.
-			var wg sync.WaitGroup
-			errs := make(chan error, 16)
-			for i := range 16 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					w, err := s.CreateStream(6, fmt.Sprintf("b%d", i))
-					if err != nil {
-						errs <- err
-						return
-					}
-					w.Write(bytes.Repeat([]byte{byte(i)}, 1000))
-					if _, err := w.Close(); err != nil {
-						errs <- err
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
-		})
+			handles[i] = h
+		}()
 	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i, h := range handles {
+		if got := readAll(t, s, h); !bytes.Equal(got, bytes.Repeat([]byte{byte(i)}, 1000)) {
+			t.Fatalf("concurrent blob %d reads back %d wrong bytes", i, len(got))
+		}
+	}
+}
+
+func readAll(t *testing.T, s Storage, h checkpoint.StreamHandle) []byte {
+	t.Helper()
+	r, err := s.OpenStream(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // A leftover temp file of an interrupted commit is no checkpoint.
