@@ -28,6 +28,9 @@ func (e *Environment) buildGraph(jobName string) (*runtime.JobGraph, error) {
 		if n.fixedPar {
 			p = 1
 		}
+		if n.parallelismOf != nil {
+			p = par[n.parallelismOf.id]
+		}
 		par[n.id] = p
 		if p > maxP {
 			return nil, fmt.Errorf("operator %s: parallelism %d exceeds max parallelism %d", n.name, p, maxP)

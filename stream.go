@@ -19,6 +19,10 @@ type node struct {
 	inputs      []input
 	isSource    bool
 	isSink      bool
+	// parallelismOf, when set, gives the node the resolved parallelism of
+	// that node: internal operators that must chain to their input
+	// (ConnectBroadcast's input tagging) follow its parallelism.
+	parallelismOf *node
 	// build creates the operator of one subtask; out is the node's
 	// Collector[OUT] (nil for sinks); it returns the Collector[IN] the
 	// upstream feeds (nil for sources) and, for sources, the driver.
