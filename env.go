@@ -78,6 +78,7 @@ type config struct {
 	logger         *slog.Logger
 	stdout         io.Writer
 	stateBackend   state.RawStoreFactory
+	cluster        ClusterOptions
 }
 
 // StateBackend sets where keyed state lives: nil (the default) keeps it on
@@ -282,6 +283,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 // Execute runs the job until it finishes, fails for good, or ctx ends.
 func (e *Environment) Execute(ctx context.Context, jobName string) error {
+	if e.cfg.cluster.Role == RoleTaskManager {
+		return e.runTaskManager(ctx, jobName)
+	}
 	j, err := e.Start(ctx, jobName)
 	if err != nil {
 		return err
@@ -351,12 +355,33 @@ func (j *JobClient) Storage() storage.Storage { return j.storage }
 
 // Start builds the job graph and starts the job; it returns at once.
 func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, error) {
+	if e.cfg.cluster.Role == RoleTaskManager {
+		return nil, errors.New("a task manager has no job client: run it with Execute")
+	}
+	g, rc, stor, err := e.prepare(jobName)
+	if err != nil {
+		return nil, err
+	}
+	var j *runtime.Job
+	if e.cfg.cluster.Role == RoleJobManager {
+		j, _, err = runtime.StartJobManager(ctx, g, rc, e.cfg.cluster.runtimeConfig())
+	} else {
+		j, err = runtime.Start(ctx, g, rc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &JobClient{job: j, storage: stor}, nil
+}
+
+// prepare builds the job graph and the runtime configuration.
+func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config, storage.Storage, error) {
 	if e.err != nil {
-		return nil, e.err
+		return nil, runtime.Config{}, nil, e.err
 	}
 	g, err := e.buildGraph(jobName)
 	if err != nil {
-		return nil, err
+		return nil, runtime.Config{}, nil, err
 	}
 	c := e.cfg
 	rc := runtime.Config{
@@ -382,7 +407,7 @@ func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, er
 		}
 		stor, err = storage.Open(loc)
 		if err != nil {
-			return nil, fmt.Errorf("cannot open checkpoint storage %q: %w", loc, err)
+			return nil, runtime.Config{}, nil, fmt.Errorf("cannot open checkpoint storage %q: %w", loc, err)
 		}
 		rc.Storage = stor
 	}
@@ -391,7 +416,7 @@ func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, er
 	case "latest":
 		id, ok, err := stor.Latest()
 		if err != nil {
-			return nil, fmt.Errorf("cannot find the latest checkpoint in %s: %w", stor, err)
+			return nil, runtime.Config{}, nil, fmt.Errorf("cannot find the latest checkpoint in %s: %w", stor, err)
 		}
 		if ok {
 			rc.RestoreStorage, rc.RestoreID = stor, id
@@ -399,16 +424,17 @@ func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, er
 	default:
 		rs, id, err := storage.ResolveRestorePath(c.restore)
 		if err != nil {
-			return nil, err
+			return nil, runtime.Config{}, nil, err
 		}
 		rc.RestoreStorage, rc.RestoreID = rs, id
 		if rs.String() == stor.String() {
 			rc.RestoreStorage = stor
 		}
 	}
-	j, err := runtime.Start(ctx, g, rc)
-	if err != nil {
-		return nil, err
+	if (c.cluster.Role == RoleJobManager || c.cluster.Role == RoleTaskManager) && stor != nil {
+		if _, ok := stor.(*storage.Memory); ok {
+			return nil, runtime.Config{}, nil, fmt.Errorf("a %s needs checkpoint storage every process of the cluster reaches (a shared directory or S3), not %s", c.cluster.Role, stor)
+		}
 	}
-	return &JobClient{job: j, storage: stor}, nil
+	return g, rc, stor, nil
 }

@@ -57,7 +57,7 @@ func addNode[OUT any](env *Environment, kind string, inputs []input) *node {
 }
 
 func forwardInput[T any](s Stream[T]) input {
-	return input{from: s.n, kind: runtime.Forward, auto: true, typ: runtime.TypeOf[T](nil)}
+	return input{from: s.n, kind: runtime.Forward, auto: true, typ: edgeTypeOf[T](nil)}
 }
 
 // Name sets the operator's display name.
@@ -198,7 +198,7 @@ func (ks KeyedStream[K, T]) hashInput() input {
 		h := state.HasherFor(codec)
 		return func(r T) uint32 { return h(key(r)) }
 	}
-	return input{from: ks.s.n, kind: runtime.Hash, typ: runtime.TypeOf[T](newHash)}
+	return input{from: ks.s.n, kind: runtime.Hash, typ: edgeTypeOf[T](newHash)}
 }
 
 // Print writes every record to the environment's stdout, prefixed with the

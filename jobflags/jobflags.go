@@ -44,6 +44,13 @@ type Flags struct {
 	StateBackend string
 	StateDir     string
 	Incremental  bool
+	// Cluster: the role of this process and where the job manager is.
+	Role       string
+	JobManager string
+	DataListen string
+	Token      string
+	Slots      int
+	Name       string
 }
 
 type modeValue struct{ m *checkpoint.Mode }
@@ -128,6 +135,12 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.StateDir, "state-dir", "", "local working directory of the pebble state backend (default: weir-pebble in the temporary directory)")
 	f.Incremental = true
 	fs.BoolVar(&f.Incremental, "incremental", true, "pebble state backend: incremental checkpoints (false: every checkpoint writes the full state)")
+	fs.StringVar(&f.Role, "role", "local", "local (the whole job in this process), jobmanager or taskmanager")
+	fs.StringVar(&f.JobManager, "jobmanager", "127.0.0.1:6123", "the job manager's control address (it listens there; task managers dial it)")
+	fs.StringVar(&f.DataListen, "data-listen", "127.0.0.1:0", "task manager: the data-plane listen address")
+	fs.StringVar(&f.Token, "token", "", "the cluster's shared secret; required when an address is not loopback")
+	fs.IntVar(&f.Slots, "slots", 1, "task manager: task slots offered (subtasks of each operator it runs)")
+	fs.StringVar(&f.Name, "name", "", "task manager: its name (default its data address)")
 	return f
 }
 
@@ -194,6 +207,14 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 	}
 	if f.Restart != nil {
 		opts = append(opts, weir.RestartStrategy(f.Restart))
+	}
+	switch f.Role {
+	case "", "local":
+	case "jobmanager", "taskmanager":
+		opts = append(opts, weir.Cluster(weir.ClusterOptions{Role: f.Role, JobManager: f.JobManager, DataListen: f.DataListen,
+			Token: f.Token, Slots: f.Slots, Name: f.Name}))
+	default:
+		return nil, fmt.Errorf("invalid value %q for --role: want local, jobmanager or taskmanager", f.Role)
 	}
 	switch f.StateBackend {
 	case "", "heap":

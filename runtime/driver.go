@@ -63,11 +63,11 @@ type driver struct {
 
 func newDriver(a *attempt, nextID checkpoint.ID, retained []checkpoint.ID) (*driver, error) {
 	var tasks, sources []checkpoint.TaskID
-	for _, t := range a.tasks {
+	for _, t := range a.all {
 		tasks = append(tasks, t.ID)
-	}
-	for _, t := range a.sources {
-		sources = append(sources, t.ID)
+		if t.source {
+			sources = append(sources, t.ID)
+		}
 	}
 	c, err := coordinator.New(a.job.cfg.Coordinator, tasks, sources, nextID, retained)
 	if err != nil {
@@ -130,7 +130,7 @@ func (d *driver) handle(ev driverEvent) {
 		d.apply(d.coord.TaskFinished(now, ev.task))
 	case evSourceEnded:
 		d.ended[ev.task] = true
-		if len(d.ended) == len(d.a.sources) && !d.finalWanted {
+		if len(d.ended) == d.a.numSources() && !d.finalWanted {
 			// Every source is at end of input: take a final checkpoint, so
 			// that what the sinks hold is committed, then let the sources
 			// emit end of partition.
@@ -149,9 +149,9 @@ func (d *driver) handle(ev driverEvent) {
 		// ended), the final checkpoint is a savepoint, sinks commit it, and
 		// the job finishes.
 		d.stopping, d.finalKind = true, checkpoint.KindSavepoint
-		for _, t := range d.a.sources {
-			if !d.ended[t.ID] {
-				t.mailbox.Put(Mail{Kind: mailStopSource})
+		for _, t := range d.a.all {
+			if t.source && !d.ended[t.ID] {
+				d.a.mail(t.ID, Mail{Kind: mailStopSource})
 			}
 		}
 		ev.reply <- triggerReply{}
@@ -185,8 +185,10 @@ func (d *driver) triggerFinal(now time.Time) {
 func (d *driver) finishSources() {
 	d.finalDone = true
 	d.apply(d.coord.Shutdown(time.Now()))
-	for _, t := range d.a.sources {
-		t.mailbox.Put(Mail{Kind: mailFinishSource})
+	for _, t := range d.a.all {
+		if t.source {
+			d.a.mail(t.ID, Mail{Kind: mailFinishSource})
+		}
 	}
 }
 
@@ -225,7 +227,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 			d.pending[x.Barrier.ID] = &CheckpointStats{ID: x.Barrier.ID, Kind: x.Barrier.Kind, TriggeredAt: x.Barrier.Timestamp,
 				Subtasks: map[checkpoint.TaskID]checkpoint.TaskSnapshot{}}
 			for _, id := range x.Tasks {
-				d.a.byID[id].mailbox.Put(Mail{Kind: mailTrigger, Barrier: x.Barrier})
+				d.a.mail(id, Mail{Kind: mailTrigger, Barrier: x.Barrier})
 			}
 		case coordinator.WriteMetadata:
 			md := d.metadata(x)
@@ -239,9 +241,9 @@ func (d *driver) apply(actions []coordinator.Action) {
 			if s := d.pending[x.ID]; s != nil {
 				d.completedKind = s.Kind
 			}
-			for _, t := range d.a.tasks {
+			for _, t := range d.a.all {
 				if !d.finished[t.ID] {
-					t.mailbox.Put(Mail{Kind: mailNotifyComplete, Barrier: checkpoint.Barrier{ID: x.ID}})
+					d.a.mail(t.ID, Mail{Kind: mailNotifyComplete, Barrier: checkpoint.Barrier{ID: x.ID}})
 				}
 			}
 			if s := d.pending[x.ID]; s != nil {
@@ -266,9 +268,9 @@ func (d *driver) apply(actions []coordinator.Action) {
 			}
 		case coordinator.NotifyAborted:
 			collect = true
-			for _, t := range d.a.tasks {
+			for _, t := range d.a.all {
 				if !d.finished[t.ID] {
-					t.mailbox.Put(Mail{Kind: mailNotifyAborted, Barrier: checkpoint.Barrier{ID: x.ID}, Reason: x.Reason})
+					d.a.mail(t.ID, Mail{Kind: mailNotifyAborted, Barrier: checkpoint.Barrier{ID: x.ID}, Reason: x.Reason})
 				}
 			}
 			if s := d.pending[x.ID]; s != nil {

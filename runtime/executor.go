@@ -87,6 +87,7 @@ type Job struct {
 	err   error
 
 	cancel context.CancelFunc
+	jm     *JobManager // nil: the local cluster
 
 	mu struct {
 		sync.Mutex
@@ -146,6 +147,10 @@ func (j *Job) StopWithSavepoint(ctx context.Context) (checkpoint.ID, error) {
 // Start validates g and starts running it. The job runs until it finishes,
 // fails for good, or ctx is cancelled; Wait returns its outcome.
 func Start(ctx context.Context, g *JobGraph, cfg Config) (*Job, error) {
+	return startJob(ctx, g, cfg, nil)
+}
+
+func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Job, error) {
 	cfg.defaults()
 	if err := validateGraph(g); err != nil {
 		return nil, err
@@ -158,7 +163,7 @@ func Start(ctx context.Context, g *JobGraph, cfg Config) (*Job, error) {
 			return nil, errors.New("checkpointing needs checkpoint storage")
 		}
 	}
-	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{})}
+	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), jm: jm}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
 	var initial *restorePoint
 	if cfg.RestoreStorage != nil {
@@ -435,17 +440,29 @@ func checkRestorable(g *JobGraph, md *checkpoint.Metadata, allowNonRestored bool
 // attempt is one execution of the job graph, from deployment to the end of
 // its tasks.
 type attempt struct {
-	job      *Job
-	number   int
-	restore  *restorePoint
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-	tasks    []*Task
-	byID     map[checkpoint.TaskID]*Task
-	sources  []*Task
-	driver   *driver
-	nextID   checkpoint.ID
-	retained []checkpoint.ID
+	job     *Job
+	number  int
+	restore *restorePoint
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	tasks   []*Task // the subtasks running in this process
+	byID    map[checkpoint.TaskID]*Task
+	all     []taskRef // every subtask of the job
+	driver  *driver
+	// placement spreads the subtasks over processes (nil: local);
+	// remoteMail delivers mail to subtasks of other processes; closers
+	// are the network channels to close when the attempt ends.
+	placement  *Placement
+	remoteMail func(checkpoint.TaskID, Mail)
+	closers    []any
+	// report sends what the tasks of a task manager's attempt report to
+	// the job manager; remoteFinished counts the job manager's finished
+	// subtasks.
+	report         func(ctlMsg)
+	remoteFinished func(checkpoint.TaskID)
+	cluster        *clusterAttempt
+	nextID         checkpoint.ID
+	retained       []checkpoint.ID
 
 	mu struct {
 		sync.Mutex
@@ -466,6 +483,13 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 	a.nextID, a.retained = nextID, retained
 	a.ctx, a.cancel = context.WithCancelCause(parent)
 	defer a.cancel(nil)
+	if a.job.jm != nil {
+		err := a.runRemote(a.job.jm)
+		if err == nil && parent.Err() != nil {
+			err = parent.Err()
+		}
+		return err
+	}
 	if err := a.deploy(); err != nil {
 		return err
 	}
@@ -507,6 +531,11 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 		}()
 	}
 	wg.Wait()
+	for _, c := range a.closers {
+		if c, ok := c.(ChannelCloser); ok {
+			c.Close()
+		}
+	}
 	stopDriver()
 	if driverDone != nil {
 		<-driverDone
@@ -522,18 +551,94 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 	return err
 }
 
-// deploy creates the channels, gates, writers and tasks of every subtask.
+// taskRef is a subtask as the coordinator driver knows it, wherever it
+// runs.
+type taskRef struct {
+	ID     checkpoint.TaskID
+	source bool
+}
+
+// Placement says where the subtasks of an attempt run when the job is
+// spread over processes (nil: all in this one).
+type Placement struct {
+	// Self is the index of this process among the task managers; -1 for
+	// the job manager, which runs no task.
+	Self int
+	// Where maps every subtask to the index of the process running it.
+	Where map[checkpoint.TaskID]int
+	// Addrs are the data-plane addresses of the processes, by index.
+	Addrs []string
+	// DataPlane carries records to and from the other processes.
+	DataPlane DataPlane
+}
+
+func (p *Placement) local(id checkpoint.TaskID) bool { return p == nil || p.Where[id] == p.Self }
+
+// ChannelID is the id of the channel of edge number edge (in graph order)
+// from sender to receiver in attempt, on the data plane: the same in every
+// process.
+func ChannelID(attempt, edge, sender, receiver int) uint64 {
+	return uint64(attempt&0xFFFF)<<48 | uint64(edge&0xFFFF)<<32 | uint64(sender&0xFFFF)<<16 | uint64(receiver&0xFFFF)
+}
+
+// mail delivers m to subtask id, in this process or, through the control
+// plane, in another.
+func (a *attempt) mail(id checkpoint.TaskID, m Mail) {
+	if t := a.byID[id]; t != nil {
+		t.mailbox.Put(m)
+		return
+	}
+	if a.remoteMail != nil {
+		a.remoteMail(id, m)
+	}
+}
+
+func (a *attempt) numSources() int {
+	n := 0
+	for _, t := range a.all {
+		if t.source {
+			n++
+		}
+	}
+	return n
+}
+
+// deploy creates the channels, gates, writers and tasks of every subtask
+// that runs in this process (all of them, in the local cluster).
 func (a *attempt) deploy() error {
 	j := a.job
 	g := j.graph
 	cfg := j.cfg
 	maxP := g.MaxParallelism
-	// channels[edge][sender][receiver]
+	pl := a.placement
+	for _, v := range g.Vertices {
+		for s := range v.Parallelism {
+			a.all = append(a.all, taskRef{ID: checkpoint.TaskID{Vertex: v.ID, Subtask: s}, source: v.IsSource})
+		}
+	}
+	if pl != nil && pl.Self < 0 {
+		return nil // the job manager runs no task
+	}
+	edgeNo := map[*Edge]int{}
+	for _, v := range g.Vertices {
+		for _, e := range v.Inputs {
+			edgeNo[e] = len(edgeNo)
+		}
+	}
+	tid := func(v *Vertex, s int) checkpoint.TaskID { return checkpoint.TaskID{Vertex: v.ID, Subtask: s} }
+	// channels[edge][sender][receiver]: the sending ends in this process
 	type edgeChans struct{ ch [][]any }
 	chans := map[*Edge]*edgeChans{}
 	gates := map[*Vertex][]*InputGate{}
 	readersIn := map[*Vertex][][]any{} // per subtask, gate channel order
 	for _, v := range g.Vertices {
+		for _, e := range v.Inputs {
+			ec := &edgeChans{ch: make([][]any, e.Source.Parallelism)}
+			for s := range ec.ch {
+				ec.ch[s] = make([]any, v.Parallelism)
+			}
+			chans[e] = ec
+		}
 		if len(v.Inputs) == 0 {
 			continue
 		}
@@ -548,14 +653,9 @@ func (a *attempt) deploy() error {
 		gs := make([]*InputGate, v.Parallelism)
 		ins := make([][]any, v.Parallelism)
 		for r := range gs {
-			gs[r] = NewInputGate(n)
-		}
-		for _, e := range v.Inputs {
-			ec := &edgeChans{ch: make([][]any, e.Source.Parallelism)}
-			for s := range ec.ch {
-				ec.ch[s] = make([]any, v.Parallelism)
+			if pl.local(tid(v, r)) {
+				gs[r] = NewInputGate(n)
 			}
-			chans[e] = ec
 		}
 		for r := range v.Parallelism {
 			idx := 0
@@ -564,9 +664,30 @@ func (a *attempt) deploy() error {
 					if e.Kind == Forward && s != r {
 						continue
 					}
-					c := e.Type.newChannel(gs[r], idx, cfg.Credits, cfg.BufferSize)
-					chans[e].ch[s][r] = c
-					ins[r] = append(ins[r], c)
+					sendLocal, recvLocal := pl.local(tid(e.Source, s)), pl.local(tid(v, r))
+					var c any
+					var err error
+					switch {
+					case sendLocal && recvLocal:
+						c = e.Type.newChannel(gs[r], idx, cfg.Credits, cfg.BufferSize)
+						chans[e].ch[s][r] = c
+					case recvLocal:
+						c, err = e.Type.newRemoteInput(pl.DataPlane, ChannelID(a.number, edgeNo[e], s, r), gs[r], idx, cfg.Credits, cfg.BufferSize)
+					case sendLocal:
+						chans[e].ch[s][r], err = e.Type.newRemoteOutput(a.ctx, pl.DataPlane, pl.Addrs[pl.Where[tid(v, r)]], ChannelID(a.number, edgeNo[e], s, r), cfg.BufferSize)
+						if err == nil {
+							a.closers = append(a.closers, chans[e].ch[s][r])
+						}
+					}
+					if err != nil {
+						return fmt.Errorf("cannot connect %s subtask %d to subtask %d: %w", e, s, r, err)
+					}
+					if c != nil {
+						ins[r] = append(ins[r], c)
+						if !(sendLocal && recvLocal) {
+							a.closers = append(a.closers, c)
+						}
+					}
 					idx++
 				}
 			}
@@ -577,7 +698,10 @@ func (a *attempt) deploy() error {
 	a.byID = map[checkpoint.TaskID]*Task{}
 	for _, v := range g.Vertices {
 		for s := range v.Parallelism {
-			id := checkpoint.TaskID{Vertex: v.ID, Subtask: s}
+			id := tid(v, s)
+			if !pl.local(id) {
+				continue
+			}
 			name := fmt.Sprintf("%s (%d/%d)", v.Name, s+1, v.Parallelism)
 			t := &Task{ID: id, Name: name, ctx: a.ctx, host: a, opInfo: v.Operators,
 				mailbox: NewQueue[Mail](), bufferTimeout: cfg.BufferTimeout}
@@ -630,9 +754,6 @@ func (a *attempt) deploy() error {
 			}
 			a.tasks = append(a.tasks, t)
 			a.byID[id] = t
-			if v.IsSource {
-				a.sources = append(a.sources, t)
-			}
 		}
 	}
 	return nil
@@ -677,29 +798,48 @@ func (a *attempt) openContexts(t *Task, v *Vertex, s int) error {
 // driver hears about it.
 
 func (a *attempt) ack(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.TaskSnapshot) {
+	if a.report != nil {
+		a.report(ctlMsg{Kind: msgAck, ID: id, Task: task, Snap: &snap})
+		return
+	}
 	if a.driver != nil {
 		a.driver.events.Put(driverEvent{kind: evAck, id: id, task: task, snap: snap})
 	}
 }
 
 func (a *attempt) decline(id checkpoint.ID, task checkpoint.TaskID, reason error) {
+	if a.report != nil {
+		a.report(ctlMsg{Kind: msgDecline, ID: id, Task: task, Err: reason.Error()})
+		return
+	}
 	if a.driver != nil {
 		a.driver.events.Put(driverEvent{kind: evDecline, id: id, task: task, err: reason})
 	}
 }
 
 func (a *attempt) sourceEnded(task checkpoint.TaskID) {
+	if a.report != nil {
+		a.report(ctlMsg{Kind: msgSourceEnded, Task: task})
+		return
+	}
 	if a.driver != nil {
 		a.driver.events.Put(driverEvent{kind: evSourceEnded, task: task})
 		return
 	}
 	// Without checkpoints there is no final checkpoint to wait for.
-	a.byID[task].mailbox.Put(Mail{Kind: mailFinishSource})
+	a.mail(task, Mail{Kind: mailFinishSource})
 }
 
 func (a *attempt) taskFinished(task checkpoint.TaskID) {
+	if a.report != nil {
+		a.report(ctlMsg{Kind: msgFinished, Task: task})
+		return
+	}
 	if a.driver != nil {
 		a.driver.events.Put(driverEvent{kind: evFinished, task: task})
+	}
+	if a.remoteFinished != nil {
+		a.remoteFinished(task)
 	}
 }
 

@@ -52,6 +52,8 @@ func (e *Edge) String() string {
 // TypeOf.
 type EdgeType interface {
 	newChannel(gate *InputGate, index, credits, bufSize int) any
+	newRemoteOutput(ctx context.Context, dp DataPlane, addr string, id uint64, bufSize int) (any, error)
+	newRemoteInput(dp DataPlane, id uint64, gate *InputGate, index, credits, bufSize int) (any, error)
 	newWriter(ctx context.Context, kind PartitionKind, channels []any, bufSize int, kgToChannel []int32, onFail func(error)) (collector any, out outputWriter)
 	newGateReader(gate *InputGate, channels []any, head any) (gateReader, error)
 }
@@ -71,12 +73,52 @@ type gateReader interface {
 
 type edgeType[T any] struct {
 	newHash func() func(T) uint32
+	remote  RemoteChannels[T]
 }
 
 // TypeOf returns the EdgeType for records of type T. newHash creates the key
 // hash function of a Hash edge, once per sending subtask (so it may keep
 // scratch space); nil for other edges.
 func TypeOf[T any](newHash func() func(T) uint32) EdgeType { return edgeType[T]{newHash: newHash} }
+
+// TypeOfRemote is TypeOf for an edge that may also cross processes through
+// remote channels (package runtime/network makes them).
+func TypeOfRemote[T any](newHash func() func(T) uint32, remote RemoteChannels[T]) EdgeType {
+	return edgeType[T]{newHash: newHash, remote: remote}
+}
+
+// DataPlane is this process's end of the network between processes
+// (a *network.Endpoint).
+type DataPlane interface {
+	Addr() string
+}
+
+// RemoteChannels creates the channels of records of type T between
+// processes.
+type RemoteChannels[T any] interface {
+	NewOutput(ctx context.Context, dp DataPlane, addr string, id uint64, bufSize int) (OutputChannel[T], error)
+	NewInput(dp DataPlane, id uint64, gate *InputGate, index, credits, bufSize int) (InputChannel[T], error)
+}
+
+// ChannelCloser is implemented by channels that must be closed when an
+// attempt ends (remote channels).
+type ChannelCloser interface{ Close() }
+
+func (et edgeType[T]) newRemoteOutput(ctx context.Context, dp DataPlane, addr string, id uint64, bufSize int) (any, error) {
+	if et.remote == nil {
+		var zero T
+		return nil, fmt.Errorf("records of type %T cannot cross processes (no codec)", zero)
+	}
+	return et.remote.NewOutput(ctx, dp, addr, id, bufSize)
+}
+
+func (et edgeType[T]) newRemoteInput(dp DataPlane, id uint64, gate *InputGate, index, credits, bufSize int) (any, error) {
+	if et.remote == nil {
+		var zero T
+		return nil, fmt.Errorf("records of type %T cannot cross processes (no codec)", zero)
+	}
+	return et.remote.NewInput(dp, id, gate, index, credits, bufSize)
+}
 
 func (edgeType[T]) newChannel(gate *InputGate, index, credits, bufSize int) any {
 	return NewLocalChannel[T](gate, index, credits, bufSize)

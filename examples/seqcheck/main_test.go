@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,4 +162,91 @@ func verify(t *testing.T, dir string, keys, count int64) {
 			}
 		}
 	}
+}
+
+// TestClusterKillTaskManagers runs seqcheck as a cluster of real OS
+// processes on loopback: one job manager and three task managers (two
+// slots needed, one spare). Task managers are killed with SIGKILL at
+// random times, ten times, and started again; the job fails over each time
+// and the committed output is exactly once.
+func TestClusterKillTaskManagers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills processes")
+	}
+	bin := buildSeqcheck(t)
+	out, chk := t.TempDir(), t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jmAddr := l.Addr().String()
+	l.Close()
+	const keys, count = 4, 6000
+	common := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
+		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000", "--parallelism", "2",
+		"--log-level", "warn", "--jobmanager", jmAddr, "--token", "kill-test"}
+	jm := exec.Command(bin, append([]string{"--role", "jobmanager", "--restart-strategy", "fixed-delay:attempts=1000,delay=50ms"}, common...)...)
+	var jmErr strings.Builder
+	jm.Stderr = &jmErr
+	if err := jm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	jmDone := make(chan error, 1)
+	go func() { jmDone <- jm.Wait() }()
+	defer jm.Process.Kill()
+
+	type tm struct {
+		cmd  *exec.Cmd
+		done chan error
+	}
+	start := func(i int) *tm {
+		cmd := exec.Command(bin, append([]string{"--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)}, common...)...)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		x := &tm{cmd: cmd, done: make(chan error, 1)}
+		go func() { x.done <- cmd.Wait() }()
+		return x
+	}
+	tms := []*tm{start(0), start(1), start(2)}
+	defer func() {
+		for _, x := range tms {
+			x.cmd.Process.Kill()
+		}
+	}()
+	rng := rand.New(rand.NewPCG(11, 11))
+	for k := range 10 {
+		select {
+		case err := <-jmDone:
+			t.Fatalf("job manager ended after %d kills (%v): the workload is too short\n%s", k, err, jmErr.String())
+		case <-time.After(time.Duration(250+rng.IntN(400)) * time.Millisecond):
+		}
+		i := rng.IntN(len(tms))
+		tms[i].cmd.Process.Signal(syscall.SIGKILL)
+		<-tms[i].done
+		tms[i] = start(i)
+	}
+	select {
+	case err := <-jmDone:
+		if err != nil {
+			t.Fatalf("job manager: %v\n%s", err, jmErr.String())
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the job did not finish\n%s", jmErr.String())
+	}
+	if !strings.Contains(jmErr.String(), "restarting") {
+		t.Fatalf("no kill made the job fail over: the test proves nothing\n%s", jmErr.String())
+	}
+	for i, x := range tms {
+		select {
+		case err := <-x.done:
+			if err != nil {
+				t.Errorf("task manager %d: %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("task manager %d did not exit after the job ended", i)
+		}
+	}
+	verify(t, out, keys, count)
 }

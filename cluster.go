@@ -1,0 +1,147 @@
+package weir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/runtime/network"
+	"github.com/weirstream/weir/state"
+)
+
+// Roles of a process in a distributed job (Cluster).
+const (
+	// RoleLocal runs the whole job in this process (the default).
+	RoleLocal = "local"
+	// RoleJobManager runs the checkpoint coordinator and the failover
+	// loop, and deploys subtasks to the task managers that connect.
+	RoleJobManager = "jobmanager"
+	// RoleTaskManager offers task slots to the job manager and runs the
+	// subtasks it deploys; Execute returns when the job ends.
+	RoleTaskManager = "taskmanager"
+)
+
+// ClusterOptions places this process in a distributed job. Every process
+// runs the same job binary, which builds the same job graph; only these
+// options differ. Checkpoint storage must be one every process reaches (a
+// shared directory, S3).
+type ClusterOptions struct {
+	// Role is RoleLocal, RoleJobManager or RoleTaskManager.
+	Role string
+	// JobManager is the job manager's control address: it listens there,
+	// task managers dial it (default 127.0.0.1:6123).
+	JobManager string
+	// DataListen is the task manager's data-plane address (default
+	// 127.0.0.1 on a free port). Peers dial the address it reports, so
+	// listen on a reachable interface in a real cluster.
+	DataListen string
+	// Token authenticates task managers and data-plane peers; required
+	// when an address is not loopback.
+	Token string
+	// Name names the task manager (default its data address); Slots is
+	// the number of subtasks of each operator it runs (default 1).
+	Name  string
+	Slots int
+	// HeartbeatTimeout is how long a silent task manager stays registered
+	// (default 5s); SlotTimeout how long an attempt waits for slots.
+	HeartbeatTimeout time.Duration
+	SlotTimeout      time.Duration
+}
+
+// Cluster runs the job as one process of a distributed job (see
+// ClusterOptions); without it, or with RoleLocal, the job runs in this
+// process alone.
+func Cluster(o ClusterOptions) Option {
+	return func(c *config) error {
+		switch o.Role {
+		case "":
+			o.Role = RoleLocal
+		case RoleLocal, RoleJobManager, RoleTaskManager:
+		default:
+			return fmt.Errorf("unknown role %q (want local, jobmanager or taskmanager)", o.Role)
+		}
+		if o.Slots < 0 {
+			return fmt.Errorf("task slots must not be negative, got %d", o.Slots)
+		}
+		c.cluster = o
+		return nil
+	}
+}
+
+func (o ClusterOptions) runtimeConfig() runtime.ClusterConfig {
+	return runtime.ClusterConfig{JobManager: o.JobManager, Token: o.Token, HeartbeatTimeout: o.HeartbeatTimeout,
+		SlotTimeout: o.SlotTimeout, Name: o.Name, Slots: o.Slots}
+}
+
+// dataToken is the data plane's token: the cluster token, or a fixed one
+// when everything listens on loopback only.
+func (o ClusterOptions) dataToken() string {
+	if o.Token != "" {
+		return o.Token
+	}
+	return "weir-loopback"
+}
+
+func (e *Environment) runTaskManager(ctx context.Context, jobName string) error {
+	g, rc, _, err := e.prepare(jobName)
+	if err != nil {
+		return err
+	}
+	o := e.cfg.cluster
+	cc := o.runtimeConfig()
+	listen := o.DataListen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	if o.Token == "" && !isLoopbackAddr(listen) {
+		return fmt.Errorf("the task manager's data plane listens on %s, beyond loopback: a cluster token is required", listen)
+	}
+	var onError atomic.Pointer[func(attempt int, err error)]
+	logger := e.cfg.logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ep, err := network.NewEndpoint(network.Config{
+		Name: o.Name, ListenAddr: listen, Token: o.dataToken(), Logger: logger,
+		OnError: func(id network.ChannelID, err error) {
+			if h := onError.Load(); h != nil {
+				(*h)(int(id.Attempt()), err)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	cc.DataPlane = ep
+	cc.SetDataPlaneErrorHandler = func(h func(int, error)) { onError.Store(&h) }
+	err = runtime.RunTaskManager(ctx, g, rc, cc)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// edgeTypeOf is the runtime type of an edge carrying records of type T:
+// local channels within a process, network channels (records encoded with
+// state.CodecFor[T]) between processes.
+func edgeTypeOf[T any](newHash func() func(T) uint32) runtime.EdgeType {
+	return runtime.TypeOfRemote[T](newHash, network.Channels[T](state.CodecFor[T]()))
+}

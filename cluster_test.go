@@ -1,0 +1,148 @@
+package weir_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/restart"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// clusterJob is the keyed counter of TestFailureInjection as one process
+// of a cluster.
+func clusterJob(dir, jm string, o weir.ClusterOptions, sink *weir.CollectSink[seqOut], keys int, perKey int64) *weir.Environment {
+	o.JobManager = jm
+	o.HeartbeatTimeout = 2 * time.Second
+	env := weir.NewEnvironment(
+		weir.Parallelism(2),
+		weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorage(dir),
+		weir.RestartStrategy(restart.FixedDelay(100, 20*time.Millisecond)),
+		weir.Cluster(o),
+	)
+	gen := weir.Generator(keys, perKey, func(p int, off int64) seqRec { return seqRec{Key: int64(p), Seq: off + 1} }).WithRate(5000)
+	src := weir.FromSource[seqRec](env, gen, "seq").UID("src")
+	counted := weir.Process(weir.KeyBy(src, func(r seqRec) int64 { return r.Key }), &counter{}).UID("count")
+	counted.SinkTo(sink).UID("sink")
+	return env
+}
+
+// checkExactlyOnce asserts every record of every key was counted once and
+// its count equals its sequence number.
+func checkExactlyOnce(t *testing.T, got []seqOut, keys int, perKey int64) {
+	t.Helper()
+	seen := map[[2]int64]int{}
+	for _, o := range got {
+		if o.Cnt != o.Seq {
+			t.Fatalf("key %d record %d counted as %d: state affected twice or lost", o.Key, o.Seq, o.Cnt)
+		}
+		seen[[2]int64{o.Key, o.Seq}]++
+	}
+	for k := range int64(keys) {
+		for s := int64(1); s <= perKey; s++ {
+			switch n := seen[[2]int64{k, s}]; n {
+			case 1:
+			case 0:
+				t.Fatalf("key %d record %d lost", k, s)
+			default:
+				t.Fatalf("key %d record %d emitted %d times", k, s, n)
+			}
+		}
+	}
+}
+
+// A job manager and two task managers in one test process, over real TCP
+// (gRPC control plane, network data plane): a task manager stops mid-run
+// and comes back; the job fails over and the output is exactly once.
+func TestClusterFailover(t *testing.T) {
+	const keys, perKey = 4, 1500
+	dir := t.TempDir()
+	jm := freeAddr(t)
+	sink := weir.NewCollectSink[seqOut]()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager}, sink, keys, perKey).Start(ctx, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	runTM := func(ctx context.Context, name string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Name: name}, sink, keys, perKey).Execute(ctx, "cluster")
+			if err != nil && ctx.Err() == nil {
+				t.Errorf("task manager %s: %v", name, err)
+			}
+		}()
+	}
+	tm1, stop1 := context.WithCancel(ctx)
+	runTM(tm1, "tm-1")
+	runTM(ctx, "tm-2")
+	for job.LatestCheckpoint() < 3 {
+		select {
+		case <-job.Done():
+			t.Fatalf("job ended early: %v", job.Wait())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	stop1() // tm-1 goes away mid-run
+	time.Sleep(300 * time.Millisecond)
+	runTM(ctx, "tm-1") // and comes back
+	if err := job.Wait(); err != nil {
+		t.Fatalf("job: %v", err)
+	}
+	wg.Wait()
+	if job.Restarts() == 0 {
+		t.Fatal("losing a task manager did not fail the job over")
+	}
+	checkExactlyOnce(t, sink.Committed(), keys, perKey)
+}
+
+// Without enough task slots an attempt fails with the reason.
+func TestClusterNotEnoughSlots(t *testing.T) {
+	dir := t.TempDir()
+	jm := freeAddr(t)
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None()),
+		weir.Cluster(weir.ClusterOptions{Role: weir.RoleJobManager, JobManager: jm, SlotTimeout: 300 * time.Millisecond}))
+	src := weir.FromSource(env, weir.Generator(2, 10, func(p int, off int64) int64 { return off }), "gen").UID("gen")
+	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{}).UID("sink")
+	err := env.Execute(context.Background(), "slots")
+	if err == nil || !strings.Contains(err.Error(), "not enough task slots") || !strings.Contains(err.Error(), "needs 2") {
+		t.Fatalf("want a clear slot error, got %v", err)
+	}
+}
+
+// A task manager with the wrong token is refused.
+func TestClusterRefusesWrongToken(t *testing.T) {
+	dir := t.TempDir()
+	jm := freeAddr(t)
+	sink := weir.NewCollectSink[seqOut]()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager, Token: "s3cret", SlotTimeout: time.Second}, sink, 1, 10).Start(ctx, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Token: "guess"}, sink, 1, 10).Execute(ctx, "cluster")
+	if err == nil || !strings.Contains(err.Error(), "refused the cluster token") {
+		t.Fatalf("task manager with a wrong token: %v", err)
+	}
+	job.Cancel()
+	job.Wait()
+}

@@ -1,0 +1,766 @@
+package runtime
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/weirstream/weir/checkpoint"
+)
+
+// ClusterConfig configures the processes of a distributed job: one job
+// manager and task managers that connect to it. Every process runs the same
+// job binary and builds the same job graph; only configuration differs.
+type ClusterConfig struct {
+	// JobManager is the control address: the job manager listens on it,
+	// task managers dial it. Default 127.0.0.1:6123.
+	JobManager string
+	// Token authenticates task managers and data-plane peers. Required
+	// when the job manager listens on a non-loopback address.
+	Token string
+	// TLS, if set, secures the control plane (the server side on the job
+	// manager, the client side on task managers).
+	ServerTLS, ClientTLS *tls.Config
+	// HeartbeatInterval is how often task managers report (default 1s);
+	// a task manager silent for HeartbeatTimeout (default 5s) is lost.
+	HeartbeatInterval, HeartbeatTimeout time.Duration
+	// SlotTimeout bounds how long an attempt waits for enough task slots
+	// (default 60s); then it fails with the reason.
+	SlotTimeout time.Duration
+	// Task manager side: its name (default the data address), its slots
+	// (default 1), and its data plane (required).
+	Name      string
+	Slots     int
+	DataPlane DataPlane
+	// SetDataPlaneErrorHandler lets the task manager learn of broken data
+	// channels: the data plane calls the handler with the attempt number
+	// of the channel (ChannelID's top 16 bits) and the error; optional.
+	SetDataPlaneErrorHandler func(func(attempt int, err error))
+}
+
+func (c *ClusterConfig) defaults() {
+	if c.JobManager == "" {
+		c.JobManager = "127.0.0.1:6123"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 5 * time.Second
+	}
+	if c.SlotTimeout <= 0 {
+		c.SlotTimeout = 60 * time.Second
+	}
+	if c.Slots <= 0 {
+		c.Slots = 1
+	}
+}
+
+// JobManager is the control side of a distributed job: it runs the
+// checkpoint coordinator and the failover loop, and deploys subtasks to the
+// task managers that registered with it.
+type JobManager struct {
+	cfg    ClusterConfig
+	log    *slog.Logger
+	lis    net.Listener
+	server *grpc.Server
+	job    *Job
+
+	mu struct {
+		sync.Mutex
+		tms     map[string]*tmConn
+		changed chan struct{} // closed and replaced when tms changes
+		current *attempt
+		ended   bool
+	}
+}
+
+type tmConn struct {
+	name     string
+	slots    int
+	dataAddr string
+	out      *Queue[ctlMsg]
+	kick     chan struct{} // closed to drop the connection
+	kickOnce sync.Once
+	lastSeen time.Time
+}
+
+func (c *tmConn) drop() { c.kickOnce.Do(func() { close(c.kick) }) }
+
+// StartJobManager starts the job manager of job g: it listens for task
+// managers on cc.JobManager and runs the job on them, with the failover,
+// checkpointing and restore of the local cluster. The returned Job behaves
+// as a local one (Wait, Cancel, TriggerCheckpoint, StopWithSavepoint).
+func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterConfig) (*Job, *JobManager, error) {
+	cc.defaults()
+	cfg.defaults()
+	if !isLoopback(cc.JobManager) && cc.Token == "" {
+		return nil, nil, fmt.Errorf("the job manager listens on %s, beyond loopback: a cluster token is required", cc.JobManager)
+	}
+	lis, err := net.Listen("tcp", cc.JobManager)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job manager cannot listen on %s: %w", cc.JobManager, err)
+	}
+	jm := &JobManager{cfg: cc, lis: lis, log: cfg.Logger.With("role", "jobmanager")}
+	jm.mu.tms = map[string]*tmConn{}
+	jm.mu.changed = make(chan struct{})
+	var opts []grpc.ServerOption
+	if cc.ServerTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cc.ServerTLS)))
+	}
+	jm.server = grpc.NewServer(opts...)
+	jm.server.RegisterService(&ctlServiceDesc, jm)
+	go jm.server.Serve(lis)
+	hbCtx, stopHB := context.WithCancel(context.Background())
+	go jm.watchHeartbeats(hbCtx)
+	job, err := startJob(ctx, g, cfg, jm)
+	if err != nil {
+		stopHB()
+		jm.server.Stop()
+		return nil, nil, err
+	}
+	jm.job = job
+	go func() {
+		<-job.Done()
+		stopHB()
+		jm.endJob(job.Wait())
+	}()
+	return job, jm, nil
+}
+
+// Addr is the address the job manager listens on.
+func (jm *JobManager) Addr() string { return jm.lis.Addr().String() }
+
+// endJob tells the task managers the job ended and stops serving.
+func (jm *JobManager) endJob(err error) {
+	msg := ctlMsg{Kind: msgJobEnded}
+	if err != nil {
+		msg.Err = err.Error()
+	}
+	jm.mu.Lock()
+	jm.mu.ended = true
+	for _, c := range jm.mu.tms {
+		c.out.Put(msg)
+	}
+	jm.mu.Unlock()
+	// Give the task managers a moment to hear it, then stop.
+	time.Sleep(200 * time.Millisecond)
+	jm.server.Stop()
+}
+
+func (jm *JobManager) notifyChanged() {
+	close(jm.mu.changed)
+	jm.mu.changed = make(chan struct{})
+}
+
+// connect serves one task manager's control stream.
+func (jm *JobManager) connect(stream grpc.ServerStream) error {
+	ctx := stream.Context()
+	if err := checkToken(ctx, jm.cfg.Token); err != nil {
+		jm.log.Warn("refused a task manager connection: wrong or missing token", "peer", peerAddr(ctx))
+		return err
+	}
+	var reg ctlMsg
+	if err := stream.RecvMsg(&reg); err != nil {
+		return err
+	}
+	if reg.Kind != msgRegister || reg.Name == "" || reg.Slots < 1 || reg.DataAddr == "" {
+		jm.log.Warn("refused a task manager: bad registration", "peer", peerAddr(ctx), "msg", reg.Kind)
+		return fmt.Errorf("weir: expected a registration, got %q", reg.Kind)
+	}
+	if reg.Job != jm.job.graph.Name {
+		jm.log.Warn("refused a task manager of another job", "peer", peerAddr(ctx), "job", reg.Job)
+		return fmt.Errorf("weir: this job manager runs job %q, not %q", jm.job.graph.Name, reg.Job)
+	}
+	c := &tmConn{name: reg.Name, slots: reg.Slots, dataAddr: reg.DataAddr, out: NewQueue[ctlMsg](), kick: make(chan struct{}), lastSeen: time.Now()}
+	jm.mu.Lock()
+	if old := jm.mu.tms[c.name]; old != nil {
+		old.drop() // a restarted task manager replaces its old connection
+	}
+	jm.mu.tms[c.name] = c
+	jm.notifyChanged()
+	jm.mu.Unlock()
+	jm.log.Info("task manager registered", "name", c.name, "slots", c.slots, "data", c.dataAddr, "peer", peerAddr(ctx))
+	defer jm.lost(c, "its control connection closed")
+	c.out.Put(ctlMsg{Kind: msgRegistered})
+
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			var m ctlMsg
+			if err := stream.RecvMsg(&m); err != nil {
+				recvErr <- err
+				return
+			}
+			jm.mu.Lock()
+			c.lastSeen = time.Now()
+			a := jm.mu.current
+			jm.mu.Unlock()
+			if m.Kind != msgHeartbeat {
+				jm.handleReport(c, a, m)
+			}
+		}
+	}()
+	var batch []ctlMsg
+	for {
+		select {
+		case err := <-recvErr:
+			return err
+		case <-c.kick:
+			return errors.New("weir: task manager dropped")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.out.C():
+			batch = c.out.Drain(batch[:0])
+			for _, m := range batch {
+				if err := stream.SendMsg(&m); err != nil {
+					return err
+				}
+			}
+			clear(batch)
+		}
+	}
+}
+
+// lost removes a task manager; an attempt it took part in fails over.
+func (jm *JobManager) lost(c *tmConn, why string) {
+	c.drop()
+	jm.mu.Lock()
+	if jm.mu.tms[c.name] == c {
+		delete(jm.mu.tms, c.name)
+		jm.notifyChanged()
+	}
+	a := jm.mu.current
+	jm.mu.Unlock()
+	jm.log.Warn("task manager lost", "name", c.name, "reason", why)
+	if a != nil {
+		a.tmLost(c, why)
+	}
+}
+
+func (jm *JobManager) watchHeartbeats(ctx context.Context) {
+	t := time.NewTicker(jm.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		jm.mu.Lock()
+		var dead []*tmConn
+		for _, c := range jm.mu.tms {
+			if time.Since(c.lastSeen) > jm.cfg.HeartbeatTimeout {
+				dead = append(dead, c)
+			}
+		}
+		jm.mu.Unlock()
+		for _, c := range dead {
+			jm.log.Warn("task manager missed its heartbeats", "name", c.name, "timeout", jm.cfg.HeartbeatTimeout)
+			c.drop()
+		}
+	}
+}
+
+// handleReport routes a task manager's report to the attempt it belongs
+// to; reports of older attempts are dropped.
+func (jm *JobManager) handleReport(c *tmConn, a *attempt, m ctlMsg) {
+	if a == nil || m.Attempt != a.number {
+		if m.Kind == msgCancelled && a != nil {
+			a.cluster.cancelled(c.name, m.Attempt)
+		}
+		return
+	}
+	switch m.Kind {
+	case msgAck:
+		if m.Snap != nil {
+			a.ack(m.ID, m.Task, *m.Snap)
+		}
+	case msgDecline:
+		a.decline(m.ID, m.Task, errors.New(m.Err))
+	case msgSourceEnded:
+		a.sourceEnded(m.Task)
+	case msgFinished:
+		a.taskFinished(m.Task)
+	case msgFailed:
+		a.failWith(fmt.Errorf("task manager %s: %s", c.name, m.Err))
+	case msgCancelled:
+		a.cluster.cancelled(c.name, m.Attempt)
+	}
+}
+
+// clusterAttempt is the job manager's view of an attempt's task managers.
+type clusterAttempt struct {
+	jm    *JobManager
+	tms   []*tmConn // by process index
+	index map[string]int
+
+	mu        sync.Mutex
+	remaining int           // subtasks not finished yet
+	done      chan struct{} // closed when remaining reaches 0
+	ended     map[string]bool
+	endedCh   chan struct{} // signalled when a task manager confirms cancel or is lost
+}
+
+func (c *clusterAttempt) cancelled(name string, _ int) {
+	c.mu.Lock()
+	if _, ok := c.index[name]; ok {
+		c.ended[name] = true
+	}
+	c.mu.Unlock()
+	select {
+	case c.endedCh <- struct{}{}:
+	default:
+	}
+}
+
+func (a *attempt) tmLost(c *tmConn, why string) {
+	ca := a.cluster
+	if ca == nil {
+		return
+	}
+	i, ok := ca.index[c.name]
+	if !ok || ca.tms[i] != c {
+		return
+	}
+	ca.cancelled(c.name, a.number)
+	a.failWith(fmt.Errorf("task manager %s lost: %s", c.name, why))
+}
+
+// waitSlots waits until the registered task managers offer need slots.
+func (jm *JobManager) waitSlots(ctx context.Context, need int) ([]*tmConn, error) {
+	deadline := time.NewTimer(jm.cfg.SlotTimeout)
+	defer deadline.Stop()
+	for {
+		jm.mu.Lock()
+		var tms []*tmConn
+		have := 0
+		for _, c := range jm.mu.tms {
+			tms = append(tms, c)
+			have += c.slots
+		}
+		changed := jm.mu.changed
+		jm.mu.Unlock()
+		if have >= need {
+			sort.Slice(tms, func(i, j int) bool { return tms[i].name < tms[j].name })
+			return tms, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			return nil, fmt.Errorf("not enough task slots after %s: the job needs %d, %d task managers offer %d", jm.cfg.SlotTimeout, need, len(tms), have)
+		}
+	}
+}
+
+// runRemote runs an attempt on the task managers: wait for slots, place
+// and deploy the subtasks, drive checkpoints, and wait until every subtask
+// finished or the attempt failed; then make sure every task manager
+// stopped the attempt's tasks before the next attempt starts.
+func (a *attempt) runRemote(jm *JobManager) error {
+	g := a.job.graph
+	need := 0
+	for _, v := range g.Vertices {
+		need = max(need, v.Parallelism)
+	}
+	tms, err := jm.waitSlots(a.ctx, need)
+	if err != nil {
+		return err
+	}
+	// Slot s holds subtask s of every vertex (Flink's slot sharing); slots
+	// are spread over the task managers in name order.
+	var slotTM []int
+	for i, c := range tms {
+		for range c.slots {
+			slotTM = append(slotTM, i)
+		}
+	}
+	pl := &Placement{Self: -1, Where: map[checkpoint.TaskID]int{}}
+	var where []placed
+	for _, v := range g.Vertices {
+		for s := range v.Parallelism {
+			id := checkpoint.TaskID{Vertex: v.ID, Subtask: s}
+			pl.Where[id] = slotTM[s]
+			where = append(where, placed{Task: id, Process: slotTM[s]})
+		}
+	}
+	addrs := make([]string, len(tms))
+	ca := &clusterAttempt{jm: jm, tms: tms, index: map[string]int{}, done: make(chan struct{}), ended: map[string]bool{}, endedCh: make(chan struct{}, 1)}
+	for i, c := range tms {
+		addrs[i] = c.dataAddr
+		ca.index[c.name] = i
+	}
+	pl.Addrs = addrs
+	a.placement = pl
+	a.cluster = ca
+	a.remoteMail = func(id checkpoint.TaskID, m Mail) {
+		mm := m
+		tms[pl.Where[id]].out.Put(ctlMsg{Kind: msgMail, Attempt: a.number, Task: id, Mail: &mm})
+	}
+	if err := a.deploy(); err != nil {
+		return err
+	}
+	ca.remaining = len(a.all)
+	a.remoteFinished = func(checkpoint.TaskID) {
+		ca.mu.Lock()
+		ca.remaining--
+		if ca.remaining == 0 {
+			close(ca.done)
+		}
+		ca.mu.Unlock()
+	}
+	jm.mu.Lock()
+	jm.mu.current = a
+	jm.mu.Unlock()
+	defer func() {
+		jm.mu.Lock()
+		if jm.mu.current == a {
+			jm.mu.current = nil
+		}
+		jm.mu.Unlock()
+	}()
+	// A task manager lost between waitSlots and now fails the attempt.
+	jm.mu.Lock()
+	for _, c := range tms {
+		if jm.mu.tms[c.name] != c {
+			jm.mu.Unlock()
+			return fmt.Errorf("task manager %s lost before deployment", c.name)
+		}
+	}
+	jm.mu.Unlock()
+	var restore *checkpoint.Metadata
+	fromJob := false
+	if a.restore != nil {
+		restore, fromJob = a.restore.md, a.restore.storage == a.job.cfg.Storage
+	}
+	for i, c := range tms {
+		c.out.Put(ctlMsg{Kind: msgDeploy, Attempt: a.number, Deploy: &deployMsg{Self: i, Where: where, Addrs: addrs, Restore: restore, FromJobStorage: fromJob}})
+	}
+	jm.log.Info("deployed", "attempt", a.number, "taskmanagers", len(tms), "subtasks", len(a.all))
+
+	j := a.job
+	if j.cfg.Checkpointing {
+		d, err := newDriver(a, a.nextID, a.retained)
+		if err != nil {
+			return err
+		}
+		a.driver = d
+	}
+	j.mu.Lock()
+	j.mu.attempt = a
+	j.mu.Unlock()
+	defer func() {
+		j.mu.Lock()
+		j.mu.attempt = nil
+		j.mu.Unlock()
+	}()
+	var driverDone chan struct{}
+	driverCtx, stopDriver := context.WithCancel(a.ctx)
+	if a.driver != nil {
+		driverDone = make(chan struct{})
+		go func() {
+			defer close(driverDone)
+			a.driver.run(driverCtx)
+		}()
+	}
+	select {
+	case <-ca.done:
+	case <-a.ctx.Done():
+	}
+	// Stop the attempt everywhere and wait until every task manager has
+	// (or is gone), so that no task of this attempt outlives it.
+	for _, c := range tms {
+		c.out.Put(ctlMsg{Kind: msgCancel, Attempt: a.number})
+	}
+	wait := time.NewTimer(30 * time.Second)
+	defer wait.Stop()
+	for {
+		ca.mu.Lock()
+		n := len(ca.ended)
+		ca.mu.Unlock()
+		if n == len(tms) {
+			break
+		}
+		select {
+		case <-ca.endedCh:
+		case <-wait.C:
+			jm.log.Warn("task managers did not confirm the end of the attempt in time", "attempt", a.number)
+			n = len(tms)
+		}
+		if n == len(tms) {
+			break
+		}
+	}
+	stopDriver()
+	if driverDone != nil {
+		<-driverDone
+		a.nextID = a.driver.nextID
+		a.retained = a.driver.coord.Completed()
+	}
+	a.mu.Lock()
+	err = a.mu.firstErr
+	a.mu.Unlock()
+	return err
+}
+
+// RunTaskManager runs a task manager of job g: it registers with the job
+// manager at cc.JobManager, runs the subtasks deployed to it, and returns
+// when the job ends (nil if it finished) or ctx is cancelled. A lost job
+// manager is dialled again until ctx ends.
+func RunTaskManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterConfig) error {
+	cc.defaults()
+	cfg.defaults()
+	if cc.DataPlane == nil {
+		return errors.New("a task manager needs a data plane")
+	}
+	if cc.Name == "" {
+		cc.Name = cc.DataPlane.Addr()
+	}
+	if err := validateGraph(g); err != nil {
+		return err
+	}
+	tm := &taskManager{g: g, cfg: cfg, cc: cc, log: cfg.Logger.With("role", "taskmanager", "name", cc.Name)}
+	if cc.SetDataPlaneErrorHandler != nil {
+		cc.SetDataPlaneErrorHandler(tm.dataPlaneError)
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		ended, err := tm.session(ctx)
+		if ended {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrUnauthenticated) {
+			return err
+		}
+		tm.log.Warn("lost the job manager; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+type taskManager struct {
+	g   *JobGraph
+	cfg Config
+	cc  ClusterConfig
+	log *slog.Logger
+
+	mu struct {
+		sync.Mutex
+		current *tmAttempt
+	}
+}
+
+type tmAttempt struct {
+	a    *attempt
+	done chan struct{}
+}
+
+func (tm *taskManager) dataPlaneError(attempt int, err error) {
+	tm.mu.Lock()
+	cur := tm.mu.current
+	tm.mu.Unlock()
+	// Channels of an older attempt break as it is torn down: only the
+	// current attempt's channels matter.
+	if cur != nil && cur.a.number&0xFFFF == attempt && cur.a.ctx.Err() == nil {
+		cur.a.failWith(fmt.Errorf("data plane: %w", err))
+	}
+}
+
+// session is one control connection to the job manager. ended is true
+// when the job manager said the job ended (err is then the job's error).
+func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
+	creds := insecure.NewCredentials()
+	if tm.cc.ClientTLS != nil {
+		creds = credentials.NewTLS(tm.cc.ClientTLS)
+	}
+	conn, err := grpc.NewClient(tm.cc.JobManager, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return false, fmt.Errorf("cannot reach the job manager at %s: %w", tm.cc.JobManager, err)
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, tokenHeader, tm.cc.Token))
+	defer cancel()
+	stream, err := conn.NewStream(sctx, &ctlServiceDesc.Streams[0], ctlMethod, grpc.CallContentSubtype(ctlCodecName))
+	if err != nil {
+		return false, ctlError(err)
+	}
+	out := NewQueue[ctlMsg]()
+	defer tm.stopCurrent()
+	if err := stream.SendMsg(&ctlMsg{Kind: msgRegister, Name: tm.cc.Name, Slots: tm.cc.Slots, DataAddr: tm.cc.DataPlane.Addr(), Job: tm.g.Name}); err != nil {
+		return false, ctlError(err)
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		hb := time.NewTicker(tm.cc.HeartbeatInterval)
+		defer hb.Stop()
+		var batch []ctlMsg
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-hb.C:
+				out.Put(ctlMsg{Kind: msgHeartbeat})
+			case <-out.C():
+			}
+			batch = out.Drain(batch[:0])
+			for _, m := range batch {
+				if err := stream.SendMsg(&m); err != nil {
+					sendErr <- err
+					cancel()
+					return
+				}
+			}
+			clear(batch)
+		}
+	}()
+	registered := false
+	for {
+		var m ctlMsg
+		if err := stream.RecvMsg(&m); err != nil {
+			select {
+			case e := <-sendErr:
+				err = e
+			default:
+			}
+			return false, ctlError(err)
+		}
+		switch m.Kind {
+		case msgRegistered:
+			if !registered {
+				tm.log.Info("registered with the job manager", "jobmanager", tm.cc.JobManager, "slots", tm.cc.Slots)
+				registered = true
+			}
+		case msgDeploy:
+			tm.stopCurrent()
+			if err := tm.deploy(ctx, m, out); err != nil {
+				out.Put(ctlMsg{Kind: msgFailed, Attempt: m.Attempt, Err: err.Error()})
+				out.Put(ctlMsg{Kind: msgCancelled, Attempt: m.Attempt})
+			}
+		case msgCancel:
+			tm.mu.Lock()
+			cur := tm.mu.current
+			tm.mu.Unlock()
+			if cur == nil || cur.a.number != m.Attempt {
+				out.Put(ctlMsg{Kind: msgCancelled, Attempt: m.Attempt})
+				continue
+			}
+			cur.a.cancel(errors.New("cancelled by the job manager"))
+			go func() {
+				<-cur.done
+				out.Put(ctlMsg{Kind: msgCancelled, Attempt: m.Attempt})
+			}()
+		case msgMail:
+			tm.mu.Lock()
+			cur := tm.mu.current
+			tm.mu.Unlock()
+			if cur != nil && cur.a.number == m.Attempt && m.Mail != nil {
+				cur.a.mail(m.Task, *m.Mail)
+			}
+		case msgJobEnded:
+			tm.log.Info("the job ended", "err", m.Err)
+			if m.Err != "" {
+				return true, errors.New(m.Err)
+			}
+			return true, nil
+		}
+	}
+}
+
+func (tm *taskManager) stopCurrent() {
+	tm.mu.Lock()
+	cur := tm.mu.current
+	tm.mu.current = nil
+	tm.mu.Unlock()
+	if cur != nil {
+		cur.a.cancel(errors.New("superseded"))
+		<-cur.done
+	}
+}
+
+// deploy starts this task manager's subtasks of an attempt.
+func (tm *taskManager) deploy(ctx context.Context, m ctlMsg, out *Queue[ctlMsg]) error {
+	d := m.Deploy
+	if d == nil {
+		return errors.New("deployment without content")
+	}
+	job := &Job{graph: tm.g, cfg: tm.cfg, log: tm.log, done: make(chan struct{})}
+	a := &attempt{job: job, number: m.Attempt}
+	a.ctx, a.cancel = context.WithCancelCause(ctx)
+	pl := &Placement{Self: d.Self, Where: map[checkpoint.TaskID]int{}, Addrs: d.Addrs, DataPlane: tm.cc.DataPlane}
+	for _, p := range d.Where {
+		pl.Where[p.Task] = p.Process
+	}
+	a.placement = pl
+	if d.Restore != nil {
+		st := tm.cfg.Storage
+		if !d.FromJobStorage {
+			st = tm.cfg.RestoreStorage
+		}
+		if st == nil {
+			a.cancel(nil)
+			return errors.New("cannot restore: this task manager has no checkpoint storage configured for the restore")
+		}
+		a.restore = &restorePoint{storage: st, md: d.Restore}
+	}
+	a.report = func(r ctlMsg) {
+		r.Attempt = a.number
+		out.Put(r)
+	}
+	if err := a.deploy(); err != nil {
+		a.cancel(nil)
+		return err
+	}
+	cur := &tmAttempt{a: a, done: make(chan struct{})}
+	tm.mu.Lock()
+	tm.mu.current = cur
+	tm.mu.Unlock()
+	tm.log.Info("running subtasks", "attempt", a.number, "count", len(a.tasks))
+	go func() {
+		defer close(cur.done)
+		defer a.cancel(nil)
+		var wg sync.WaitGroup
+		for _, t := range a.tasks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := t.run()
+				if err != nil && a.ctx.Err() == nil {
+					a.failWith(fmt.Errorf("task %s failed: %w", t.Name, err))
+				}
+			}()
+		}
+		wg.Wait()
+		for _, c := range a.closers {
+			if c, ok := c.(ChannelCloser); ok {
+				c.Close()
+			}
+		}
+		a.mu.Lock()
+		err := a.mu.firstErr
+		a.mu.Unlock()
+		if err != nil {
+			out.Put(ctlMsg{Kind: msgFailed, Attempt: a.number, Err: err.Error()})
+		}
+	}()
+	return nil
+}
