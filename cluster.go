@@ -9,9 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/ha"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/runtime/network"
 	"github.com/weirstream/weir/state"
+	"github.com/weirstream/weir/storage"
 )
 
 // Roles of a process in a distributed job (Cluster).
@@ -51,6 +54,15 @@ type ClusterOptions struct {
 	// (default 5s); SlotTimeout how long an attempt waits for slots.
 	HeartbeatTimeout time.Duration
 	SlotTimeout      time.Duration
+	// HA, "etcd://host:port[,host:port]/prefix", makes job managers
+	// highly available: several may run, one is elected leader, the
+	// others wait; the leader keeps the checkpoint id counter and the
+	// latest checkpoint in etcd; a new leader restores that checkpoint,
+	// and task managers find the leader there (JobManager is then only
+	// this job manager's own listen address). HASessionTTL is how long a
+	// dead leader keeps its leadership (default 5s).
+	HA           string
+	HASessionTTL time.Duration
 }
 
 // Cluster runs the job as one process of a distributed job (see
@@ -71,6 +83,60 @@ func Cluster(o ClusterOptions) Option {
 		c.cluster = o
 		return nil
 	}
+}
+
+// haLeadership adapts ha.Leadership to the runtime.
+type haLeadership struct{ l *ha.Leadership }
+
+func (h haLeadership) NextCheckpointID(ctx context.Context) (checkpoint.ID, error) {
+	return h.l.NextCheckpointID(ctx)
+}
+func (h haLeadership) SetLatest(ctx context.Context, id checkpoint.ID, loc string) error {
+	return h.l.SetLatestCheckpoint(ctx, ha.Pointer{ID: id, Location: loc})
+}
+func (h haLeadership) Done() <-chan struct{} { return h.l.Done() }
+
+func (o ClusterOptions) openHA(ctx context.Context) (*ha.Services, error) {
+	var opts []ha.Option
+	if o.HASessionTTL > 0 {
+		opts = append(opts, ha.WithSessionTTL(o.HASessionTTL))
+	}
+	return ha.Open(ctx, o.HA, opts...)
+}
+
+// becomeLeader blocks until this job manager leads job, then points the
+// restore at the latest checkpoint the high-availability services record.
+func (o ClusterOptions) becomeLeader(ctx context.Context, job string, rc *runtime.Config, stor storage.Storage, log *slog.Logger) (*ha.Services, *ha.Leadership, error) {
+	svc, err := o.openHA(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	addr := o.JobManager
+	if addr == "" {
+		addr = "127.0.0.1:6123"
+	}
+	log.Info("campaigning for the leadership", "job", job, "address", addr)
+	lead, err := svc.Campaign(ctx, job, addr)
+	if err != nil {
+		svc.Close()
+		return nil, nil, err
+	}
+	log.Info("elected leader", "job", job)
+	p, ok, err := lead.LatestCheckpoint(ctx)
+	if err != nil {
+		lead.Resign(context.Background())
+		svc.Close()
+		return nil, nil, err
+	}
+	if ok {
+		if stor == nil {
+			lead.Resign(context.Background())
+			svc.Close()
+			return nil, nil, fmt.Errorf("the job has a latest checkpoint (%s) but no checkpoint storage is configured", p.Location)
+		}
+		rc.RestoreStorage, rc.RestoreID = stor, p.ID
+	}
+	return svc, lead, nil
 }
 
 func (o ClusterOptions) runtimeConfig() runtime.ClusterConfig {
@@ -120,6 +186,20 @@ func (e *Environment) runTaskManager(ctx context.Context, jobName string) error 
 	defer ep.Close()
 	cc.DataPlane = ep
 	cc.SetDataPlaneErrorHandler = func(h func(int, error)) { onError.Store(&h) }
+	if o.HA != "" {
+		svc, err := o.openHA(ctx)
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		cc.ResolveJobManager = func(ctx context.Context) (string, error) {
+			addr, ok, err := svc.Leader(ctx, jobName)
+			if err == nil && !ok {
+				err = errors.New("no job manager is the leader yet")
+			}
+			return addr, err
+		}
+	}
 	err = runtime.RunTaskManager(ctx, g, rc, cc)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return ctx.Err()

@@ -36,6 +36,7 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/ha"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
@@ -363,8 +364,28 @@ func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, er
 		return nil, err
 	}
 	var j *runtime.Job
-	if e.cfg.cluster.Role == RoleJobManager {
-		j, _, err = runtime.StartJobManager(ctx, g, rc, e.cfg.cluster.runtimeConfig())
+	if o := e.cfg.cluster; o.Role == RoleJobManager {
+		cc := o.runtimeConfig()
+		var svc *ha.Services
+		if o.HA != "" {
+			log := e.cfg.logger
+			if log == nil {
+				log = slog.New(slog.DiscardHandler)
+			}
+			var lead *ha.Leadership
+			if svc, lead, err = o.becomeLeader(ctx, jobName, &rc, stor, log); err != nil {
+				return nil, err
+			}
+			cc.HA = haLeadership{lead}
+		}
+		j, _, err = runtime.StartJobManager(ctx, g, rc, cc)
+		if svc != nil {
+			if err != nil {
+				svc.Close()
+			} else {
+				go func() { <-j.Done(); svc.Close() }()
+			}
+		}
 	} else {
 		j, err = runtime.Start(ctx, g, rc)
 	}

@@ -51,6 +51,8 @@ type Flags struct {
 	Token      string
 	Slots      int
 	Name       string
+	HA         string
+	HATTL      time.Duration
 }
 
 type modeValue struct{ m *checkpoint.Mode }
@@ -141,6 +143,8 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.Token, "token", "", "the cluster's shared secret; required when an address is not loopback")
 	fs.IntVar(&f.Slots, "slots", 1, "task manager: task slots offered (subtasks of each operator it runs)")
 	fs.StringVar(&f.Name, "name", "", "task manager: its name (default its data address)")
+	fs.StringVar(&f.HA, "ha", "", "high availability on etcd: etcd://host:port[,host:port]/prefix (job managers elect a leader; task managers find it there)")
+	fs.DurationVar(&f.HATTL, "ha-session-ttl", 5*time.Second, "with --ha: how long a dead job manager keeps its leadership")
 	return f
 }
 
@@ -212,7 +216,7 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 	case "", "local":
 	case "jobmanager", "taskmanager":
 		opts = append(opts, weir.Cluster(weir.ClusterOptions{Role: f.Role, JobManager: f.JobManager, DataListen: f.DataListen,
-			Token: f.Token, Slots: f.Slots, Name: f.Name}))
+			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL}))
 	default:
 		return nil, fmt.Errorf("invalid value %q for --role: want local, jobmanager or taskmanager", f.Role)
 	}

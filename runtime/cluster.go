@@ -43,10 +43,28 @@ type ClusterConfig struct {
 	Name      string
 	Slots     int
 	DataPlane DataPlane
+	// HA, on the job manager, is its leadership (nil: no HA). The job's
+	// checkpoint ids start above the counter it hands out, every completed
+	// checkpoint moves its latest pointer (fenced: a deposed leader's
+	// write fails and its job stops), and losing the leadership cancels
+	// the job.
+	HA HALeadership
+	// ResolveJobManager, on a task manager, finds the current job manager
+	// before every connection (the elected leader under HA); nil dials
+	// JobManager.
+	ResolveJobManager func(ctx context.Context) (string, error)
 	// SetDataPlaneErrorHandler lets the task manager learn of broken data
 	// channels: the data plane calls the handler with the attempt number
 	// of the channel (ChannelID's top 16 bits) and the error; optional.
 	SetDataPlaneErrorHandler func(func(attempt int, err error))
+}
+
+// HALeadership is the job manager's leadership in the high-availability
+// services (package ha).
+type HALeadership interface {
+	NextCheckpointID(ctx context.Context) (checkpoint.ID, error)
+	SetLatest(ctx context.Context, id checkpoint.ID, location string) error
+	Done() <-chan struct{}
 }
 
 func (c *ClusterConfig) defaults() {
@@ -76,6 +94,9 @@ type JobManager struct {
 	lis    net.Listener
 	server *grpc.Server
 	job    *Job
+	stopHB context.CancelFunc
+	// jobName is the job's name; task managers of other jobs are refused.
+	jobName string
 
 	mu struct {
 		sync.Mutex
@@ -112,7 +133,7 @@ func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterCon
 	if err != nil {
 		return nil, nil, fmt.Errorf("job manager cannot listen on %s: %w", cc.JobManager, err)
 	}
-	jm := &JobManager{cfg: cc, lis: lis, log: cfg.Logger.With("role", "jobmanager")}
+	jm := &JobManager{cfg: cc, lis: lis, log: cfg.Logger.With("role", "jobmanager"), jobName: g.Name}
 	jm.mu.tms = map[string]*tmConn{}
 	jm.mu.changed = make(chan struct{})
 	var opts []grpc.ServerOption
@@ -123,6 +144,7 @@ func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterCon
 	jm.server.RegisterService(&ctlServiceDesc, jm)
 	go jm.server.Serve(lis)
 	hbCtx, stopHB := context.WithCancel(context.Background())
+	jm.stopHB = stopHB
 	go jm.watchHeartbeats(hbCtx)
 	job, err := startJob(ctx, g, cfg, jm)
 	if err != nil {
@@ -130,12 +152,16 @@ func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterCon
 		jm.server.Stop()
 		return nil, nil, err
 	}
-	jm.job = job
-	go func() {
-		<-job.Done()
-		stopHB()
-		jm.endJob(job.Wait())
-	}()
+	if cc.HA != nil {
+		go func() {
+			select {
+			case <-cc.HA.Done():
+				jm.log.Error("lost the leadership: stopping the job here; the new leader restores it")
+				job.failHard(errors.New("this job manager lost its leadership"))
+			case <-job.Done():
+			}
+		}()
+	}
 	return job, jm, nil
 }
 
@@ -144,6 +170,7 @@ func (jm *JobManager) Addr() string { return jm.lis.Addr().String() }
 
 // endJob tells the task managers the job ended and stops serving.
 func (jm *JobManager) endJob(err error) {
+	jm.stopHB()
 	msg := ctlMsg{Kind: msgJobEnded}
 	if err != nil {
 		msg.Err = err.Error()
@@ -154,8 +181,21 @@ func (jm *JobManager) endJob(err error) {
 		c.out.Put(msg)
 	}
 	jm.mu.Unlock()
-	// Give the task managers a moment to hear it, then stop.
-	time.Sleep(200 * time.Millisecond)
+	// The task managers hang up once they heard it; wait for that (a
+	// while at most), then stop serving.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		jm.mu.Lock()
+		n, changed := len(jm.mu.tms), jm.mu.changed
+		jm.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Until(deadline)):
+		}
+	}
 	jm.server.Stop()
 }
 
@@ -179,9 +219,9 @@ func (jm *JobManager) connect(stream grpc.ServerStream) error {
 		jm.log.Warn("refused a task manager: bad registration", "peer", peerAddr(ctx), "msg", reg.Kind)
 		return fmt.Errorf("weir: expected a registration, got %q", reg.Kind)
 	}
-	if reg.Job != jm.job.graph.Name {
+	if reg.Job != jm.jobName {
 		jm.log.Warn("refused a task manager of another job", "peer", peerAddr(ctx), "job", reg.Job)
-		return fmt.Errorf("weir: this job manager runs job %q, not %q", jm.job.graph.Name, reg.Job)
+		return fmt.Errorf("weir: this job manager runs job %q, not %q", jm.jobName, reg.Job)
 	}
 	c := &tmConn{name: reg.Name, slots: reg.Slots, dataAddr: reg.DataAddr, out: NewQueue[ctlMsg](), kick: make(chan struct{}), lastSeen: time.Now()}
 	jm.mu.Lock()
@@ -593,9 +633,15 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 	if tm.cc.ClientTLS != nil {
 		creds = credentials.NewTLS(tm.cc.ClientTLS)
 	}
-	conn, err := grpc.NewClient(tm.cc.JobManager, grpc.WithTransportCredentials(creds))
+	addr := tm.cc.JobManager
+	if tm.cc.ResolveJobManager != nil {
+		if addr, err = tm.cc.ResolveJobManager(ctx); err != nil {
+			return false, fmt.Errorf("cannot find the job manager: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
-		return false, fmt.Errorf("cannot reach the job manager at %s: %w", tm.cc.JobManager, err)
+		return false, fmt.Errorf("cannot reach the job manager at %s: %w", addr, err)
 	}
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, tokenHeader, tm.cc.Token))
@@ -647,7 +693,7 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 		switch m.Kind {
 		case msgRegistered:
 			if !registered {
-				tm.log.Info("registered with the job manager", "jobmanager", tm.cc.JobManager, "slots", tm.cc.Slots)
+				tm.log.Info("registered with the job manager", "jobmanager", addr, "slots", tm.cc.Slots)
 				registered = true
 			}
 		case msgDeploy:
@@ -762,5 +808,13 @@ func (tm *taskManager) deploy(ctx context.Context, m ctlMsg, out *Queue[ctlMsg])
 			out.Put(ctlMsg{Kind: msgFailed, Attempt: a.number, Err: err.Error()})
 		}
 	}()
+	return nil
+}
+
+// haLeadership is the job manager's leadership, if the job runs with HA.
+func (a *attempt) haLeadership() HALeadership {
+	if jm := a.job.jm; jm != nil {
+		return jm.cfg.HA
+	}
 	return nil
 }

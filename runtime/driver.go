@@ -260,6 +260,13 @@ func (d *driver) apply(actions []coordinator.Action) {
 					"size", s.StateSize, "maxAlignment", s.MaxAlignment)
 				d.a.job.recordStats(*s)
 			}
+			if ha := d.a.haLeadership(); ha != nil && d.completedKind == checkpoint.KindCheckpoint {
+				loc := fmt.Sprintf("%s/chk-%d", d.a.job.cfg.Storage, x.ID)
+				if err := ha.SetLatest(d.a.ctx, x.ID, loc); err != nil {
+					d.a.job.log.Error("cannot record the latest checkpoint in the high-availability services", "id", x.ID, "err", err)
+					d.a.job.failHard(fmt.Errorf("cannot record checkpoint %d as the latest: %w", x.ID, err))
+				}
+			}
 			if d.finalWanted && !d.finalDone && x.ID > d.finalAfter && d.completedKind == d.finalKind {
 				if d.finalKind == checkpoint.KindSavepoint {
 					d.a.job.setStopSavepoint(x.ID)

@@ -88,6 +88,7 @@ type Job struct {
 
 	cancel context.CancelFunc
 	jm     *JobManager // nil: the local cluster
+	onEnd  func(error) // called when the job ends, before done closes
 
 	mu struct {
 		sync.Mutex
@@ -97,6 +98,7 @@ type Job struct {
 		latest   checkpoint.ID // newest completed checkpoint of this job (0: none)
 		restarts int
 		stopSP   checkpoint.ID // the savepoint a stop-with-savepoint ended with
+		hardErr  error         // set by failHard
 	}
 }
 
@@ -164,6 +166,10 @@ func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Jo
 		}
 	}
 	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), jm: jm}
+	if jm != nil {
+		jm.job = j
+		j.onEnd = jm.endJob
+	}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
 	var initial *restorePoint
 	if cfg.RestoreStorage != nil {
@@ -193,6 +199,15 @@ func (j *Job) Done() <-chan struct{} { return j.done }
 
 // Cancel stops the job.
 func (j *Job) Cancel() { j.cancel() }
+
+// failHard ends the job with err at once, without a restart (a job manager
+// that lost its leadership).
+func (j *Job) failHard(err error) {
+	j.mu.Lock()
+	j.mu.hardErr = err
+	j.mu.Unlock()
+	j.cancel()
+}
 
 // Restarts is the number of times the job failed over so far.
 func (j *Job) Restarts() int {
@@ -297,6 +312,11 @@ type restorePoint struct {
 
 func (j *Job) run(ctx context.Context, restore *restorePoint) {
 	defer close(j.done)
+	defer func() {
+		if j.onEnd != nil {
+			j.onEnd(j.err) // before Wait returns: a job manager tells its task managers
+		}
+	}()
 	var retained []checkpoint.ID
 	if restore != nil && restore.storage == j.cfg.Storage {
 		retained = []checkpoint.ID{restore.md.CheckpointID}
@@ -311,6 +331,15 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			}
 			nextID = max(nextID, maxID+1)
 		}
+		if j.jm != nil && j.jm.cfg.HA != nil {
+			// Ids continue above every id a leader of this job handed out.
+			id, err := j.jm.cfg.HA.NextCheckpointID(ctx)
+			if err != nil {
+				j.err = fmt.Errorf("cannot start job %s: high availability: %w", j.graph.Name, err)
+				return
+			}
+			nextID = max(nextID, id)
+		}
 		a := &attempt{job: j, number: attemptNo, restore: restore}
 		err := a.run(ctx, nextID, retained)
 		nextID = max(nextID, a.nextID)
@@ -324,7 +353,12 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 		}
 		if ctx.Err() != nil {
 			j.err = ctx.Err()
-			j.log.Info("job cancelled")
+			j.mu.Lock()
+			if j.mu.hardErr != nil {
+				j.err = j.mu.hardErr
+			}
+			j.mu.Unlock()
+			j.log.Info("job cancelled", "err", j.err)
 			if j.cfg.Checkpointing && !j.cfg.RetainOnCancel {
 				j.discardAll(retained)
 			}

@@ -16,7 +16,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/weirstream/weir/ha"
+	"github.com/weirstream/weir/internal/etcdtest"
 	"github.com/weirstream/weir/internal/pgtest"
+	"github.com/weirstream/weir/storage"
 )
 
 // TestKillAndRestore starts seqcheck as a real OS process, kills it with
@@ -243,6 +246,113 @@ func TestClusterKillTaskManagers(t *testing.T) {
 		case err := <-x.done:
 			if err != nil {
 				t.Errorf("task manager %d: %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("task manager %d did not exit after the job ended", i)
+		}
+	}
+	verify(t, out, keys, count)
+}
+
+// TestClusterJobManagerFailover runs two job managers with high
+// availability on a real (embedded) etcd, and three task managers, as OS
+// processes. The leading job manager is killed with SIGKILL mid-run: the
+// standby is elected, the task managers find it, it restores the latest
+// checkpoint recorded in etcd, checkpoint ids keep increasing, and the
+// output is exactly once.
+func TestClusterJobManagerFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills processes")
+	}
+	bin := buildSeqcheck(t)
+	etcd := etcdtest.Start(t)
+	haURL := "etcd://" + etcd + "/weir-test"
+	out, chk := t.TempDir(), t.TempDir()
+	const keys, count = 4, 6000
+	common := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
+		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000", "--parallelism", "2",
+		"--log-level", "warn", "--token", "ha-test", "--ha", haURL, "--ha-session-ttl", "1s"}
+	type proc struct {
+		cmd    *exec.Cmd
+		done   chan error
+		stderr *strings.Builder
+	}
+	start := func(args ...string) *proc {
+		p := &proc{cmd: exec.Command(bin, append(args, common...)...), done: make(chan error, 1), stderr: &strings.Builder{}}
+		p.cmd.Stderr = p.stderr
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.done <- p.cmd.Wait() }()
+		t.Cleanup(func() { p.cmd.Process.Kill() })
+		return p
+	}
+	jms := map[string]*proc{}
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		jms[addr] = start("--role", "jobmanager", "--jobmanager", addr, "--restart-strategy", "fixed-delay:attempts=1000,delay=50ms")
+	}
+	var tms []*proc
+	for i := range 3 {
+		tms = append(tms, start("--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)))
+	}
+	st, err := storage.NewFile(chk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if id, ok, _ := st.Latest(); ok && id >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint completed within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	svc, err := ha.Open(context.Background(), haURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	leader, ok, err := svc.Leader(context.Background(), "seqcheck")
+	if err != nil || !ok || jms[leader] == nil {
+		t.Fatalf("leader %q %v %v; job managers %v", leader, ok, err, jms)
+	}
+	before, _ := st.MaxID()
+	jms[leader].cmd.Process.Signal(syscall.SIGKILL)
+	<-jms[leader].done
+	var standby *proc
+	for addr, p := range jms {
+		if addr != leader {
+			standby = p
+		}
+	}
+	select {
+	case err := <-standby.done:
+		if err != nil {
+			t.Fatalf("standby job manager: %v\n%s", err, standby.stderr)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the standby did not finish the job\n%s", standby.stderr)
+	}
+	if now, _, _ := svc.Leader(context.Background(), "seqcheck"); now == leader {
+		t.Fatalf("the killed job manager %s still leads", leader)
+	}
+	after, _ := st.MaxID()
+	if after <= before {
+		t.Fatalf("checkpoint ids did not go on: %d before the kill, %d at the end", before, after)
+	}
+	for i, p := range tms {
+		select {
+		case err := <-p.done:
+			if err != nil {
+				t.Errorf("task manager %d: %v\n%s", i, err, p.stderr)
 			}
 		case <-time.After(30 * time.Second):
 			t.Errorf("task manager %d did not exit after the job ended", i)
