@@ -3,6 +3,7 @@ package weir
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/runtime/network"
 	"github.com/weirstream/weir/state"
 )
 
@@ -343,6 +345,40 @@ type connected[IN, B any] struct {
 	b             B
 }
 
+// connectedCodec encodes a connected record for the network: a tag byte
+// (0: main side, 1: broadcast side) and the record's own encoding.
+type connectedCodec[IN, B any] struct {
+	in state.Codec[IN]
+	b  state.Codec[B]
+}
+
+func (c connectedCodec[IN, B]) Append(dst []byte, r connected[IN, B]) []byte {
+	if r.fromBroadcast {
+		return c.b.Append(append(dst, 1), r.b)
+	}
+	return c.in.Append(append(dst, 0), r.in)
+}
+
+func (c connectedCodec[IN, B]) Decode(src []byte) (connected[IN, B], error) {
+	if len(src) == 0 {
+		return connected[IN, B]{}, errors.New("empty connected record")
+	}
+	switch src[0] {
+	case 0:
+		in, err := c.in.Decode(src[1:])
+		return connected[IN, B]{in: in}, err
+	case 1:
+		b, err := c.b.Decode(src[1:])
+		return connected[IN, B]{fromBroadcast: true, b: b}, err
+	}
+	return connected[IN, B]{}, fmt.Errorf("connected record with unknown side %d", src[0])
+}
+
+// connectedType is the edge type of both inputs of a broadcast connection.
+func connectedType[IN, B any](newHash func() func(connected[IN, B]) uint32) runtime.EdgeType {
+	return runtime.TypeOfRemote[connected[IN, B]](newHash, network.Channels[connected[IN, B]](connectedCodec[IN, B]{state.CodecFor[IN](), state.CodecFor[B]()}))
+}
+
 // ConnectBroadcast connects a keyed stream with a broadcast stream: every
 // element of bc reaches every parallel subtask of the new operator, where
 // fn.ProcessBroadcastElement may store it in broadcast state; every record
@@ -365,8 +401,8 @@ func ConnectBroadcast[K comparable, IN, B, OUT any](keyed KeyedStream[K, IN], bc
 		return func(r connected[IN, B]) uint32 { return h(key(r.in)) }
 	}
 	n := addNode[OUT](env, "KeyedBroadcastProcess", []input{
-		{from: main, kind: runtime.Hash, typ: runtime.TypeOf[connected[IN, B]](newHash)},
-		{from: side, kind: runtime.Broadcast, typ: runtime.TypeOf[connected[IN, B]](nil)},
+		{from: main, kind: runtime.Hash, typ: connectedType[IN, B](newHash)},
+		{from: side, kind: runtime.Broadcast, typ: connectedType[IN, B](nil)},
 	})
 	if bc.n.env != env {
 		env.setErr(fmt.Errorf("operator %s: ConnectBroadcast of streams from different environments", n.name))
@@ -403,8 +439,8 @@ func ConnectBroadcastNonKeyed[IN, B, OUT any](s Stream[IN], bc Stream[B], fn Bro
 	main := tagInput[IN, connected[IN, B]](s, "Connect main side", func(r IN) connected[IN, B] { return connected[IN, B]{in: r} })
 	side := tagInput[B, connected[IN, B]](bc, "Connect broadcast side", func(b B) connected[IN, B] { return connected[IN, B]{fromBroadcast: true, b: b} })
 	n := addNode[OUT](env, "BroadcastProcess", []input{
-		{from: main, kind: runtime.Forward, auto: true, typ: runtime.TypeOf[connected[IN, B]](nil)},
-		{from: side, kind: runtime.Broadcast, typ: runtime.TypeOf[connected[IN, B]](nil)},
+		{from: main, kind: runtime.Forward, auto: true, typ: connectedType[IN, B](nil)},
+		{from: side, kind: runtime.Broadcast, typ: connectedType[IN, B](nil)},
 	})
 	if bc.n.env != env {
 		env.setErr(fmt.Errorf("operator %s: ConnectBroadcastNonKeyed of streams from different environments", n.name))

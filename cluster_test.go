@@ -2,9 +2,12 @@ package weir_test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,4 +148,54 @@ func TestClusterRefusesWrongToken(t *testing.T) {
 	}
 	job.Cancel()
 	job.Wait()
+}
+
+// Broadcast state across processes: the broadcast side and the main side
+// of a connected stream cross the network between task managers.
+func TestClusterBroadcast(t *testing.T) {
+	dir := t.TempDir()
+	jm := freeAddr(t)
+	sink := weir.NewCollectSink[int64]()
+	build := func(o weir.ClusterOptions) *weir.Environment {
+		o.JobManager = jm
+		env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
+			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None()), weir.Cluster(o))
+		nums := weir.FromSource(env, weir.Generator(2, 1000, func(p int, off int64) int64 { return int64(p)*100000 + off }).WithRate(5000), "nums").UID("nums")
+		factors := weir.FromSource(env, weir.Generator(1, 1, func(int, int64) factor { return factor{"x", 3} }).WithRate(10), "factors").
+			SetParallelism(1).UID("factors")
+		weir.ConnectBroadcastNonKeyed(nums, factors, &scaler{failAt: -999, failed: new(atomic.Bool)}).UID("scale").SinkTo(sink).UID("sink")
+		return env
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	job, err := build(weir.ClusterOptions{Role: weir.RoleJobManager}).Start(ctx, "scale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := build(weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}).Execute(ctx, "scale"); err != nil {
+				t.Errorf("task manager %d: %v", i, err)
+			}
+		}()
+	}
+	if err := job.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	var want []int64
+	for p := range int64(2) {
+		for off := range int64(1000) {
+			want = append(want, (p*100000+off)*3)
+		}
+	}
+	want = append(want, -1, -2)
+	got := sorted(sink.Committed(), func(a, b int64) int { return int(a - b) })
+	want = sorted(want, func(a, b int64) int { return int(a - b) })
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %d records, want %d", len(got), len(want))
+	}
 }
