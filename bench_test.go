@@ -2,10 +2,14 @@ package weir_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/restart"
 )
 
 // BenchmarkChain measures the record path through a chain of fused
@@ -77,5 +81,116 @@ func BenchmarkFileSink(b *testing.B) {
 			}
 			b.ReportMetric(float64(2*(b.N/2+1))/time.Since(start).Seconds(), "rows/s")
 		})
+	}
+}
+
+// BenchmarkClusterKeyedCount is BenchmarkKeyedCount on a job manager and
+// two task managers (one slot each) in this process, talking over loopback
+// TCP: the keyBy shuffle sends half the records to the other task manager.
+//
+//	go test -run X -bench ClusterKeyedCount -benchtime 20000000x .
+func BenchmarkClusterKeyedCount(b *testing.B) {
+	const keys = 10_000
+	dir := b.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	jm := l.Addr().String()
+	l.Close()
+	perPartition := int64(b.N/2 + 1)
+	build := func(o weir.ClusterOptions) *weir.Environment {
+		o.JobManager = jm
+		env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(time.Second, weir.ExactlyOnce),
+			weir.CheckpointStorage(dir), weir.Cluster(o))
+		src := weir.FromSource(env, weir.Generator(2, perPartition, func(p int, off int64) int64 {
+			return (off*2 + int64(p)) % keys
+		}), "gen").UID("gen")
+		weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{}).UID("sink")
+		return env
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			build(weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}).Execute(ctx, "keyed-count")
+		}()
+	}
+	b.ResetTimer()
+	start := time.Now()
+	job, err := build(weir.ClusterOptions{Role: weir.RoleJobManager}).Start(ctx, "keyed-count")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	wg.Wait()
+	b.ReportMetric(float64(2*perPartition)/el.Seconds(), "events/s")
+}
+
+// BenchmarkClusterRecovery measures failover on a job manager and three
+// task managers (two slots needed, one spare): a task manager stops (its
+// connections close, as when the process is killed), and the clock runs
+// until the job runs again on the others and has completed a checkpoint
+// of the new attempt (checkpoints every 50 ms, small state).
+//
+//	go test -run X -bench ClusterRecovery -benchtime 5x .
+func BenchmarkClusterRecovery(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		jm := l.Addr().String()
+		l.Close()
+		build := func(o weir.ClusterOptions) *weir.Environment {
+			o.JobManager = jm
+			env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(50*time.Millisecond, weir.ExactlyOnce),
+				weir.CheckpointStorage(dir), weir.RestartStrategy(restart.FixedDelay(10, 0)), weir.Cluster(o))
+			src := weir.FromSource(env, weir.Generator(2, -1, func(p int, off int64) int64 { return off % 100 }).WithRate(20000), "gen").UID("gen")
+			weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{}).UID("sink")
+			return env
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		job, err := build(weir.ClusterOptions{Role: weir.RoleJobManager}).Start(ctx, "recovery")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		tmCtx := make([]context.CancelFunc, 3)
+		for i := range 3 {
+			c, stop := context.WithCancel(ctx)
+			tmCtx[i] = stop
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				build(weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}).Execute(c, "recovery")
+			}()
+		}
+		for job.LatestCheckpoint() < 3 {
+			time.Sleep(time.Millisecond)
+		}
+		b.StartTimer()
+		tmCtx[0]() // tm-0 holds slot 0: it runs subtasks
+		for job.Restarts() == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		before := job.LatestCheckpoint()
+		for job.LatestCheckpoint() <= before {
+			time.Sleep(100 * time.Microsecond)
+		}
+		b.StopTimer()
+		cancel()
+		job.Wait()
+		wg.Wait()
+		b.StartTimer()
 	}
 }
