@@ -31,6 +31,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -339,7 +340,12 @@ func (j *JobClient) pathOf(id checkpoint.ID) string {
 	if f, ok := j.storage.(*storage.File); ok {
 		return filepath.Join(f.Root(), fmt.Sprintf("chk-%d", id))
 	}
-	return fmt.Sprintf("%s/chk-%d", j.storage, id)
+	loc, query, hasQuery := strings.Cut(j.storage.String(), "?")
+	p := fmt.Sprintf("%s/chk-%d", strings.TrimSuffix(loc, "/"), id)
+	if hasQuery {
+		p += "?" + query // s3://bucket/prefix/chk-7?endpoint=...
+	}
+	return p
 }
 
 // Checkpoints lists the finished checkpoints, oldest first.

@@ -756,6 +756,24 @@ func TestOpenS3(t *testing.T) {
 		t.Fatalf("multipart blob over plain HTTP: %d bytes read back differ", len(got))
 	}
 
+	// A restore path names a checkpoint in S3 (query parameters kept).
+	if err := st.Commit(sampleMetadata(1, h)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		"s3://" + testBucket + "/jobs/open/chk-1?endpoint=" + f.endpoint() + "&region=us-east-1&insecure=true",
+		"s3://" + testBucket + "/jobs/open/chk-1/_metadata?endpoint=" + f.endpoint() + "&region=us-east-1&insecure=true",
+		loc, // the storage root: its latest checkpoint
+	} {
+		rs, id, err := ResolveRestorePath(p)
+		if err != nil || id != 1 || rs.String() != loc {
+			t.Fatalf("ResolveRestorePath(%s) = %v, %d, %v", p, rs, id, err)
+		}
+	}
+	if _, _, err := ResolveRestorePath("s3://" + testBucket + "/jobs/open/chk-9?endpoint=" + f.endpoint() + "&region=us-east-1&insecure=true"); err == nil || !strings.Contains(err.Error(), "checkpoint 9") {
+		t.Fatalf("restore path of a missing checkpoint: %v", err)
+	}
+
 	// Without a region the server is asked for it.
 	st2, err := Open("s3://" + testBucket + "/jobs/open?endpoint=" + f.endpoint() + "&insecure=1")
 	if err != nil {

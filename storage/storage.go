@@ -520,6 +520,9 @@ func (m *Memory) Discard(id checkpoint.ID) error {
 // checkpoint directory (".../chk-17"), its _metadata file, or a storage root
 // (then its latest completed checkpoint).
 func ResolveRestorePath(path string) (Storage, checkpoint.ID, error) {
+	if strings.HasPrefix(path, "s3://") {
+		return resolveS3RestorePath(path)
+	}
 	p := strings.TrimPrefix(path, "file://")
 	st, err := os.Stat(p)
 	if err != nil {
@@ -557,4 +560,41 @@ func ResolveRestorePath(path string) (Storage, checkpoint.ID, error) {
 		return nil, 0, fmt.Errorf("cannot restore from %s: no completed checkpoint in it", path)
 	}
 	return fs, id, nil
+}
+
+// resolveS3RestorePath resolves "s3://bucket/prefix/chk-N[/_metadata][?query]"
+// to the storage at s3://bucket/prefix and checkpoint N, or a storage root
+// to its latest checkpoint.
+func resolveS3RestorePath(path string) (Storage, checkpoint.ID, error) {
+	loc, query, _ := strings.Cut(path, "?")
+	loc = strings.TrimSuffix(strings.TrimSuffix(loc, "/"), "/"+metadataName)
+	root, last := loc, ""
+	if i := strings.LastIndex(loc, "/"); i > len("s3://") {
+		root, last = loc[:i], loc[i+1:]
+	}
+	id, isChk := parseChkDir(last)
+	if !isChk {
+		root = loc
+	}
+	if query != "" {
+		root += "?" + query
+	}
+	st, err := Open(root)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot restore from %s: %w", path, err)
+	}
+	if !isChk {
+		latest, ok, err := st.Latest()
+		if err != nil {
+			return nil, 0, fmt.Errorf("cannot restore from %s: %w", path, err)
+		}
+		if !ok {
+			return nil, 0, fmt.Errorf("cannot restore from %s: no completed checkpoint in it", path)
+		}
+		return st, latest, nil
+	}
+	if _, err := st.ReadMetadata(id); err != nil {
+		return nil, 0, fmt.Errorf("cannot restore from %s: checkpoint %d: %w", path, id, err)
+	}
+	return st, id, nil
 }
