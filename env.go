@@ -30,8 +30,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -337,15 +335,7 @@ func (j *JobClient) StopWithSavepoint(ctx context.Context) (string, error) {
 }
 
 func (j *JobClient) pathOf(id checkpoint.ID) string {
-	if f, ok := j.storage.(*storage.File); ok {
-		return filepath.Join(f.Root(), fmt.Sprintf("chk-%d", id))
-	}
-	loc, query, hasQuery := strings.Cut(j.storage.String(), "?")
-	p := fmt.Sprintf("%s/chk-%d", strings.TrimSuffix(loc, "/"), id)
-	if hasQuery {
-		p += "?" + query // s3://bucket/prefix/chk-7?endpoint=...
-	}
-	return p
+	return storage.Location(j.storage, id)
 }
 
 // Checkpoints lists the finished checkpoints, oldest first.

@@ -261,7 +261,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 				d.a.job.recordStats(*s)
 			}
 			if ha := d.a.haLeadership(); ha != nil && d.completedKind == checkpoint.KindCheckpoint {
-				loc := fmt.Sprintf("%s/chk-%d", d.a.job.cfg.Storage, x.ID)
+				loc := storage.Location(d.a.job.cfg.Storage, x.ID)
 				if err := ha.SetLatest(d.a.ctx, x.ID, loc); err != nil {
 					d.a.job.log.Error("cannot record the latest checkpoint in the high-availability services", "id", x.ID, "err", err)
 					d.a.job.failHard(fmt.Errorf("cannot record checkpoint %d as the latest: %w", x.ID, err))

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -123,4 +124,19 @@ func CollectShared(s Storage, inFlight func(checkpoint.ID) bool) (int, error) {
 		deleted++
 	}
 	return deleted, nil
+}
+
+// Location is the address of checkpoint id in s, as restore paths take it:
+// "<root>/chk-<id>", with the query of a URL-like location kept at the end
+// ("s3://bucket/prefix/chk-7?endpoint=...").
+func Location(s Storage, id checkpoint.ID) string {
+	if f, ok := s.(*File); ok {
+		return filepath.Join(f.Root(), chkDir(id))
+	}
+	loc, query, hasQuery := strings.Cut(s.String(), "?")
+	p := strings.TrimSuffix(loc, "/") + "/" + chkDir(id)
+	if hasQuery {
+		p += "?" + query
+	}
+	return p
 }
