@@ -2,6 +2,7 @@ package weir
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +64,11 @@ type ClusterOptions struct {
 	// dead leader keeps its leadership (default 5s).
 	HA           string
 	HASessionTTL time.Duration
+	// TLS, if set, secures the control plane and the data plane: servers
+	// present TLS.Certificates, clients verify them with TLS.RootCAs
+	// (the server name is taken from the dialled address). The token
+	// still authenticates the clients.
+	TLS *tls.Config
 }
 
 // Cluster runs the job as one process of a distributed job (see
@@ -141,7 +147,7 @@ func (o ClusterOptions) becomeLeader(ctx context.Context, job string, rc *runtim
 
 func (o ClusterOptions) runtimeConfig() runtime.ClusterConfig {
 	return runtime.ClusterConfig{JobManager: o.JobManager, Token: o.Token, HeartbeatTimeout: o.HeartbeatTimeout,
-		SlotTimeout: o.SlotTimeout, Name: o.Name, Slots: o.Slots}
+		SlotTimeout: o.SlotTimeout, Name: o.Name, Slots: o.Slots, ServerTLS: o.TLS, ClientTLS: o.TLS}
 }
 
 // dataToken is the data plane's token: the cluster token, or a fixed one
@@ -173,7 +179,7 @@ func (e *Environment) runTaskManager(ctx context.Context, jobName string) error 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ep, err := network.NewEndpoint(network.Config{
-		Name: o.Name, ListenAddr: listen, Token: o.dataToken(), Logger: logger,
+		Name: o.Name, ListenAddr: listen, Token: o.dataToken(), Logger: logger, ServerTLS: o.TLS, ClientTLS: o.TLS,
 		OnError: func(id network.ChannelID, err error) {
 			if h := onError.Load(); h != nil {
 				(*h)(int(id.Attempt()), err)

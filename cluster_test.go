@@ -2,7 +2,14 @@ package weir_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -198,4 +205,68 @@ func TestClusterBroadcast(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %d records, want %d", len(got), len(want))
 	}
+}
+
+// selfSignedTLS returns a TLS config whose certificate (for 127.0.0.1) is
+// also its only trusted CA.
+func selfSignedTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "weir-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// A cluster with TLS on the control and data planes runs a job exactly
+// once.
+func TestClusterTLS(t *testing.T) {
+	const keys, perKey = 2, 300
+	dir := t.TempDir()
+	jm := freeAddr(t)
+	sink := weir.NewCollectSink[seqOut]()
+	tlsConfig := selfSignedTLS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager, TLS: tlsConfig, Token: "t"}, sink, keys, perKey).Start(ctx, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A task manager without TLS does not get in.
+	plainCtx, plainCancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	err = clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Name: "plain", Token: "t"}, sink, keys, perKey).Execute(plainCtx, "cluster")
+	plainCancel()
+	if err == nil {
+		t.Fatal("a task manager without TLS ran against a TLS job manager")
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i), TLS: tlsConfig, Token: "t"}
+			if err := clusterJob(dir, jm, o, sink, keys, perKey).Execute(ctx, "cluster"); err != nil {
+				t.Errorf("task manager %d: %v", i, err)
+			}
+		}()
+	}
+	if err := job.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	checkExactlyOnce(t, sink.Committed(), keys, perKey)
 }

@@ -14,6 +14,8 @@
 package jobflags
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +55,9 @@ type Flags struct {
 	Name       string
 	HA         string
 	HATTL      time.Duration
+	TLSCert    string
+	TLSKey     string
+	TLSCA      string
 }
 
 type modeValue struct{ m *checkpoint.Mode }
@@ -145,6 +150,9 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.Name, "name", "", "task manager: its name (default its data address)")
 	fs.StringVar(&f.HA, "ha", "", "high availability on etcd: etcd://host:port[,host:port]/prefix (job managers elect a leader; task managers find it there)")
 	fs.DurationVar(&f.HATTL, "ha-session-ttl", 5*time.Second, "with --ha: how long a dead job manager keeps its leadership")
+	fs.StringVar(&f.TLSCert, "tls-cert", "", "cluster TLS: this process's certificate (PEM); with --tls-key and --tls-ca")
+	fs.StringVar(&f.TLSKey, "tls-key", "", "cluster TLS: the certificate's private key (PEM)")
+	fs.StringVar(&f.TLSCA, "tls-ca", "", "cluster TLS: the CA certificates (PEM) that verify the other processes")
 	return f
 }
 
@@ -215,8 +223,12 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 	switch f.Role {
 	case "", "local":
 	case "jobmanager", "taskmanager":
+		tlsConfig, err := f.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
 		opts = append(opts, weir.Cluster(weir.ClusterOptions{Role: f.Role, JobManager: f.JobManager, DataListen: f.DataListen,
-			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL}))
+			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL, TLS: tlsConfig}))
 	default:
 		return nil, fmt.Errorf("invalid value %q for --role: want local, jobmanager or taskmanager", f.Role)
 	}
@@ -228,4 +240,27 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 		return nil, fmt.Errorf("invalid value %q for --state-backend: want heap or pebble", f.StateBackend)
 	}
 	return opts, nil
+}
+
+// tlsConfig loads the cluster TLS files, if any.
+func (f *Flags) tlsConfig() (*tls.Config, error) {
+	if f.TLSCert == "" && f.TLSKey == "" && f.TLSCA == "" {
+		return nil, nil
+	}
+	if f.TLSCert == "" || f.TLSKey == "" || f.TLSCA == "" {
+		return nil, errors.New("cluster TLS needs all of --tls-cert, --tls-key and --tls-ca")
+	}
+	cert, err := tls.LoadX509KeyPair(f.TLSCert, f.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --tls-cert/--tls-key: %w", err)
+	}
+	pem, err := os.ReadFile(f.TLSCA)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("invalid --tls-ca %s: no PEM certificate in it", f.TLSCA)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
