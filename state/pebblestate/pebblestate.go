@@ -55,6 +55,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -157,6 +158,12 @@ type Store struct {
 	instance string // random, part of uploaded names
 	db       *pebble.DB
 
+	// views counts the live views and native snapshots (read by snapshot
+	// goroutines); Close sets closing, which makes their scans stop, and
+	// waits for them before it closes the database.
+	views   sync.WaitGroup
+	closing atomic.Bool
+
 	mu      sync.Mutex
 	pending map[checkpoint.ID]map[string]checkpoint.NamedStream // SSTs per checkpoint in flight
 	base    map[string]checkpoint.NamedStream                   // SSTs of the last completed checkpoint
@@ -215,13 +222,24 @@ type iterMaker interface {
 	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
 }
 
+// errClosed stops a snapshot that is still reading when its store closes.
+var errClosed = errors.New("pebble state closed (the task ended) while a snapshot was reading it")
+
 func scan(r iterMaker, lower, upper []byte, limit int, fn func(k, v []byte) error) error {
+	return scanUntil(r, lower, upper, limit, nil, fn)
+}
+
+func scanUntil(r iterMaker, lower, upper []byte, limit int, closing *atomic.Bool, fn func(k, v []byte) error) error {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
+		if closing != nil && n&1023 == 0 && closing.Load() {
+			it.Close()
+			return errClosed
+		}
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
@@ -247,19 +265,36 @@ func (s *Store) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error)
 	return scan(s.db, lower, upper, limit, fn)
 }
 
-type view struct{ snap *pebble.Snapshot }
-
-func (v view) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
-	return scan(v.snap, lower, upper, limit, fn)
+type view struct {
+	s    *Store
+	snap *pebble.Snapshot
+	once sync.Once
 }
-func (v view) Close() error { return v.snap.Close() }
+
+func (v *view) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
+	return scanUntil(v.snap, lower, upper, limit, &v.s.closing, fn)
+}
+
+func (v *view) Close() error {
+	var err error
+	v.once.Do(func() {
+		err = v.snap.Close()
+		v.s.views.Done()
+	})
+	return err
+}
 
 // View implements state.RawStore: a Pebble snapshot.
-func (s *Store) View() (state.RawView, error) { return view{s.db.NewSnapshot()}, nil }
+func (s *Store) View() (state.RawView, error) {
+	s.views.Add(1)
+	return &view{s: s, snap: s.db.NewSnapshot()}, nil
+}
 
 // Close implements state.RawStore: closes the database and deletes the
 // working directory.
 func (s *Store) Close() error {
+	s.closing.Store(true)
+	s.views.Wait() // snapshot goroutines see closing and release
 	var err error
 	if s.db != nil {
 		err = s.db.Close()
@@ -308,6 +343,7 @@ func (s *Store) NativeSnapshot(id checkpoint.ID) (state.KeyedSnapshot, error) {
 		s.fs.RemoveAll(dir)
 		return nil, fmt.Errorf("cannot make pebble checkpoint %d in %s: %w", id, dir, err)
 	}
+	s.views.Add(1)
 	return &nativeSnapshot{s: s, id: id, dir: dir}, nil
 }
 
@@ -318,7 +354,12 @@ type nativeSnapshot struct {
 	once sync.Once
 }
 
-func (n *nativeSnapshot) Release() { n.once.Do(func() { n.s.fs.RemoveAll(n.dir) }) }
+func (n *nativeSnapshot) Release() {
+	n.once.Do(func() {
+		n.s.fs.RemoveAll(n.dir)
+		n.s.views.Done()
+	})
+}
 
 func (n *nativeSnapshot) WriteKeyGroups(io.Writer) ([]int64, error) {
 	return nil, errors.New("a native pebble snapshot is written with WriteHandle")
@@ -339,6 +380,9 @@ func (n *nativeSnapshot) WriteHandle(t storage.Target) (checkpoint.KeyedStateHan
 	inc := &checkpoint.IncrementalHandle{Backend: BackendName}
 	ssts := map[string]checkpoint.NamedStream{}
 	for _, name := range names {
+		if s.closing.Load() {
+			return checkpoint.KeyedStateHandle{}, errClosed
+		}
 		if name == "" || strings.HasPrefix(name, ".") {
 			continue
 		}
