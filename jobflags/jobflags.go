@@ -55,6 +55,7 @@ type Flags struct {
 	Name       string
 	HA         string
 	HATTL      time.Duration
+	Heartbeat  time.Duration
 	TLSCert    string
 	TLSKey     string
 	TLSCA      string
@@ -150,6 +151,7 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.Name, "name", "", "task manager: its name (default its data address)")
 	fs.StringVar(&f.HA, "ha", "", "high availability on etcd: etcd://host:port[,host:port]/prefix (job managers elect a leader; task managers find it there)")
 	fs.DurationVar(&f.HATTL, "ha-session-ttl", 5*time.Second, "with --ha: how long a dead job manager keeps its leadership")
+	fs.DurationVar(&f.Heartbeat, "heartbeat-timeout", 5*time.Second, "job manager: a task manager silent this long is lost (its subtasks fail over)")
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "cluster TLS: this process's certificate (PEM); with --tls-key and --tls-ca")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "cluster TLS: the certificate's private key (PEM)")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "cluster TLS: the CA certificates (PEM) that verify the other processes")
@@ -228,7 +230,7 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 			return nil, err
 		}
 		opts = append(opts, weir.Cluster(weir.ClusterOptions{Role: f.Role, JobManager: f.JobManager, DataListen: f.DataListen,
-			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL, TLS: tlsConfig}))
+			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL, TLS: tlsConfig, HeartbeatTimeout: f.Heartbeat}))
 	default:
 		return nil, fmt.Errorf("invalid value %q for --role: want local, jobmanager or taskmanager", f.Role)
 	}

@@ -360,3 +360,72 @@ func TestClusterJobManagerFailover(t *testing.T) {
 	}
 	verify(t, out, keys, count)
 }
+
+// TestClusterFrozenTaskManager freezes a task manager that runs subtasks
+// (SIGSTOP: its connections stay open, it just stops answering). The job
+// manager notices the missing heartbeats within the timeout (1 s here),
+// fails the job over to the spare task manager, and the output stays
+// exactly once; the frozen one, thawed, stops its stale tasks.
+func TestClusterFrozenTaskManager(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and freezes processes")
+	}
+	bin := buildSeqcheck(t)
+	out, chk := t.TempDir(), t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jmAddr := l.Addr().String()
+	l.Close()
+	const keys, count = 4, 6000
+	common := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
+		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000", "--parallelism", "2",
+		"--log-level", "warn", "--jobmanager", jmAddr, "--heartbeat-timeout", "1s"}
+	jm := exec.Command(bin, append([]string{"--role", "jobmanager", "--restart-strategy", "fixed-delay:attempts=100,delay=50ms"}, common...)...)
+	var jmErr strings.Builder
+	jm.Stderr = &jmErr
+	if err := jm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	jmDone := make(chan error, 1)
+	go func() { jmDone <- jm.Wait() }()
+	defer jm.Process.Kill()
+	var tms []*exec.Cmd
+	for i := range 3 {
+		cmd := exec.Command(bin, append([]string{"--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)}, common...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		tms = append(tms, cmd)
+	}
+	st, err := storage.NewFile(chk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if id, ok, _ := st.Latest(); ok && id >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint completed within a minute")
+		}
+	}
+	// tm-0 holds slot 0 (slots go out in name order): it runs subtasks.
+	tms[0].Process.Signal(syscall.SIGSTOP)
+	time.Sleep(2500 * time.Millisecond) // longer than the heartbeat timeout
+	tms[0].Process.Signal(syscall.SIGCONT)
+	select {
+	case err := <-jmDone:
+		if err != nil {
+			t.Fatalf("job manager: %v\n%s", err, jmErr.String())
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the job did not finish\n%s", jmErr.String())
+	}
+	if !strings.Contains(jmErr.String(), "missed its heartbeats") {
+		t.Fatalf("the frozen task manager was not detected by its heartbeats:\n%s", jmErr.String())
+	}
+	verify(t, out, keys, count)
+}
