@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync/atomic"
 	"time"
 
@@ -170,7 +169,7 @@ func (e *Environment) runTaskManager(ctx context.Context, jobName string) error 
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
-	if o.Token == "" && !isLoopbackAddr(listen) {
+	if o.Token == "" && !runtime.IsLoopback(listen) {
 		return fmt.Errorf("the task manager's data plane listens on %s, beyond loopback: a cluster token is required", listen)
 	}
 	var onError atomic.Pointer[func(attempt int, err error)]
@@ -213,17 +212,6 @@ func (e *Environment) runTaskManager(ctx context.Context, jobName string) error 
 	return err
 }
 
-func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
 
 // edgeTypeOf is the runtime type of an edge carrying records of type T:
 // local channels within a process, network channels (records encoded with

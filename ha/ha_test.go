@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -17,11 +16,11 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/grpclog"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/internal/etcdtest"
 )
 
 // testTTL is the session TTL of the tests: the smallest etcd accepts with its
@@ -46,33 +45,7 @@ func TestMain(m *testing.M) {
 func startEtcd(t *testing.T) string {
 	t.Helper()
 	t.Cleanup(func() { checkNoGoroutines(t) }) // registered first: runs last
-	var lastErr error
-	for range 5 { // a free port may be taken between probing and binding
-		cfg := embed.NewConfig()
-		cfg.Name = "ha-test"
-		cfg.Dir = t.TempDir()
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		cfg.UnsafeNoFsync = true
-		client := url.URL{Scheme: "http", Host: freeAddr(t)}
-		peer := url.URL{Scheme: "http", Host: freeAddr(t)}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-		e, err := embed.StartEtcd(cfg)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		t.Cleanup(e.Close)
-		select {
-		case <-e.Server.ReadyNotify():
-			return client.Host
-		case <-time.After(10 * time.Second):
-			t.Fatal("embedded etcd not ready after 10 s")
-		}
-	}
-	t.Fatalf("cannot start embedded etcd: %v", lastErr)
-	return ""
+	return etcdtest.Start(t)
 }
 
 func freeAddr(t *testing.T) string {

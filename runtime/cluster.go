@@ -126,7 +126,7 @@ func (c *tmConn) drop() { c.kickOnce.Do(func() { close(c.kick) }) }
 func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterConfig) (*Job, *JobManager, error) {
 	cc.defaults()
 	cfg.defaults()
-	if !isLoopback(cc.JobManager) && cc.Token == "" {
+	if !IsLoopback(cc.JobManager) && cc.Token == "" {
 		return nil, nil, fmt.Errorf("the job manager listens on %s, beyond loopback: a cluster token is required", cc.JobManager)
 	}
 	lis, err := net.Listen("tcp", cc.JobManager)
@@ -491,30 +491,9 @@ func (a *attempt) runRemote(jm *JobManager) error {
 	}
 	jm.log.Info("deployed", "attempt", a.number, "taskmanagers", len(tms), "subtasks", len(a.all))
 
-	j := a.job
-	if j.cfg.Checkpointing {
-		d, err := newDriver(a, a.nextID, a.retained)
-		if err != nil {
-			return err
-		}
-		a.driver = d
-	}
-	j.mu.Lock()
-	j.mu.attempt = a
-	j.mu.Unlock()
-	defer func() {
-		j.mu.Lock()
-		j.mu.attempt = nil
-		j.mu.Unlock()
-	}()
-	var driverDone chan struct{}
-	driverCtx, stopDriver := context.WithCancel(a.ctx)
-	if a.driver != nil {
-		driverDone = make(chan struct{})
-		go func() {
-			defer close(driverDone)
-			a.driver.run(driverCtx)
-		}()
+	stop, err := a.startDriver()
+	if err != nil {
+		return err
 	}
 	select {
 	case <-ca.done:
@@ -544,12 +523,7 @@ func (a *attempt) runRemote(jm *JobManager) error {
 			break
 		}
 	}
-	stopDriver()
-	if driverDone != nil {
-		<-driverDone
-		a.nextID = a.driver.nextID
-		a.retained = a.driver.coord.Completed()
-	}
+	stop()
 	a.mu.Lock()
 	err = a.mu.firstErr
 	a.mu.Unlock()
@@ -784,23 +758,7 @@ func (tm *taskManager) deploy(ctx context.Context, m ctlMsg, out *Queue[ctlMsg])
 	go func() {
 		defer close(cur.done)
 		defer a.cancel(nil)
-		var wg sync.WaitGroup
-		for _, t := range a.tasks {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := t.run()
-				if err != nil && a.ctx.Err() == nil {
-					a.failWith(fmt.Errorf("task %s failed: %w", t.Name, err))
-				}
-			}()
-		}
-		wg.Wait()
-		for _, c := range a.closers {
-			if c, ok := c.(ChannelCloser); ok {
-				c.Close()
-			}
-		}
+		a.runTasks()
 		a.mu.Lock()
 		err := a.mu.firstErr
 		a.mu.Unlock()

@@ -141,8 +141,8 @@ func peerAddr(ctx context.Context) string {
 	return "unknown peer"
 }
 
-// isLoopback reports whether a listen address binds to loopback only.
-func isLoopback(addr string) bool {
+// IsLoopback reports whether a listen address binds to loopback only.
+func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false

@@ -527,23 +527,35 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 	if err := a.deploy(); err != nil {
 		return err
 	}
+	stop, err := a.startDriver()
+	if err != nil {
+		return err
+	}
+	a.runTasks()
+	stop()
+	a.mu.Lock()
+	err = a.mu.firstErr
+	a.mu.Unlock()
+	if err == nil && parent.Err() != nil {
+		err = parent.Err()
+	}
+	return err
+}
+
+// startDriver starts the coordinator driver of the attempt (with
+// checkpointing) and makes the attempt the job's current one; stop ends
+// both and keeps the driver's next id and retained checkpoints for the
+// next attempt.
+func (a *attempt) startDriver() (stop func(), err error) {
 	j := a.job
 	if j.cfg.Checkpointing {
-		d, err := newDriver(a, nextID, retained)
-		if err != nil {
-			return err
+		if a.driver, err = newDriver(a, a.nextID, a.retained); err != nil {
+			return nil, err
 		}
-		a.driver = d
 	}
 	j.mu.Lock()
 	j.mu.attempt = a
 	j.mu.Unlock()
-	defer func() {
-		j.mu.Lock()
-		j.mu.attempt = nil
-		j.mu.Unlock()
-	}()
-
 	var driverDone chan struct{}
 	driverCtx, stopDriver := context.WithCancel(a.ctx)
 	if a.driver != nil {
@@ -553,6 +565,22 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 			a.driver.run(driverCtx)
 		}()
 	}
+	return func() {
+		stopDriver()
+		if driverDone != nil {
+			<-driverDone
+			a.nextID = a.driver.nextID
+			a.retained = a.driver.coord.Completed()
+		}
+		j.mu.Lock()
+		j.mu.attempt = nil
+		j.mu.Unlock()
+	}, nil
+}
+
+// runTasks runs the subtasks of this process to their end (a failure
+// fails the attempt) and closes the attempt's network channels.
+func (a *attempt) runTasks() {
 	var wg sync.WaitGroup
 	for _, t := range a.tasks {
 		wg.Add(1)
@@ -570,19 +598,6 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 			c.Close()
 		}
 	}
-	stopDriver()
-	if driverDone != nil {
-		<-driverDone
-		a.nextID = a.driver.nextID
-		a.retained = a.driver.coord.Completed()
-	}
-	a.mu.Lock()
-	err := a.mu.firstErr
-	a.mu.Unlock()
-	if err == nil && parent.Err() != nil {
-		err = parent.Err()
-	}
-	return err
 }
 
 // taskRef is a subtask as the coordinator driver knows it, wherever it

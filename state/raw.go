@@ -520,13 +520,8 @@ func (b *RawKeyedBackend[K]) restoreEntry(kg int, name string, kind byte, key, v
 // stream order. It checks every section's checksum and structure and names
 // the key group (and state) of any error.
 func WalkKeyGroups(r io.Reader, h checkpoint.KeyedStateHandle, want checkpoint.KeyGroupRange, visit func(kg int, name string, kind byte, key, val []byte) error) error {
-	if len(h.Offsets) != h.Range.Len() {
-		return fmt.Errorf("cannot restore keyed state: handle has %d offsets for key groups %s", len(h.Offsets), h.Range)
-	}
-	for i, off := range h.Offsets {
-		if off < 0 || (i > 0 && off < h.Offsets[i-1]) || (h.Stream.Size > 0 && off > h.Stream.Size) {
-			return fmt.Errorf("cannot restore keyed state: key group %d has offset %d outside the %d-byte stream (corrupted handle)", h.Range.Start+i, off, h.Stream.Size)
-		}
+	if err := checkOffsets(h); err != nil {
+		return err
 	}
 	both := h.Range.Intersect(want)
 	if both.Len() == 0 {
@@ -610,4 +605,17 @@ func (b *RawKeyedBackend[K]) StateNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// checkOffsets validates the key group offsets of a stream handle.
+func checkOffsets(h checkpoint.KeyedStateHandle) error {
+	if len(h.Offsets) != h.Range.Len() {
+		return fmt.Errorf("cannot restore keyed state: handle has %d offsets for key groups %s", len(h.Offsets), h.Range)
+	}
+	for i, off := range h.Offsets {
+		if off < 0 || (i > 0 && off < h.Offsets[i-1]) || (h.Stream.Size > 0 && off > h.Stream.Size) {
+			return fmt.Errorf("cannot restore keyed state: key group %d has offset %d outside the %d-byte stream (corrupted handle)", h.Range.Start+i, off, h.Stream.Size)
+		}
+	}
+	return nil
 }

@@ -128,13 +128,8 @@ func appendLengthPrefixed(dst, b []byte) []byte {
 // the backend may then hold part of the handle's entries and should be
 // discarded.
 func (b *HeapKeyedBackend[K]) Restore(r io.Reader, h checkpoint.KeyedStateHandle) error {
-	if len(h.Offsets) != h.Range.Len() {
-		return fmt.Errorf("cannot restore keyed state: handle has %d offsets for key groups %s", len(h.Offsets), h.Range)
-	}
-	for i, off := range h.Offsets {
-		if off < 0 || (i > 0 && off < h.Offsets[i-1]) || (h.Stream.Size > 0 && off > h.Stream.Size) {
-			return fmt.Errorf("cannot restore keyed state: key group %d has offset %d outside the %d-byte stream (corrupted handle)", h.Range.Start+i, off, h.Stream.Size)
-		}
+	if err := checkOffsets(h); err != nil {
+		return err
 	}
 	both := h.Range.Intersect(b.r)
 	if both.Len() == 0 {

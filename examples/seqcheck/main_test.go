@@ -167,6 +167,73 @@ func verify(t *testing.T, dir string, keys, count int64) {
 	}
 }
 
+// proc is a seqcheck process of a cluster test.
+type proc struct {
+	cmd    *exec.Cmd
+	done   chan error // its exit
+	stderr *strings.Builder
+}
+
+// startProc starts bin with args; it is killed when the test ends.
+func startProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan error, 1), stderr: &strings.Builder{}}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	return p
+}
+
+// wait waits for the process to exit 0.
+func (p *proc) wait(t *testing.T, what string, timeout time.Duration) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, p.stderr)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("%s did not end within %s\n%s", what, timeout, p.stderr)
+	}
+}
+
+func loopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// clusterArgs are the flags every process of a cluster test shares.
+func clusterArgs(out, chk string, keys, count int, extra ...string) []string {
+	return append([]string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
+		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000", "--parallelism", "2",
+		"--log-level", "warn"}, extra...)
+}
+
+// waitCheckpoints waits until checkpoint n of the storage in dir completed.
+func waitCheckpoints(t *testing.T, dir string, n int) *storage.File {
+	t.Helper()
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if id, ok, _ := st.Latest(); ok && int(id) >= n {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint %d did not complete within a minute", n)
+		}
+	}
+}
+
 // TestClusterKillTaskManagers runs seqcheck as a cluster of real OS
 // processes on loopback: one job manager and three task managers (two
 // slots needed, one spare). Task managers are killed with SIGKILL at
@@ -178,78 +245,31 @@ func TestClusterKillTaskManagers(t *testing.T) {
 	}
 	bin := buildSeqcheck(t)
 	out, chk := t.TempDir(), t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jmAddr := l.Addr().String()
-	l.Close()
 	const keys, count = 4, 6000
-	common := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
-		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000", "--parallelism", "2",
-		"--log-level", "warn", "--jobmanager", jmAddr, "--token", "kill-test"}
-	jm := exec.Command(bin, append([]string{"--role", "jobmanager", "--restart-strategy", "fixed-delay:attempts=1000,delay=50ms"}, common...)...)
-	var jmErr strings.Builder
-	jm.Stderr = &jmErr
-	if err := jm.Start(); err != nil {
-		t.Fatal(err)
+	common := clusterArgs(out, chk, keys, count, "--jobmanager", loopbackAddr(t), "--token", "kill-test")
+	jm := startProc(t, bin, append([]string{"--role", "jobmanager", "--restart-strategy", "fixed-delay:attempts=1000,delay=50ms"}, common...)...)
+	startTM := func(i int) *proc {
+		return startProc(t, bin, append([]string{"--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)}, common...)...)
 	}
-	jmDone := make(chan error, 1)
-	go func() { jmDone <- jm.Wait() }()
-	defer jm.Process.Kill()
-
-	type tm struct {
-		cmd  *exec.Cmd
-		done chan error
-	}
-	start := func(i int) *tm {
-		cmd := exec.Command(bin, append([]string{"--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)}, common...)...)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		x := &tm{cmd: cmd, done: make(chan error, 1)}
-		go func() { x.done <- cmd.Wait() }()
-		return x
-	}
-	tms := []*tm{start(0), start(1), start(2)}
-	defer func() {
-		for _, x := range tms {
-			x.cmd.Process.Kill()
-		}
-	}()
+	tms := []*proc{startTM(0), startTM(1), startTM(2)}
 	rng := rand.New(rand.NewPCG(11, 11))
 	for k := range 10 {
 		select {
-		case err := <-jmDone:
-			t.Fatalf("job manager ended after %d kills (%v): the workload is too short\n%s", k, err, jmErr.String())
+		case err := <-jm.done:
+			t.Fatalf("job manager ended after %d kills (%v): the workload is too short\n%s", k, err, jm.stderr)
 		case <-time.After(time.Duration(250+rng.IntN(400)) * time.Millisecond):
 		}
 		i := rng.IntN(len(tms))
 		tms[i].cmd.Process.Signal(syscall.SIGKILL)
 		<-tms[i].done
-		tms[i] = start(i)
+		tms[i] = startTM(i)
 	}
-	select {
-	case err := <-jmDone:
-		if err != nil {
-			t.Fatalf("job manager: %v\n%s", err, jmErr.String())
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the job did not finish\n%s", jmErr.String())
+	jm.wait(t, "the job manager", 3*time.Minute)
+	if !strings.Contains(jm.stderr.String(), "restarting") {
+		t.Fatalf("no kill made the job fail over: the test proves nothing\n%s", jm.stderr)
 	}
-	if !strings.Contains(jmErr.String(), "restarting") {
-		t.Fatalf("no kill made the job fail over: the test proves nothing\n%s", jmErr.String())
-	}
-	for i, x := range tms {
-		select {
-		case err := <-x.done:
-			if err != nil {
-				t.Errorf("task manager %d: %v", i, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("task manager %d did not exit after the job ended", i)
-		}
+	for i, p := range tms {
+		p.wait(t, fmt.Sprintf("task manager %d", i), 30*time.Second)
 	}
 	verify(t, out, keys, count)
 }
@@ -265,56 +285,20 @@ func TestClusterJobManagerFailover(t *testing.T) {
 		t.Skip("builds and kills processes")
 	}
 	bin := buildSeqcheck(t)
-	etcd := etcdtest.Start(t)
-	haURL := "etcd://" + etcd + "/weir-test"
+	haURL := "etcd://" + etcdtest.Start(t) + "/weir-test"
 	out, chk := t.TempDir(), t.TempDir()
 	const keys, count = 4, 6000
-	common := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
-		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000", "--parallelism", "2",
-		"--log-level", "warn", "--token", "ha-test", "--ha", haURL, "--ha-session-ttl", "1s"}
-	type proc struct {
-		cmd    *exec.Cmd
-		done   chan error
-		stderr *strings.Builder
-	}
-	start := func(args ...string) *proc {
-		p := &proc{cmd: exec.Command(bin, append(args, common...)...), done: make(chan error, 1), stderr: &strings.Builder{}}
-		p.cmd.Stderr = p.stderr
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { p.done <- p.cmd.Wait() }()
-		t.Cleanup(func() { p.cmd.Process.Kill() })
-		return p
-	}
+	common := clusterArgs(out, chk, keys, count, "--token", "ha-test", "--ha", haURL, "--ha-session-ttl", "1s")
 	jms := map[string]*proc{}
 	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		jms[addr] = start("--role", "jobmanager", "--jobmanager", addr, "--restart-strategy", "fixed-delay:attempts=1000,delay=50ms")
+		addr := loopbackAddr(t)
+		jms[addr] = startProc(t, bin, append([]string{"--role", "jobmanager", "--jobmanager", addr, "--restart-strategy", "fixed-delay:attempts=1000,delay=50ms"}, common...)...)
 	}
 	var tms []*proc
 	for i := range 3 {
-		tms = append(tms, start("--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)))
+		tms = append(tms, startProc(t, bin, append([]string{"--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)}, common...)...))
 	}
-	st, err := storage.NewFile(chk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if id, ok, _ := st.Latest(); ok && id >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint completed within a minute")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	st := waitCheckpoints(t, chk, 3)
 	svc, err := ha.Open(context.Background(), haURL)
 	if err != nil {
 		t.Fatal(err)
@@ -327,36 +311,19 @@ func TestClusterJobManagerFailover(t *testing.T) {
 	before, _ := st.MaxID()
 	jms[leader].cmd.Process.Signal(syscall.SIGKILL)
 	<-jms[leader].done
-	var standby *proc
 	for addr, p := range jms {
 		if addr != leader {
-			standby = p
+			p.wait(t, "the standby job manager", 3*time.Minute)
 		}
-	}
-	select {
-	case err := <-standby.done:
-		if err != nil {
-			t.Fatalf("standby job manager: %v\n%s", err, standby.stderr)
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the standby did not finish the job\n%s", standby.stderr)
 	}
 	if now, _, _ := svc.Leader(context.Background(), "seqcheck"); now == leader {
 		t.Fatalf("the killed job manager %s still leads", leader)
 	}
-	after, _ := st.MaxID()
-	if after <= before {
+	if after, _ := st.MaxID(); after <= before {
 		t.Fatalf("checkpoint ids did not go on: %d before the kill, %d at the end", before, after)
 	}
 	for i, p := range tms {
-		select {
-		case err := <-p.done:
-			if err != nil {
-				t.Errorf("task manager %d: %v\n%s", i, err, p.stderr)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("task manager %d did not exit after the job ended", i)
-		}
+		p.wait(t, fmt.Sprintf("task manager %d", i), 30*time.Second)
 	}
 	verify(t, out, keys, count)
 }
@@ -372,60 +339,21 @@ func TestClusterFrozenTaskManager(t *testing.T) {
 	}
 	bin := buildSeqcheck(t)
 	out, chk := t.TempDir(), t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jmAddr := l.Addr().String()
-	l.Close()
 	const keys, count = 4, 6000
-	common := []string{"--sink", "file", "--sink-url", out, "--checkpoint-dir", chk, "--checkpoint-interval", "40ms",
-		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--rate", "2000", "--parallelism", "2",
-		"--log-level", "warn", "--jobmanager", jmAddr, "--heartbeat-timeout", "1s"}
-	jm := exec.Command(bin, append([]string{"--role", "jobmanager", "--restart-strategy", "fixed-delay:attempts=100,delay=50ms"}, common...)...)
-	var jmErr strings.Builder
-	jm.Stderr = &jmErr
-	if err := jm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	jmDone := make(chan error, 1)
-	go func() { jmDone <- jm.Wait() }()
-	defer jm.Process.Kill()
-	var tms []*exec.Cmd
+	common := clusterArgs(out, chk, keys, count, "--jobmanager", loopbackAddr(t), "--heartbeat-timeout", "1s")
+	jm := startProc(t, bin, append([]string{"--role", "jobmanager", "--restart-strategy", "fixed-delay:attempts=100,delay=50ms"}, common...)...)
+	var tms []*proc
 	for i := range 3 {
-		cmd := exec.Command(bin, append([]string{"--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)}, common...)...)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		tms = append(tms, cmd)
+		tms = append(tms, startProc(t, bin, append([]string{"--role", "taskmanager", "--name", fmt.Sprintf("tm-%d", i)}, common...)...))
 	}
-	st, err := storage.NewFile(chk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		if id, ok, _ := st.Latest(); ok && id >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint completed within a minute")
-		}
-	}
+	waitCheckpoints(t, chk, 3)
 	// tm-0 holds slot 0 (slots go out in name order): it runs subtasks.
-	tms[0].Process.Signal(syscall.SIGSTOP)
+	tms[0].cmd.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(2500 * time.Millisecond) // longer than the heartbeat timeout
-	tms[0].Process.Signal(syscall.SIGCONT)
-	select {
-	case err := <-jmDone:
-		if err != nil {
-			t.Fatalf("job manager: %v\n%s", err, jmErr.String())
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the job did not finish\n%s", jmErr.String())
-	}
-	if !strings.Contains(jmErr.String(), "missed its heartbeats") {
-		t.Fatalf("the frozen task manager was not detected by its heartbeats:\n%s", jmErr.String())
+	tms[0].cmd.Process.Signal(syscall.SIGCONT)
+	jm.wait(t, "the job manager", 3*time.Minute)
+	if !strings.Contains(jm.stderr.String(), "missed its heartbeats") {
+		t.Fatalf("the frozen task manager was not detected by its heartbeats:\n%s", jm.stderr)
 	}
 	verify(t, out, keys, count)
 }
