@@ -212,7 +212,6 @@ func (e *Environment) runTaskManager(ctx context.Context, jobName string) error 
 	return err
 }
 
-
 // edgeTypeOf is the runtime type of an edge carrying records of type T:
 // local channels within a process, network channels (records encoded with
 // state.CodecFor[T]) between processes.
