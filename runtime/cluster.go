@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -97,6 +98,8 @@ type JobManager struct {
 	stopHB context.CancelFunc
 	// jobName is the job's name; task managers of other jobs are refused.
 	jobName string
+	// lostLeadership is set when the HA leadership is lost.
+	lostLeadership atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -157,6 +160,7 @@ func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterCon
 			select {
 			case <-cc.HA.Done():
 				jm.log.Error("lost the leadership: stopping the job here; the new leader restores it")
+				jm.lostLeadership.Store(true)
 				job.failHard(errors.New("this job manager lost its leadership"))
 			case <-job.Done():
 			}
@@ -171,6 +175,12 @@ func (jm *JobManager) Addr() string { return jm.lis.Addr().String() }
 // endJob tells the task managers the job ended and stops serving.
 func (jm *JobManager) endJob(err error) {
 	jm.stopHB()
+	if jm.lostLeadership.Load() {
+		// The job goes on under the new leader: hang up without saying it
+		// ended, so that the task managers look for the new leader.
+		jm.server.Stop()
+		return
+	}
 	msg := ctlMsg{Kind: msgJobEnded}
 	if err != nil {
 		msg.Err = err.Error()

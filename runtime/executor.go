@@ -331,6 +331,7 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			}
 			nextID = max(nextID, maxID+1)
 		}
+		number := attemptNo
 		if j.jm != nil && j.jm.cfg.HA != nil {
 			// Ids continue above every id a leader of this job handed out.
 			id, err := j.jm.cfg.HA.NextCheckpointID(ctx)
@@ -339,8 +340,12 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 				return
 			}
 			nextID = max(nextID, id)
+			// The counter grows with every attempt of every leader: as
+			// the attempt number, it keeps the data-plane channel ids of
+			// a new leader's attempts apart from an old leader's.
+			number = int(id)
 		}
-		a := &attempt{job: j, number: attemptNo, restore: restore}
+		a := &attempt{job: j, number: number, restore: restore}
 		err := a.run(ctx, nextID, retained)
 		nextID = max(nextID, a.nextID)
 		retained = a.retained
