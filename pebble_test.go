@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/internal/s3test"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/state/pebblestate"
 	"github.com/weirstream/weir/storage"
@@ -237,6 +239,46 @@ func TestSavepointAlignedInAtLeastOnceMode(t *testing.T) {
 	for k := int64(0); k < 10; k++ {
 		if final[k] != (2*20000+2*2000)/10 {
 			t.Fatalf("key %d counted %d, want %d: the savepoint was not aligned (all %v)", k, final[k], (2*20000+2*2000)/10, final)
+		}
+	}
+}
+
+// A job with pebble state checkpoints incrementally to S3 (an in-process
+// S3 API over TLS): random failures restore from S3, the output is exactly
+// once, and the shared area holds exactly what the retained checkpoints
+// reference.
+func TestPebbleIncrementalOnS3(t *testing.T) {
+	st := s3test.Start(t, "jobs/seq")
+	runFailureInjection(t, weir.ExactlyOnce, 5,
+		weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})),
+		weir.CheckpointStorageOf(st), weir.RetainedCheckpoints(2))
+	ids, err := st.Completed()
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("completed checkpoints in S3: %v %v", ids, err)
+	}
+	refs := map[string]bool{}
+	for _, id := range ids {
+		md, err := st.ReadMetadata(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		storage.SharedReferences(md, refs)
+	}
+	names, err := st.ListShared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) == 0 {
+		t.Fatal("no shared files referenced: the checkpoints were not incremental")
+	}
+	for _, n := range names {
+		if !refs[n] {
+			t.Errorf("shared file %s in S3 is referenced by no retained checkpoint", n)
+		}
+	}
+	for n := range refs {
+		if !slices.Contains(names, n) {
+			t.Errorf("shared file %s referenced by a retained checkpoint is missing from S3", n)
 		}
 	}
 }
