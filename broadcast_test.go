@@ -384,9 +384,8 @@ func TestBroadcastStateNonKeyed(t *testing.T) {
 
 // misuse does something wrong with broadcast state, as told.
 type misuse struct {
-	where  string // "open", "element", "element-ignored", "types", "noname"
-	rules  *weir.BroadcastState[string, int64]
-	active bool
+	where string // "open", "element", "element-ignored", "types", "noname"
+	rules *weir.BroadcastState[string, int64]
 }
 
 func (f *misuse) Open(_ *weir.KeyedContext[int64], bc *weir.BroadcastContext) (err error) {

@@ -155,7 +155,6 @@ func (l *Leadership) monitor(ctx context.Context, rev int64) {
 					return
 				}
 			}
-			rev = wr.Header.Revision + 1
 		}
 		cancel()
 		if ctx.Err() != nil {
