@@ -104,9 +104,15 @@ type StateSize struct {
 // ReadKeyGroups does, with the same validation) and returns the entries
 // and bytes of each state over the key groups of h, sorted by name.
 func StateSizes(r io.Reader, h checkpoint.KeyedStateHandle) ([]StateSize, error) {
+	return SizesOf(func(visit func(RawEntry) error) error { return ReadKeyGroups(r, h, visit) })
+}
+
+// SizesOf adds up the entries and bytes of each state that read visits
+// (ReadKeyGroups, or a reader of native snapshots), sorted by name.
+func SizesOf(read func(visit func(RawEntry) error) error) ([]StateSize, error) {
 	byName := map[string]*StateSize{}
 	var cur *StateSize
-	err := ReadKeyGroups(r, h, func(e RawEntry) error {
+	err := read(func(e RawEntry) error {
 		if cur == nil || cur.Name != e.State {
 			if cur = byName[e.State]; cur == nil {
 				cur = &StateSize{Name: e.State, Kind: e.Kind}

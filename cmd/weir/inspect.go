@@ -232,10 +232,22 @@ func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, sizes bool)
 			ir.Files = append(ir.Files, fr)
 		}
 		kr.Incremental = ir
-		if sizes {
-			kr.Note = "state sizes are not read from incremental snapshots; take a savepoint and inspect that"
+		t := totals{Bytes: kr.Bytes, Uploaded: inc.Uploaded}
+		if !sizes {
+			return kr, t, nil
 		}
-		return kr, totals{Bytes: kr.Bytes, Uploaded: inc.Uploaded}, nil
+		ss, err := state.SizesOf(func(visit func(state.RawEntry) error) error {
+			return incrementalEntries(st.OpenStream, h, visit)
+		})
+		if err != nil {
+			return kr, t, err
+		}
+		kr.read = true
+		for _, s := range ss {
+			kr.States = append(kr.States, stateReport{Name: s.Name, Kind: s.Kind.String(), Entries: s.Entries, Bytes: s.Bytes})
+			t.KeyedEntries += s.Entries
+		}
+		return kr, t, nil
 	}
 	kr.Stream, kr.Bytes = h.Stream.Path, h.Stream.Size
 	if kr.Stream == "" {

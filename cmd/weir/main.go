@@ -11,8 +11,9 @@
 //	    range, its operator list states (name, mode, entries, bytes) and its
 //	    keyed state: the states in the snapshot stream with their entries
 //	    and bytes (read from the stream and checked; --sizes=false skips
-//	    that), or for an incremental (pebble) snapshot its files, shared or
-//	    private, with their sizes and the bytes this checkpoint uploaded;
+//	    that); for an incremental (pebble) snapshot also its files, shared
+//	    or private, with their sizes and the bytes this checkpoint uploaded
+//	    (its states are read from the downloaded files);
 //	    then totals per operator and for the checkpoint
 //	weir state dump PATH --operator UID --state NAME [--id N] [--json]
 //	        [--key-codec C] [--value-codec C] [--limit N]

@@ -344,8 +344,8 @@ func TestCorruptedStream(t *testing.T) {
 }
 
 // Incremental (pebble) checkpoints list their files, shared and private;
-// inspect does not read their state sizes (a note says so), dump reads
-// their files, and a savepoint of a pebble job dumps like any other.
+// inspect and dump read their files (downloaded, opened read-only), and a
+// savepoint of a pebble job dumps like any other.
 func TestIncrementalCheckpoint(t *testing.T) {
 	backend := weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()}))
 	dir := runWords(t, backend)
@@ -354,7 +354,7 @@ func TestIncrementalCheckpoint(t *testing.T) {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
 	for _, want := range []string{"incremental pebble-v1 snapshot: ", "      private  ", "uploaded by this checkpoint",
-		"(state sizes are not read from incremental snapshots; take a savepoint and inspect that)"} {
+		`keyed state "sum" (value) in all subtasks: 4 entries`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}
