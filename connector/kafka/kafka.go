@@ -131,6 +131,10 @@ func (r *reader[T]) connect(offsets map[int32]kgo.Offset) error {
 	if r.s.o.ReadCommitted {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
+	// Control records (transaction markers) take offsets too: the reader
+	// sees them so that its position can reach the end offset of a
+	// transactionally written partition (Bounded), and skips them.
+	opts = append(opts, kgo.KeepControlRecords())
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka source: %w", err)
@@ -203,6 +207,10 @@ func (r *reader[T]) Read(buf []T) ([]T, weir.ReadStatus, error) {
 	var derr error
 	fetches.EachRecord(func(rec *kgo.Record) {
 		if derr != nil {
+			return
+		}
+		if rec.Attrs.IsControl() {
+			r.next[rec.Partition] = rec.Offset + 1
 			return
 		}
 		v, e := r.s.decode(rec)

@@ -265,3 +265,61 @@ func TestZombieProducerIsFenced(t *testing.T) {
 		t.Fatalf("the zombie's records became visible: %v", rows)
 	}
 }
+
+// A bounded read_committed source ends on a transactionally written topic
+// (whose last offset is a commit marker, not a record), and skips what an
+// aborted transaction wrote.
+func TestBoundedSourceOnTransactionalTopic(t *testing.T) {
+	brokers := cluster(t, 2, "tx")
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("tx"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("bounded-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx := context.Background()
+	write := func(from, to int, commit kgo.TransactionEndTry) {
+		if err := prod.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < to; i++ {
+			if err := prod.ProduceSync(ctx, &kgo.Record{Partition: int32(i % 2), Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := prod.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 100, kgo.TryCommit)
+	write(100, 150, kgo.TryAbort) // never visible
+	write(150, 200, kgo.TryCommit)
+
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorage(t.TempDir()), weir.RestartStrategy(restart.None()))
+	src := Source(SourceOptions{Brokers: brokers, Topic: "tx", Bounded: true, ReadCommitted: true}, func(r *kgo.Record) (int, error) {
+		var v int
+		_, err := fmt.Sscanf(string(r.Value), "%d", &v)
+		return v, err
+	})
+	sink := weir.NewCollectSink[int]()
+	weir.FromSource(env, src, "tx").UID("tx").SinkTo(sink).UID("sink")
+	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := env.Execute(runCtx, "bounded-tx"); err != nil {
+		t.Fatalf("a bounded source on a transactional topic must end: %v", err)
+	}
+	got := map[int]int{}
+	for _, v := range sink.Committed() {
+		got[v]++
+	}
+	for i := range 200 {
+		want := 1
+		if i >= 100 && i < 150 {
+			want = 0
+		}
+		if got[i] != want {
+			t.Fatalf("record %d read %d times, want %d", i, got[i], want)
+		}
+	}
+}
