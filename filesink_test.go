@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/internal/sinktest"
+	"github.com/weirstream/weir/restart"
 )
 
 // TestFileSinkConformance runs the exactly-once sink conformance job into
@@ -96,5 +98,61 @@ func TestFileSinkRollsBySize(t *testing.T) {
 	}
 	if big > 0 || len(entries) < 30 {
 		t.Fatalf("%d files over the roll size, %d files in all: not rolled by size", big, len(entries))
+	}
+}
+
+// The exactly-once file sink across rescaling 2 → 4 → 1: transactions of
+// subtasks that no longer exist are committed by a remaining one, and no
+// new transaction reuses the name of an old one (a committed file must
+// never be overwritten). Every number ends up in exactly one committed
+// file.
+func TestFileSinkRescale(t *testing.T) {
+	dir, out := t.TempDir(), t.TempDir()
+	const perPartition = 3000
+	job := func(p int, opts ...weir.Option) *weir.Environment {
+		base := []weir.Option{weir.Parallelism(p), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
+			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None())}
+		env := weir.NewEnvironment(append(base, opts...)...)
+		src := weir.FromSource(env, weir.Generator(4, perPartition, func(p int, off int64) int64 { return int64(p)*perPartition + off }).WithRate(5000), "gen").UID("gen")
+		src.Rebalance().SinkTo(weir.FileSink(out, ".txt", weir.Lines[int64])).UID("files")
+		return env
+	}
+	for i, p := range []int{2, 4, 1} {
+		var opts []weir.Option
+		if i > 0 {
+			opts = append(opts, weir.Restore("latest"))
+		}
+		env := job(p, opts...)
+		if i < 2 {
+			if err := runUntilCheckpoints(env, 3); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := env.Execute(context.Background(), "files"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[int64]int{}
+	entries, _ := os.ReadDir(out)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("left behind: %s", e.Name())
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(out, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Fields(string(b)) {
+			var v int64
+			fmt.Sscanf(line, "%d", &v)
+			seen[v]++
+		}
+	}
+	for v := int64(0); v < 4*perPartition; v++ {
+		if seen[v] != 1 {
+			t.Fatalf("number %d committed %d times, want once (%d distinct numbers in %d files)", v, seen[v], len(seen), len(entries))
+		}
 	}
 }

@@ -31,7 +31,9 @@ type SinkContext struct {
 	Restored           bool
 	RestoredCheckpoint checkpoint.ID
 	// RestoredState is the state this subtask's writer snapshotted at
-	// RestoredCheckpoint (redistributed evenly when the parallelism changed).
+	// RestoredCheckpoint (redistributed evenly when the parallelism
+	// changed), or, for a sink with Union redistribution, the state of
+	// every subtask.
 	RestoredState [][]byte
 	Logger        *slog.Logger
 }
@@ -52,6 +54,14 @@ type SnapshottingWriter interface {
 	// SnapshotState is called when the barrier of checkpoint id passes the
 	// sink: every record written before it belongs to the checkpoint.
 	SnapshotState(id checkpoint.ID) ([][]byte, error)
+}
+
+// SinkStateRedistribution is implemented by sinks whose writers' state must
+// not be split on rescale: with checkpoint.Union every new subtask sees the
+// state of every old subtask and picks what it is responsible for (the
+// two-phase-commit sink does). The default is checkpoint.SplitEvenly.
+type SinkStateRedistribution interface {
+	StateRedistribution() checkpoint.Redistribution
 }
 
 // CheckpointListener is told when checkpoints complete or are aborted.
@@ -109,7 +119,11 @@ func (o *sinkOp[T]) SnapshotState(id checkpoint.ID) (runtime.OperatorSnapshot, e
 	if err != nil {
 		return runtime.OperatorSnapshot{}, err
 	}
-	return runtime.OperatorSnapshot{List: []checkpoint.ListStateSnapshot{{Name: sinkStateName, Mode: checkpoint.SplitEvenly, Entries: entries}}}, nil
+	mode := checkpoint.SplitEvenly
+	if r, ok := o.sink.(SinkStateRedistribution); ok {
+		mode = r.StateRedistribution()
+	}
+	return runtime.OperatorSnapshot{List: []checkpoint.ListStateSnapshot{{Name: sinkStateName, Mode: mode, Entries: entries}}}, nil
 }
 
 func (o *sinkOp[T]) NotifyCheckpointComplete(id checkpoint.ID) error {

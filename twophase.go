@@ -63,6 +63,12 @@ type TwoPhaseCommitter[T, TXN any] interface {
 // handles in the restored checkpoint (they belong to a completed
 // checkpoint) and aborts every other transaction the subtask opened.
 //
+// On rescale, the state of old subtask s (its pending handles and next
+// sequence number) is settled by new subtask s mod parallelism, so every
+// transaction prefix has exactly one owner; and every new subtask numbers
+// its transactions above the largest sequence number of any old subtask,
+// so no new transaction reuses a committed one's name.
+//
 // Without checkpointing, the sink commits once, at the end of input.
 // Transactions must outlive a checkpoint interval plus the time to recover:
 // a transaction the external system times out before commit is lost.
@@ -79,6 +85,7 @@ type pendingTxn[TXN any] struct {
 
 type twoPhaseWriter[T, TXN any] struct {
 	c             TwoPhaseCommitter[T, TXN]
+	subtask       int
 	ctx           TxnContext
 	checkpointing bool
 	cur           TXN
@@ -99,41 +106,52 @@ func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], erro
 				"transactionTimeout", tt.TransactionTimeout(), "checkpointInterval", sc.CheckpointInterval, "recoveryAllowance", RecoveryAllowance)
 		}
 	}
-	w := &twoPhaseWriter[T, TXN]{c: s.c, checkpointing: sc.Checkpointing,
-		ctx: TxnContext{Prefix: fmt.Sprintf("weir-%s-%s-%d", sc.JobName, sc.OperatorUID, sc.Subtask), Subtask: sc.Subtask, Logger: sc.Logger}}
-	// Restored state: entry 0 is the next sequence number, the others are
-	// handles pre-committed at or before the restored checkpoint. On
-	// rescale several old subtasks' entries may arrive here; each one's
-	// handles are committed, the largest sequence wins.
-	var restored []TXN
-	for _, e := range sc.RestoredState {
-		if len(e) == 0 {
-			return nil, errors.New("empty two-phase commit state entry")
-		}
-		switch e[0] {
-		case 's':
-			seq, n := binary.Varint(e[1:])
-			if n <= 0 {
-				return nil, errors.New("corrupted sequence number in two-phase commit state")
-			}
-			w.ctx.Seq = max(w.ctx.Seq, seq)
-		case 'h':
-			txn, err := s.c.DecodeHandle(e[1:])
-			if err != nil {
-				return nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
-			}
-			restored = append(restored, txn)
-		default:
-			return nil, fmt.Errorf("unknown two-phase commit state entry kind %q", e[0])
-		}
+	w := &twoPhaseWriter[T, TXN]{c: s.c, checkpointing: sc.Checkpointing, subtask: sc.Subtask}
+	w.ctx = TxnContext{Prefix: w.prefixOf(sc, sc.Subtask), Subtask: sc.Subtask, Logger: sc.Logger}
+	// Restored state (union: every subtask sees every old subtask's unit).
+	// Old subtask s' is settled by new subtask s' mod parallelism: it
+	// commits s's handles and aborts the rest of s's transactions, so no
+	// two subtasks ever touch the same prefix. Names go on above the
+	// largest sequence number of any old subtask, so that no new
+	// transaction reuses the name of a committed one, whatever subtask
+	// owned the prefix before a rescale.
+	units, legacy, err := decodeTwoPhaseState(sc.RestoredState, s.c)
+	if err != nil {
+		return nil, err
 	}
-	for _, txn := range restored {
-		if err := s.c.Commit(txn); err != nil {
-			return nil, fmt.Errorf("cannot commit a transaction of restored checkpoint %d: %w", sc.RestoredCheckpoint, err)
-		}
+	if legacy != nil {
+		units = append(units, *legacy)
 	}
-	if err := s.c.AbortLingering(w.ctx, restored); err != nil {
-		return nil, fmt.Errorf("cannot abort lingering transactions %s-*: %w", w.ctx.Prefix, err)
+	own := false
+	for _, u := range units {
+		w.ctx.Seq = max(w.ctx.Seq, u.seq)
+	}
+	for _, u := range units {
+		if u.subtask%sc.Parallelism != sc.Subtask && u.subtask != -1 {
+			continue
+		}
+		for _, txn := range u.handles {
+			if err := s.c.Commit(txn); err != nil {
+				return nil, fmt.Errorf("cannot commit a transaction of restored checkpoint %d: %w", sc.RestoredCheckpoint, err)
+			}
+		}
+		sub := u.subtask
+		if sub == -1 { // a checkpoint of an older weir: its own prefix
+			sub = sc.Subtask
+		}
+		tc := w.ctx
+		tc.Prefix, tc.Subtask, tc.Seq = w.prefixOf(sc, sub), sub, u.seq
+		if err := s.c.AbortLingering(tc, u.handles); err != nil {
+			return nil, fmt.Errorf("cannot abort lingering transactions %s-*: %w", tc.Prefix, err)
+		}
+		own = own || sub == sc.Subtask && u.seq == w.ctx.Seq
+	}
+	if !own {
+		// Transactions this prefix opened from w.ctx.Seq on (an attempt
+		// that failed before its first checkpoint) belong to nobody.
+		if err := s.c.AbortLingering(w.ctx, nil); err != nil {
+			return nil, fmt.Errorf("cannot abort lingering transactions %s-*: %w", w.ctx.Prefix, err)
+		}
 	}
 	return w, nil
 }
@@ -167,15 +185,98 @@ func (w *twoPhaseWriter[T, TXN]) SnapshotState(id checkpoint.ID) ([][]byte, erro
 		w.pending = append(w.pending, pendingTxn[TXN]{id: id, txn: w.cur})
 		w.open = false
 	}
-	out := [][]byte{append([]byte{'s'}, binary.AppendVarint(nil, w.ctx.Seq)...)}
+	// One unit: 'u', subtask, next sequence number, then the handles not
+	// yet committed, each length-prefixed (uvarint).
+	out := []byte{'u'}
+	out = binary.AppendUvarint(out, uint64(w.subtask))
+	out = binary.AppendVarint(out, w.ctx.Seq)
 	for _, p := range w.pending {
 		b, err := w.c.EncodeHandle(p.txn)
 		if err != nil {
 			return nil, fmt.Errorf("cannot encode transaction handle: %w", err)
 		}
-		out = append(out, append([]byte{'h'}, b...))
+		out = binary.AppendUvarint(out, uint64(len(b)))
+		out = append(out, b...)
 	}
-	return out, nil
+	return [][]byte{out}, nil
+}
+
+// StateRedistribution implements SinkStateRedistribution: every subtask
+// sees every old subtask's state after a rescale.
+func (s *twoPhaseSink[T, TXN]) StateRedistribution() checkpoint.Redistribution {
+	return checkpoint.Union
+}
+
+func (w *twoPhaseWriter[T, TXN]) prefixOf(sc SinkContext, subtask int) string {
+	return fmt.Sprintf("weir-%s-%s-%d", sc.JobName, sc.OperatorUID, subtask)
+}
+
+// twoPhaseUnit is what one old subtask left in a checkpoint (subtask -1:
+// state written by an older weir, without the subtask).
+type twoPhaseUnit[TXN any] struct {
+	subtask int
+	seq     int64
+	handles []TXN
+}
+
+// decodeTwoPhaseState reads the restored entries: units ('u'), and the
+// entries of older checkpoints ('s' sequence, 'h' handle), returned as one
+// legacy unit.
+func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TXN]) (units []twoPhaseUnit[TXN], legacy *twoPhaseUnit[TXN], err error) {
+	for _, e := range entries {
+		if len(e) == 0 {
+			return nil, nil, errors.New("empty two-phase commit state entry")
+		}
+		switch e[0] {
+		case 'u':
+			b := e[1:]
+			sub, n := binary.Uvarint(b)
+			if n <= 0 || sub > 1<<20 {
+				return nil, nil, errors.New("corrupted subtask in two-phase commit state")
+			}
+			b = b[n:]
+			seq, n := binary.Varint(b)
+			if n <= 0 {
+				return nil, nil, errors.New("corrupted sequence number in two-phase commit state")
+			}
+			b = b[n:]
+			u := twoPhaseUnit[TXN]{subtask: int(sub), seq: seq}
+			for len(b) > 0 {
+				l, n := binary.Uvarint(b)
+				if n <= 0 || l > uint64(len(b)-n) {
+					return nil, nil, errors.New("corrupted transaction handle in two-phase commit state")
+				}
+				txn, err := c.DecodeHandle(b[n : n+int(l)])
+				if err != nil {
+					return nil, nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
+				}
+				u.handles = append(u.handles, txn)
+				b = b[n+int(l):]
+			}
+			units = append(units, u)
+		case 's':
+			seq, n := binary.Varint(e[1:])
+			if n <= 0 {
+				return nil, nil, errors.New("corrupted sequence number in two-phase commit state")
+			}
+			if legacy == nil {
+				legacy = &twoPhaseUnit[TXN]{subtask: -1}
+			}
+			legacy.seq = max(legacy.seq, seq)
+		case 'h':
+			txn, err := c.DecodeHandle(e[1:])
+			if err != nil {
+				return nil, nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
+			}
+			if legacy == nil {
+				legacy = &twoPhaseUnit[TXN]{subtask: -1}
+			}
+			legacy.handles = append(legacy.handles, txn)
+		default:
+			return nil, nil, fmt.Errorf("unknown two-phase commit state entry kind %q", e[0])
+		}
+	}
+	return units, legacy, nil
 }
 
 // NotifyCheckpointComplete commits every transaction pre-committed at or
