@@ -56,10 +56,17 @@ func (c *CollectSink[T]) CreateWriter(ctx SinkContext) (SinkWriter[T], error) {
 		p = map[checkpoint.ID][]T{}
 		c.pending[ctx.Subtask] = p
 	}
-	if ctx.Restored {
-		c.commitLocked(p, ctx.RestoredCheckpoint)
+	// Epochs of old subtask s are settled by new subtask s mod parallelism
+	// (after a rescale down, subtasks that no longer exist left some).
+	for s, q := range c.pending {
+		if s%max(ctx.Parallelism, 1) != ctx.Subtask {
+			continue
+		}
+		if ctx.Restored {
+			c.commitLocked(q, ctx.RestoredCheckpoint)
+		}
+		clear(q)
 	}
-	clear(p)
 	return &collectWriter[T]{c: c, subtask: ctx.Subtask, checkpointing: ctx.Checkpointing}, nil
 }
 
