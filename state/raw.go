@@ -523,12 +523,30 @@ func WalkKeyGroups(r io.Reader, h checkpoint.KeyedStateHandle, want checkpoint.K
 	if err := checkOffsets(h); err != nil {
 		return err
 	}
+	return forEachSection(r, h, want, func(kg int, sec []byte) (bool, error) {
+		return true, walkSection(kg, sec, visit)
+	})
+}
+
+// forEachSection reads the key group sections of h that fall in want, in
+// order, from r (at the start of the stream; skipped forward by seeking
+// when r can, else by reading), and calls fn with each. fn reports whether
+// the buffer holding sec may be reused for the next section.
+func forEachSection(r io.Reader, h checkpoint.KeyedStateHandle, want checkpoint.KeyGroupRange, fn func(kg int, sec []byte) (reuse bool, err error)) error {
 	both := h.Range.Intersect(want)
 	if both.Len() == 0 {
 		return nil
 	}
 	if first := h.Offsets[both.Start-h.Range.Start]; first > 0 {
-		if _, err := io.CopyN(io.Discard, r, first); err != nil {
+		sk, ok := r.(io.Seeker)
+		var err error
+		if ok {
+			_, err = sk.Seek(first, io.SeekCurrent)
+		}
+		if !ok || err != nil { // not seekable (a pipe): read and skip
+			_, err = io.CopyN(io.Discard, r, first)
+		}
+		if err != nil {
 			return fmt.Errorf("cannot restore keyed state: cannot skip to key group %d at offset %d: %w", both.Start, first, truncated(err))
 		}
 	}
@@ -542,14 +560,19 @@ func WalkKeyGroups(r io.Reader, h checkpoint.KeyedStateHandle, want checkpoint.K
 			sec, buf, err = readSection(r, buf, h.Offsets[i+1]-h.Offsets[i])
 		case h.Stream.Size > 0:
 			sec, buf, err = readSection(r, buf, h.Stream.Size-h.Offsets[i])
-		default:
+		default: // size unknown: the last key group runs to the end
 			sec, err = io.ReadAll(r)
-		}
-		if err == nil {
-			err = walkSection(kg, sec, visit)
+			buf = nil
 		}
 		if err != nil {
 			return fmt.Errorf("cannot restore keyed state: key group %d: %w", kg, err)
+		}
+		reuse, err := fn(kg, sec)
+		if err != nil {
+			return fmt.Errorf("cannot restore keyed state: key group %d: %w", kg, err)
+		}
+		if !reuse {
+			buf = nil
 		}
 	}
 	return nil

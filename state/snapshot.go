@@ -131,50 +131,10 @@ func (b *HeapKeyedBackend[K]) Restore(r io.Reader, h checkpoint.KeyedStateHandle
 	if err := checkOffsets(h); err != nil {
 		return err
 	}
-	both := h.Range.Intersect(b.r)
-	if both.Len() == 0 {
-		return nil
-	}
-	first := h.Offsets[both.Start-h.Range.Start]
-	if first > 0 {
-		sk, ok := r.(io.Seeker)
-		var err error
-		if ok {
-			_, err = sk.Seek(first, io.SeekCurrent)
-		}
-		if !ok || err != nil { // not seekable (a pipe): read and skip
-			_, err = io.CopyN(io.Discard, r, first)
-		}
-		if err != nil {
-			return fmt.Errorf("cannot restore keyed state: cannot skip to key group %d at offset %d: %w", both.Start, first, err)
-		}
-	}
-	var buf []byte
-	for kg := both.Start; kg <= both.End; kg++ {
-		i := kg - h.Range.Start
-		var sec []byte
-		var err error
-		switch {
-		case i+1 < len(h.Offsets):
-			sec, buf, err = readSection(r, buf, h.Offsets[i+1]-h.Offsets[i])
-		case h.Stream.Size > 0:
-			sec, buf, err = readSection(r, buf, h.Stream.Size-h.Offsets[i])
-		default: // size unknown: the last key group runs to the end
-			sec, err = io.ReadAll(r)
-			buf = nil
-		}
-		if err != nil {
-			return fmt.Errorf("cannot restore keyed state: key group %d: %w", kg, err)
-		}
+	return forEachSection(r, h, b.r, func(kg int, sec []byte) (bool, error) {
 		aliased, err := b.restoreKeyGroup(kg, sec)
-		if err != nil {
-			return fmt.Errorf("cannot restore keyed state: key group %d: %w", kg, err)
-		}
-		if aliased {
-			buf = nil // raw entries of unregistered states point into it
-		}
-	}
-	return nil
+		return !aliased, err // raw entries of unregistered states point into sec
+	})
 }
 
 var errShort = errors.New("section ends early (truncated or corrupted)")
