@@ -104,8 +104,11 @@ func TestFileSinkRollsBySize(t *testing.T) {
 // The exactly-once file sink across rescaling 2 → 4 → 1: transactions of
 // subtasks that no longer exist are committed by a remaining one, and no
 // new transaction reuses the name of an old one (a committed file must
-// never be overwritten). Every number ends up in exactly one committed
-// file.
+// never be overwritten). The last stage also runs under another job name
+// ("files"; runUntilCheckpoints names the job "count"), so it must settle
+// transactions by the prefix stored in the checkpoint, not one derived
+// from its own name: nothing hidden may be left behind. Every number ends
+// up in exactly one committed file.
 func TestFileSinkRescale(t *testing.T) {
 	dir, out := t.TempDir(), t.TempDir()
 	const perPartition = 3000

@@ -140,11 +140,14 @@ func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], erro
 			sub = sc.Subtask
 		}
 		tc := w.ctx
-		tc.Prefix, tc.Subtask, tc.Seq = w.prefixOf(sc, sub), sub, u.seq
+		tc.Prefix, tc.Subtask, tc.Seq = u.prefix, sub, u.seq
+		if tc.Prefix == "" {
+			tc.Prefix = w.prefixOf(sc, sub)
+		}
 		if err := s.c.AbortLingering(tc, u.handles); err != nil {
 			return nil, fmt.Errorf("cannot abort lingering transactions %s-*: %w", tc.Prefix, err)
 		}
-		own = own || sub == sc.Subtask && u.seq == w.ctx.Seq
+		own = own || tc.Prefix == w.ctx.Prefix && u.seq == w.ctx.Seq
 	}
 	if !own {
 		// Transactions this prefix opened from w.ctx.Seq on (an attempt
@@ -185,11 +188,16 @@ func (w *twoPhaseWriter[T, TXN]) SnapshotState(id checkpoint.ID) ([][]byte, erro
 		w.pending = append(w.pending, pendingTxn[TXN]{id: id, txn: w.cur})
 		w.open = false
 	}
-	// One unit: 'u', subtask, next sequence number, then the handles not
-	// yet committed, each length-prefixed (uvarint).
+	// One unit: 'u', subtask, next sequence number, the transaction name
+	// prefix (length-prefixed), then the handles not yet committed, each
+	// length-prefixed (uvarint). The prefix is stored rather than derived
+	// again: a job restored under another name still settles the
+	// transactions its predecessor opened.
 	out := []byte{'u'}
 	out = binary.AppendUvarint(out, uint64(w.subtask))
 	out = binary.AppendVarint(out, w.ctx.Seq)
+	out = binary.AppendUvarint(out, uint64(len(w.ctx.Prefix)))
+	out = append(out, w.ctx.Prefix...)
 	for _, p := range w.pending {
 		b, err := w.c.EncodeHandle(p.txn)
 		if err != nil {
@@ -216,6 +224,7 @@ func (w *twoPhaseWriter[T, TXN]) prefixOf(sc SinkContext, subtask int) string {
 type twoPhaseUnit[TXN any] struct {
 	subtask int
 	seq     int64
+	prefix  string // "" in legacy state: the subtask's own prefix
 	handles []TXN
 }
 
@@ -240,7 +249,12 @@ func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TX
 				return nil, nil, errors.New("corrupted sequence number in two-phase commit state")
 			}
 			b = b[n:]
-			u := twoPhaseUnit[TXN]{subtask: int(sub), seq: seq}
+			pl, n := binary.Uvarint(b)
+			if n <= 0 || pl > uint64(len(b)-n) {
+				return nil, nil, errors.New("corrupted transaction prefix in two-phase commit state")
+			}
+			u := twoPhaseUnit[TXN]{subtask: int(sub), seq: seq, prefix: string(b[n : n+int(pl)])}
+			b = b[n+int(pl):]
 			for len(b) > 0 {
 				l, n := binary.Uvarint(b)
 				if n <= 0 || l > uint64(len(b)-n) {
