@@ -11,16 +11,23 @@
 // the asynchronous part iterates it. Such a snapshot restores into the
 // heap backend and back.
 //
-// An incremental checkpoint (the default) is native: the synchronous part
-// flushes the memtable and makes a Pebble checkpoint (hard links of the
-// immutable SST files plus a copy of the MANIFEST and OPTIONS) in the
-// working directory; the asynchronous part uploads the SST files that no
+// An incremental checkpoint (the default) is native. Its synchronous part
+// only takes a Pebble snapshot and starts recording the keys the task
+// writes (microseconds). The asynchronous part flushes the memtable, makes
+// a Pebble checkpoint (hard links of the immutable SST files plus a copy
+// of the MANIFEST and OPTIONS) in the working directory, stops recording,
+// and rewinds the checkpoint to the snapshot: it opens the checkpoint as a
+// database of its own and puts every recorded key back to its value in
+// the snapshot (or deletes it), so the checkpoint holds exactly the state
+// at the barrier. Then it uploads the SST files that no
 // completed checkpoint uploaded before into the storage's shared area and
 // the small private files into the checkpoint's directory, and records
 // every file's handle, size and CRC-32C checksum in an
 // checkpoint.IncrementalHandle (backend "pebble-v1"). SST files are
 // immutable and their names never reused within a database, so a name
-// seen in the last completed checkpoint is the same file. The bytes a
+// seen in the last completed checkpoint is the same file; only the SSTs
+// hard-linked from the live database are offered for reuse (the files the
+// rewind writes get numbers the live database will give to others). The bytes a
 // checkpoint uploads are proportional to what changed since the last
 // completed one (new SSTs from flushes and compactions), not to the state
 // size. The storage deletes shared files no retained checkpoint
@@ -79,8 +86,6 @@ type Options struct {
 	// canonical key-group stream.
 	Full bool
 	// MemTableSize is the size of Pebble's memtable (default 16 MiB).
-	// Incremental checkpoints flush it synchronously, so it bounds the
-	// synchronous part of a checkpoint.
 	MemTableSize uint64
 	// CacheSize is the size of the block cache of each database (default
 	// 64 MiB).
@@ -158,6 +163,12 @@ type Store struct {
 	instance string // random, part of uploaded names
 	db       *pebble.DB
 
+	// tracking counts the native snapshots recording the write set
+	// (trackers, under trackMu).
+	tracking atomic.Int32
+	trackMu  sync.Mutex
+	trackers []*writeSet
+
 	// views counts the live views and native snapshots (read by snapshot
 	// goroutines); Close sets closing, which makes their scans stop, and
 	// waits for them before it closes the database.
@@ -213,10 +224,70 @@ func (s *Store) Get(key, dst []byte) ([]byte, bool, error) {
 }
 
 // Set implements state.RawStore.
-func (s *Store) Set(key, val []byte) error { return s.db.Set(key, val, pebble.NoSync) }
+func (s *Store) Set(key, val []byte) error {
+	if s.tracking.Load() > 0 {
+		s.track(key)
+	}
+	return s.db.Set(key, val, pebble.NoSync)
+}
 
 // Delete implements state.RawStore.
-func (s *Store) Delete(key []byte) error { return s.db.Delete(key, pebble.NoSync) }
+func (s *Store) Delete(key []byte) error {
+	if s.tracking.Load() > 0 {
+		s.track(key)
+	}
+	return s.db.Delete(key, pebble.NoSync)
+}
+
+// writeSet records the keys written while a native snapshot makes its
+// Pebble checkpoint: those writes may be in the checkpoint's files and are
+// rewound to the snapshot's values afterwards. Keys are appended to one
+// buffer (no allocation per write once it has grown).
+type writeSet struct {
+	keys []byte
+	ends []int
+}
+
+func (w *writeSet) each(fn func(key []byte) error) error {
+	start := 0
+	for _, end := range w.ends {
+		if err := fn(w.keys[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+func (s *Store) track(key []byte) {
+	s.trackMu.Lock()
+	for _, w := range s.trackers {
+		w.keys = append(w.keys, key...)
+		w.ends = append(w.ends, len(w.keys))
+	}
+	s.trackMu.Unlock()
+}
+
+func (s *Store) startTracking() *writeSet {
+	w := &writeSet{}
+	s.trackMu.Lock()
+	s.trackers = append(s.trackers, w)
+	s.trackMu.Unlock()
+	s.tracking.Add(1)
+	return w
+}
+
+func (s *Store) stopTracking(w *writeSet) {
+	s.trackMu.Lock()
+	for i, x := range s.trackers {
+		if x == w {
+			s.trackers = append(s.trackers[:i], s.trackers[i+1:]...)
+			s.tracking.Add(-1)
+			break
+		}
+	}
+	s.trackMu.Unlock()
+}
 
 type iterMaker interface {
 	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
@@ -334,31 +405,95 @@ func (s *Store) NativeSnapshot(id checkpoint.ID) (state.KeyedSnapshot, error) {
 	if s.opts.Full {
 		return nil, nil
 	}
-	if err := s.db.Flush(); err != nil {
-		return nil, fmt.Errorf("cannot flush pebble state for checkpoint %d: %w", id, err)
-	}
-	dir := filepath.Join(s.dir, fmt.Sprintf("chk-%d", id))
-	s.fs.RemoveAll(dir) // debris of an earlier attempt with this id
-	if err := s.db.Checkpoint(dir); err != nil {
-		s.fs.RemoveAll(dir)
-		return nil, fmt.Errorf("cannot make pebble checkpoint %d in %s: %w", id, dir, err)
-	}
+	// The synchronous part: a Pebble snapshot (a sequence number) and the
+	// start of write tracking. Flushing and the hard-link checkpoint happen
+	// in WriteHandle, while the task goes on.
 	s.views.Add(1)
-	return &nativeSnapshot{s: s, id: id, dir: dir}, nil
+	return &nativeSnapshot{s: s, id: id, snap: s.db.NewSnapshot(), writes: s.startTracking(),
+		dir: filepath.Join(s.dir, fmt.Sprintf("chk-%d", id))}, nil
 }
 
 type nativeSnapshot struct {
-	s    *Store
-	id   checkpoint.ID
-	dir  string
-	once sync.Once
+	s      *Store
+	id     checkpoint.ID
+	snap   *pebble.Snapshot
+	writes *writeSet
+	dir    string
+	once   sync.Once
 }
 
 func (n *nativeSnapshot) Release() {
 	n.once.Do(func() {
+		n.s.stopTracking(n.writes)
+		n.snap.Close()
 		n.s.fs.RemoveAll(n.dir)
 		n.s.views.Done()
 	})
+}
+
+// checkpointAt makes a Pebble checkpoint holding exactly the state of the
+// snapshot: flush, hard-link checkpoint, then, in the checkpoint (opened
+// as a database of its own), every key written since the snapshot is put
+// back to its value in the snapshot. It returns the names of the files the
+// checkpoint shares with the live database (identical hard links).
+func (n *nativeSnapshot) checkpointAt() (linked map[string]bool, err error) {
+	s := n.s
+	if err := s.db.Flush(); err != nil {
+		return nil, fmt.Errorf("cannot flush pebble state for checkpoint %d: %w", n.id, err)
+	}
+	s.fs.RemoveAll(n.dir) // debris of an earlier attempt with this id
+	if err := s.db.Checkpoint(n.dir); err != nil {
+		return nil, fmt.Errorf("cannot make pebble checkpoint %d in %s: %w", n.id, n.dir, err)
+	}
+	// Every write the checkpoint can hold happened before this point.
+	s.stopTracking(n.writes)
+	names, err := s.fs.List(n.dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list pebble checkpoint %s: %w", n.dir, err)
+	}
+	linked = map[string]bool{}
+	for _, name := range names {
+		if strings.HasSuffix(name, ".sst") {
+			linked[name] = true
+		}
+	}
+	if len(n.writes.ends) == 0 {
+		return linked, nil
+	}
+	o := s.pebbleOptions()
+	cdb, err := pebble.Open(n.dir, o)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open pebble checkpoint %d to rewind it: %w", n.id, err)
+	}
+	b := cdb.NewBatch()
+	err = n.writes.each(func(key []byte) error {
+		if s.closing.Load() {
+			return errClosed
+		}
+		v, closer, err := n.snap.Get(key)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+			err = b.Delete(key, nil)
+		case err == nil:
+			err = b.Set(key, v, nil)
+			closer.Close()
+		}
+		return err
+	})
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	b.Close()
+	if err == nil {
+		err = cdb.Flush()
+	}
+	if cerr := cdb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot rewind pebble checkpoint %d to its snapshot: %w", n.id, err)
+	}
+	return linked, nil
 }
 
 func (n *nativeSnapshot) WriteKeyGroups(io.Writer) ([]int64, error) {
@@ -369,6 +504,10 @@ func (n *nativeSnapshot) WriteKeyGroups(io.Writer) ([]int64, error) {
 // completed checkpoint did not, reference the rest.
 func (n *nativeSnapshot) WriteHandle(t storage.Target) (checkpoint.KeyedStateHandle, error) {
 	s := n.s
+	linked, err := n.checkpointAt()
+	if err != nil {
+		return checkpoint.KeyedStateHandle{}, err
+	}
 	names, err := s.fs.List(n.dir)
 	if err != nil {
 		return checkpoint.KeyedStateHandle{}, fmt.Errorf("cannot list pebble checkpoint %s: %w", n.dir, err)
@@ -386,20 +525,23 @@ func (n *nativeSnapshot) WriteHandle(t storage.Target) (checkpoint.KeyedStateHan
 		if name == "" || strings.HasPrefix(name, ".") {
 			continue
 		}
-		if strings.HasSuffix(name, ".sst") {
+		isSST := strings.HasSuffix(name, ".sst")
+		if isSST && linked[name] {
 			if f, ok := base[name]; ok {
 				inc.Files = append(inc.Files, f)
 				ssts[name] = f
 				continue
 			}
 		}
-		f, err := n.upload(t, name, strings.HasSuffix(name, ".sst"))
+		f, err := n.upload(t, name, isSST)
 		if err != nil {
 			return checkpoint.KeyedStateHandle{}, err
 		}
 		inc.Uploaded += f.Stream.Size
 		inc.Files = append(inc.Files, f)
-		if strings.HasSuffix(name, ".sst") {
+		// SSTs the rewind wrote have numbers the live database will use
+		// for other files: never offer them for reuse.
+		if isSST && linked[name] {
 			ssts[name] = f
 		}
 	}
