@@ -10,6 +10,7 @@ import (
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/state/pebblestate"
 )
 
 // BenchmarkChain measures the record path through a chain of fused
@@ -38,9 +39,23 @@ func BenchmarkKeyedCount(b *testing.B) {
 	b.Run("checkpoints=1s", func(b *testing.B) { benchKeyedCount(b, time.Second) })
 }
 
-func benchKeyedCount(b *testing.B, interval time.Duration) {
+// BenchmarkKeyedCountPebble is the keyed count with its state in pebble:
+// checkpoints off, and incremental checkpoints every 100 ms (the cost of
+// recording written keys while a checkpoint is written in the background).
+//
+//	go test -run X -bench KeyedCountPebble -benchtime 5000000x -count 3 .
+func BenchmarkKeyedCountPebble(b *testing.B) {
+	b.Run("checkpoints=off", func(b *testing.B) {
+		benchKeyedCount(b, 0, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: b.TempDir()})))
+	})
+	b.Run("checkpoints=100ms", func(b *testing.B) {
+		benchKeyedCount(b, 100*time.Millisecond, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: b.TempDir()})))
+	})
+}
+
+func benchKeyedCount(b *testing.B, interval time.Duration, extra ...weir.Option) {
 	const keys = 10_000
-	opts := []weir.Option{weir.Parallelism(2)}
+	opts := append([]weir.Option{weir.Parallelism(2)}, extra...)
 	if interval > 0 {
 		opts = append(opts, weir.Checkpointing(interval, weir.ExactlyOnce), weir.CheckpointStorage(b.TempDir()))
 	}
