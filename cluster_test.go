@@ -270,3 +270,36 @@ func TestClusterTLS(t *testing.T) {
 	wg.Wait()
 	checkExactlyOnce(t, sink.Committed(), keys, perKey)
 }
+
+// A job whose sources end at once: their reports may reach the job manager
+// before it has started driving the attempt, and must not be lost (the job
+// would wait for its final checkpoint forever).
+func TestClusterSourcesEndAtOnce(t *testing.T) {
+	for round := range 5 {
+		dir := t.TempDir()
+		jm := freeAddr(t)
+		sink := weir.NewCollectSink[seqOut]()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager}, sink, 2, 3).Start(ctx, "cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}
+				if err := clusterJob(dir, jm, o, sink, 2, 3).Execute(ctx, "cluster"); err != nil {
+					t.Errorf("round %d, task manager %d: %v", round, i, err)
+				}
+			}()
+		}
+		if err := job.Wait(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		wg.Wait()
+		cancel()
+		checkExactlyOnce(t, sink.Committed(), 2, 3)
+	}
+}

@@ -94,7 +94,6 @@ type JobManager struct {
 	log    *slog.Logger
 	lis    net.Listener
 	server *grpc.Server
-	job    *Job
 	stopHB context.CancelFunc
 	// jobName is the job's name; task managers of other jobs are refused.
 	jobName string
@@ -291,8 +290,12 @@ func (jm *JobManager) lost(c *tmConn, why string) {
 		delete(jm.mu.tms, c.name)
 		jm.notifyChanged()
 	}
-	a := jm.mu.current
+	a, ended := jm.mu.current, jm.mu.ended
 	jm.mu.Unlock()
+	if ended {
+		jm.log.Debug("task manager left after the end of the job", "name", c.name)
+		return
+	}
 	jm.log.Warn("task manager lost", "name", c.name, "reason", why)
 	if a != nil {
 		a.tmLost(c, why)
@@ -327,10 +330,7 @@ func (jm *JobManager) watchHeartbeats(ctx context.Context) {
 // to; reports of older attempts are dropped.
 func (jm *JobManager) handleReport(c *tmConn, a *attempt, m ctlMsg) {
 	if a == nil || m.Attempt != a.number {
-		if m.Kind == msgCancelled && a != nil {
-			a.cluster.cancelled(c.name, m.Attempt)
-		}
-		return
+		return // a late report or confirmation of an earlier attempt
 	}
 	switch m.Kind {
 	case msgAck:
@@ -346,32 +346,53 @@ func (jm *JobManager) handleReport(c *tmConn, a *attempt, m ctlMsg) {
 	case msgFailed:
 		a.failWith(fmt.Errorf("task manager %s: %s", c.name, m.Err))
 	case msgCancelled:
-		a.cluster.cancelled(c.name, m.Attempt)
+		a.cluster.ended(c.name)
 	}
 }
 
 // clusterAttempt is the job manager's view of an attempt's task managers.
 type clusterAttempt struct {
-	jm    *JobManager
 	tms   []*tmConn // by process index
 	index map[string]int
 
 	mu        sync.Mutex
-	remaining int           // subtasks not finished yet
-	done      chan struct{} // closed when remaining reaches 0
-	ended     map[string]bool
-	endedCh   chan struct{} // signalled when a task manager confirms cancel or is lost
+	remaining int             // subtasks not finished yet
+	done      chan struct{}   // closed when remaining reaches 0
+	stopped   map[string]bool // task managers that confirmed the end, or are gone
+	changed   chan struct{}   // signalled when stopped grows
 }
 
-func (c *clusterAttempt) cancelled(name string, _ int) {
+// ended records that task manager name ran no task of the attempt any
+// more (it confirmed the cancellation, or it is gone).
+func (c *clusterAttempt) ended(name string) {
 	c.mu.Lock()
 	if _, ok := c.index[name]; ok {
-		c.ended[name] = true
+		c.stopped[name] = true
 	}
 	c.mu.Unlock()
 	select {
-	case c.endedCh <- struct{}{}:
+	case c.changed <- struct{}{}:
 	default:
+	}
+}
+
+// waitStopped waits until every task manager of the attempt has stopped
+// its tasks, at most timeout; it reports whether they all did.
+func (c *clusterAttempt) waitStopped(timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		all := len(c.stopped) == len(c.tms)
+		c.mu.Unlock()
+		if all {
+			return true
+		}
+		select {
+		case <-c.changed:
+		case <-deadline.C:
+			return false
+		}
 	}
 }
 
@@ -384,7 +405,7 @@ func (a *attempt) tmLost(c *tmConn, why string) {
 	if !ok || ca.tms[i] != c {
 		return
 	}
-	ca.cancelled(c.name, a.number)
+	ca.ended(c.name)
 	a.failWith(fmt.Errorf("task manager %s lost: %s", c.name, why))
 }
 
@@ -448,7 +469,7 @@ func (a *attempt) runRemote(jm *JobManager) error {
 		}
 	}
 	addrs := make([]string, len(tms))
-	ca := &clusterAttempt{jm: jm, tms: tms, index: map[string]int{}, done: make(chan struct{}), ended: map[string]bool{}, endedCh: make(chan struct{}, 1)}
+	ca := &clusterAttempt{tms: tms, index: map[string]int{}, done: make(chan struct{}), stopped: map[string]bool{}, changed: make(chan struct{}, 1)}
 	for i, c := range tms {
 		addrs[i] = c.dataAddr
 		ca.index[c.name] = i
@@ -457,8 +478,7 @@ func (a *attempt) runRemote(jm *JobManager) error {
 	a.placement = pl
 	a.cluster = ca
 	a.remoteMail = func(id checkpoint.TaskID, m Mail) {
-		mm := m
-		tms[pl.Where[id]].out.Put(ctlMsg{Kind: msgMail, Attempt: a.number, Task: id, Mail: &mm})
+		tms[pl.Where[id]].out.Put(ctlMsg{Kind: msgMail, Attempt: a.number, Task: id, Mail: &m})
 	}
 	if err := a.deploy(); err != nil {
 		return err
@@ -496,12 +516,15 @@ func (a *attempt) runRemote(jm *JobManager) error {
 	if a.restore != nil {
 		restore, fromJob = a.restore.md, a.restore.storage == a.job.cfg.Storage
 	}
-	for i, c := range tms {
-		c.out.Put(ctlMsg{Kind: msgDeploy, Attempt: a.number, Deploy: &deployMsg{Self: i, Where: where, Addrs: addrs, Restore: restore, FromJobStorage: fromJob}})
-	}
-	jm.log.Info("deployed", "attempt", a.number, "taskmanagers", len(tms), "subtasks", len(a.all))
-
-	stop, err := a.startDriver()
+	// The driver exists before any task runs (a source may end, and
+	// report it, at once), and its loop, which mails triggers, starts
+	// after the deployments are queued ahead of any mail.
+	stop, err := a.startDriver(func() {
+		for i, c := range tms {
+			c.out.Put(ctlMsg{Kind: msgDeploy, Attempt: a.number, Deploy: &deployMsg{Self: i, Where: where, Addrs: addrs, Restore: restore, FromJobStorage: fromJob}})
+		}
+		jm.log.Info("deployed", "attempt", a.number, "taskmanagers", len(tms), "subtasks", len(a.all))
+	})
 	if err != nil {
 		return err
 	}
@@ -514,24 +537,8 @@ func (a *attempt) runRemote(jm *JobManager) error {
 	for _, c := range tms {
 		c.out.Put(ctlMsg{Kind: msgCancel, Attempt: a.number})
 	}
-	wait := time.NewTimer(30 * time.Second)
-	defer wait.Stop()
-	for {
-		ca.mu.Lock()
-		n := len(ca.ended)
-		ca.mu.Unlock()
-		if n == len(tms) {
-			break
-		}
-		select {
-		case <-ca.endedCh:
-		case <-wait.C:
-			jm.log.Warn("task managers did not confirm the end of the attempt in time", "attempt", a.number)
-			n = len(tms)
-		}
-		if n == len(tms) {
-			break
-		}
+	if !ca.waitStopped(30 * time.Second) {
+		jm.log.Warn("task managers did not confirm the end of the attempt in time", "attempt", a.number)
 	}
 	stop()
 	a.mu.Lock()
@@ -663,7 +670,6 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 			clear(batch)
 		}
 	}()
-	registered := false
 	for {
 		var m ctlMsg
 		if err := stream.RecvMsg(&m); err != nil {
@@ -676,10 +682,7 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 		}
 		switch m.Kind {
 		case msgRegistered:
-			if !registered {
-				tm.log.Info("registered with the job manager", "jobmanager", addr, "slots", tm.cc.Slots)
-				registered = true
-			}
+			tm.log.Info("registered with the job manager", "jobmanager", addr, "slots", tm.cc.Slots)
 		case msgDeploy:
 			tm.stopCurrent()
 			if err := tm.deploy(ctx, m, out); err != nil {

@@ -167,7 +167,6 @@ func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Jo
 	}
 	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), jm: jm}
 	if jm != nil {
-		jm.job = j
 		j.onEnd = jm.endJob
 	}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
@@ -532,7 +531,7 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 	if err := a.deploy(); err != nil {
 		return err
 	}
-	stop, err := a.startDriver()
+	stop, err := a.startDriver(nil)
 	if err != nil {
 		return err
 	}
@@ -550,13 +549,17 @@ func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 // startDriver starts the coordinator driver of the attempt (with
 // checkpointing) and makes the attempt the job's current one; stop ends
 // both and keeps the driver's next id and retained checkpoints for the
-// next attempt.
-func (a *attempt) startDriver() (stop func(), err error) {
+// next attempt. beforeRun, if set, runs once the driver exists (reports
+// reach it) but before its loop starts (nothing is triggered yet).
+func (a *attempt) startDriver(beforeRun func()) (stop func(), err error) {
 	j := a.job
 	if j.cfg.Checkpointing {
 		if a.driver, err = newDriver(a, a.nextID, a.retained); err != nil {
 			return nil, err
 		}
+	}
+	if beforeRun != nil {
+		beforeRun()
 	}
 	j.mu.Lock()
 	j.mu.attempt = a
