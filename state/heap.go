@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"math/bits"
 	"sort"
 	"sync/atomic"
 
@@ -38,10 +37,7 @@ type HeapKeyedBackend[K comparable] struct {
 	maxP     int
 	r        checkpoint.KeyGroupRange
 
-	// Key group of a hash: hash & kgMask when maxP is a power of two
-	// (the default 128), hash % maxP otherwise.
-	kgMask  uint32
-	kgPow2  bool
+	kg      keyGrouper
 	nGroups int
 
 	curKey  K
@@ -114,12 +110,8 @@ func NewHeapKeyedBackend[K comparable](keyCodec Codec[K], hash HashFunc[K], maxP
 	if maxParallelism <= 0 || maxParallelism > 1<<31-1 || r.Start < 0 || r.End >= maxParallelism || r.Len() == 0 {
 		panic(fmt.Sprintf("weir: bad keyed backend: key groups %s of max parallelism %d", r, maxParallelism))
 	}
-	b := &HeapKeyedBackend[K]{keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r,
+	return &HeapKeyedBackend[K]{keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, kg: newKeyGrouper(maxParallelism),
 		nGroups: r.Len(), states: map[string]keyedTable{}, restored: map[string]*rawState{}, epoch: 1}
-	if bits.OnesCount(uint(maxParallelism)) == 1 {
-		b.kgPow2, b.kgMask = true, uint32(maxParallelism-1)
-	}
-	return b
 }
 
 // KeyGroupRange is the range of key groups the backend holds.
@@ -132,12 +124,7 @@ func (b *HeapKeyedBackend[K]) SetCurrentKey(k K) { b.SetCurrentKeyHashed(k, b.ha
 // backend's HashFunc) already known, as the keyBy partitioner computed it.
 // A key outside the backend's key groups is a routing bug and panics.
 func (b *HeapKeyedBackend[K]) SetCurrentKeyHashed(k K, hash uint32) {
-	var kg int
-	if b.kgPow2 {
-		kg = int(hash&b.kgMask) - b.r.Start
-	} else {
-		kg = int(hash%uint32(b.maxP)) - b.r.Start
-	}
+	kg := b.kg.of(hash) - b.r.Start
 	if uint(kg) >= uint(b.nGroups) {
 		b.wrongKeyGroup(k, kg)
 	}

@@ -124,3 +124,27 @@ func RangeForSubtask(maxParallelism, parallelism, subtask int) checkpoint.KeyGro
 func SubtaskForKeyGroup(maxParallelism, parallelism, keyGroup int) int {
 	return keyGroup * parallelism / maxParallelism
 }
+
+// keyGrouper maps key hashes to key groups as KeyGroupOf does, with a mask
+// instead of a division when the max parallelism is a power of two (the
+// default 128): the per-record step of every keyed state access.
+type keyGrouper struct {
+	maxP uint32
+	mask uint32
+	pow2 bool
+}
+
+func newKeyGrouper(maxParallelism int) keyGrouper {
+	g := keyGrouper{maxP: uint32(maxParallelism)}
+	if maxParallelism > 0 && maxParallelism&(maxParallelism-1) == 0 {
+		g.pow2, g.mask = true, uint32(maxParallelism-1)
+	}
+	return g
+}
+
+func (g keyGrouper) of(hash uint32) int {
+	if g.pow2 {
+		return int(hash & g.mask)
+	}
+	return int(hash % g.maxP)
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math/bits"
 	"sort"
 	"strings"
 	"sync"
@@ -76,8 +75,7 @@ type RawKeyedBackend[K comparable] struct {
 	hash     HashFunc[K]
 	maxP     int
 	r        checkpoint.KeyGroupRange
-	kgMask   uint32
-	kgPow2   bool
+	kg       keyGrouper
 	fail     func(error)
 
 	curKey K
@@ -119,26 +117,79 @@ func NewRawKeyedBackend[K comparable](store RawStore, keyCodec Codec[K], hash Ha
 	if maxParallelism <= 0 || maxParallelism > MaxRawKeyGroups || r.Start < 0 || r.End >= maxParallelism || r.Len() == 0 {
 		return nil, fmt.Errorf("bad keyed backend: key groups %s of max parallelism %d (at most %d with this backend)", r, maxParallelism, MaxRawKeyGroups)
 	}
-	b := &RawKeyedBackend[K]{store: store, keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, fail: fail,
+	b := &RawKeyedBackend[K]{store: store, keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, kg: newKeyGrouper(maxParallelism), fail: fail,
 		states: map[string]rawTable{}, kinds: map[string]stateKind{}, clocks: map[string]func() int64{}}
-	if bits.OnesCount(uint(maxParallelism)) == 1 {
-		b.kgPow2, b.kgMask = true, uint32(maxParallelism-1)
-	}
 	if err := b.loadKinds(); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-func (b *RawKeyedBackend[K]) loadKinds() error {
-	upper := append(append([]byte(nil), rawMetaPrefix[:3]...), 1)
-	return b.store.Scan(rawMetaPrefix, upper, 0, func(k, v []byte) error {
+// rawMetaUpper bounds the state kind entries: [rawMetaPrefix, rawMetaUpper).
+var rawMetaUpper = []byte{0xFF, 0xFF, 'k', 1}
+
+type scanFunc func(lower, upper []byte, limit int, fn func(k, v []byte) error) error
+
+// readKinds reads the state kinds recorded in a store or view into kinds.
+func readKinds(scan scanFunc, kinds map[string]stateKind) error {
+	return scan(rawMetaPrefix, rawMetaUpper, 0, func(k, v []byte) error {
 		if len(v) != 1 {
 			return fmt.Errorf("corrupted state kind entry %q", k)
 		}
-		b.kinds[string(k[len(rawMetaPrefix):])] = stateKind(v[0])
+		kinds[string(k[len(rawMetaPrefix):])] = stateKind(v[0])
 		return nil
 	})
+}
+
+func (b *RawKeyedBackend[K]) loadKinds() error { return readKinds(b.store.Scan, b.kinds) }
+
+// WalkRaw calls visit with every entry of the key groups r in v, a view of
+// a store laid out as RawKeyedBackend lays out keys: key group by key
+// group, within one state by state (byte order of names), then by key.
+// kind is the state's kind byte as the canonical stream records it; key
+// and val are valid only during visit.
+func WalkRaw(v RawView, r checkpoint.KeyGroupRange, visit func(kg int, name string, kind byte, key, val []byte) error) error {
+	kinds := map[string]stateKind{}
+	if err := readKinds(v.Scan, kinds); err != nil {
+		return fmt.Errorf("cannot read state kinds: %w", err)
+	}
+	for kg := r.Start; kg <= r.End; kg++ {
+		if err := walkRawKeyGroup(v, kinds, kg, func(name string, kind stateKind, key, val []byte) error {
+			return visit(kg, name, byte(kind), key, val)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkRawKeyGroup visits the entries of key group kg in v, with the name
+// and kind of their state (a name string is made once per state, not per
+// entry).
+func walkRawKeyGroup(v RawView, kinds map[string]stateKind, kg int, visit func(name string, kind stateKind, key, val []byte) error) error {
+	var lo, hi [2]byte
+	binary.BigEndian.PutUint16(lo[:], uint16(kg))
+	binary.BigEndian.PutUint16(hi[:], uint16(kg+1))
+	name, kind, started := "", stateKind(0), false
+	err := v.Scan(lo[:], hi[:], 0, func(k, val []byte) error {
+		rest := k[2:]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			return fmt.Errorf("malformed key %q", k)
+		}
+		if !started || string(rest[:i]) != name {
+			started, name = true, string(rest[:i])
+			var ok bool
+			if kind, ok = kinds[name]; !ok {
+				return fmt.Errorf("state %q has no recorded kind", name)
+			}
+		}
+		return visit(name, kind, rest[i+1:], val)
+	})
+	if err != nil {
+		return fmt.Errorf("cannot read key group %d of keyed state: %w", kg, err)
+	}
+	return nil
 }
 
 func (b *RawKeyedBackend[K]) setKind(name string, k stateKind) error {
@@ -157,12 +208,7 @@ func (b *RawKeyedBackend[K]) KeyGroupRange() checkpoint.KeyGroupRange { return b
 
 // SetCurrentKeyHashed implements KeyedBackend.
 func (b *RawKeyedBackend[K]) SetCurrentKeyHashed(k K, hash uint32) {
-	var kg int
-	if b.kgPow2 {
-		kg = int(hash & b.kgMask)
-	} else {
-		kg = int(hash % uint32(b.maxP))
-	}
+	kg := b.kg.of(hash)
 	if !b.r.Contains(kg) {
 		panic(fmt.Sprintf("weir: key %v (key group %d) does not belong to this subtask's key groups %s", k, kg, b.r))
 	}
@@ -285,8 +331,9 @@ func getRawValueState[K comparable, V any](b *RawKeyedBackend[K], name string, c
 	if kind == kindValueTTL {
 		t := &rawValue[K, ttlValue[V]]{b: b, name: name, k: kind, codec: ttlCodec[V]{c}}
 		b.states[name] = t
-		b.clocks[name] = ttl.nowFunc()
-		return newTTLState[V](t, ttl, ttl.nowFunc(), b.ttlCleaner(name, ttl)), nil
+		now := ttl.nowFunc()
+		b.clocks[name] = now // full snapshots leave out what expired by this clock
+		return newTTLState[V](t, ttl, now, b.ttlCleaner(name, ttl)), nil
 	}
 	t := &rawValue[K, V]{b: b, name: name, k: kind, codec: c}
 	b.states[name] = t
@@ -385,26 +432,17 @@ func (s *rawSnapshot) Release() { s.once.Do(func() { s.v.Close() }) }
 
 func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 	kinds := map[string]stateKind{}
-	upper := append(append([]byte(nil), rawMetaPrefix[:3]...), 1)
-	if err := s.v.Scan(rawMetaPrefix, upper, 0, func(k, v []byte) error {
-		if len(v) == 1 {
-			kinds[string(k[len(rawMetaPrefix):])] = stateKind(v[0])
-		}
-		return nil
-	}); err != nil {
+	if err := readKinds(s.v.Scan, kinds); err != nil {
 		return nil, fmt.Errorf("cannot read state kinds: %w", err)
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
 	offsets := make([]int64, s.r.Len())
 	var pos int64
-	var sec, block []byte
-	var lo, hi [2]byte
+	var sec, body, block []byte
 	for kg := s.r.Start; kg <= s.r.End; kg++ {
 		offsets[kg-s.r.Start] = pos
-		binary.BigEndian.PutUint16(lo[:], uint16(kg))
-		binary.BigEndian.PutUint16(hi[:], uint16(kg+1))
+		body = body[:0] // the state blocks of this key group
 		nStates := 0
-		var body []byte // the state blocks of this key group
 		cur, curKind, count, now := "", stateKind(0), 0, s.now
 		flush := func() {
 			if count > 0 {
@@ -417,37 +455,26 @@ func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 			}
 			block, count = block[:0], 0
 		}
-		err := s.v.Scan(lo[:], hi[:], 0, func(k, v []byte) error {
-			rest := k[2:]
-			i := bytes.IndexByte(rest, 0)
-			if i < 0 {
-				return fmt.Errorf("key group %d: malformed key %q", kg, k)
-			}
-			if string(rest[:i]) != cur || count == 0 && cur == "" {
+		err := walkRawKeyGroup(s.v, kinds, kg, func(name string, kind stateKind, key, val []byte) error {
+			if name != cur || count == 0 {
 				flush()
-				cur = string(rest[:i])
-				var ok bool
-				if curKind, ok = kinds[cur]; !ok {
-					return fmt.Errorf("key group %d: state %q has no recorded kind", kg, cur)
-				}
-				if n, ok := s.nows[cur]; ok {
+				cur, curKind, now = name, kind, s.now
+				if n, ok := s.nows[name]; ok {
 					now = n
-				} else {
-					now = s.now
 				}
 			}
-			if curKind == kindValueTTL {
-				if exp, ok := ttlExpiry(v); ok && exp <= now {
+			if kind == kindValueTTL {
+				if exp, ok := ttlExpiry(val); ok && exp <= now {
 					return nil // expired: cleaned up by the full snapshot
 				}
 			}
-			block = appendLengthPrefixed(block, rest[i+1:])
-			block = appendLengthPrefixed(block, v)
+			block = appendLengthPrefixed(block, key)
+			block = appendLengthPrefixed(block, val)
 			count++
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("cannot read key group %d of keyed state: %w", kg, err)
+			return nil, err
 		}
 		flush()
 		sec = append(sec[:0], KeyedSnapshotVersion)

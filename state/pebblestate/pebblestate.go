@@ -49,7 +49,6 @@
 package pebblestate
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -335,6 +334,14 @@ func scanUntil(r iterMaker, lower, upper []byte, limit int, closing *atomic.Bool
 func (s *Store) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
 	return scan(s.db, lower, upper, limit, fn)
 }
+
+// dbView is a RawView of a whole (read-only) database.
+type dbView struct{ db *pebble.DB }
+
+func (v dbView) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
+	return scan(v.db, lower, upper, limit, fn)
+}
+func (v dbView) Close() error { return nil }
 
 type view struct {
 	s    *Store
@@ -751,28 +758,5 @@ func ReadNative(h checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle
 		return fmt.Errorf("cannot open pebble snapshot: %w", err)
 	}
 	defer db.Close()
-	kinds := map[string]byte{}
-	if err := scan(db, []byte{0xFF, 0xFF, 'k', 0}, []byte{0xFF, 0xFF, 'k', 1}, 0, func(k, v []byte) error {
-		if len(v) == 1 {
-			kinds[string(k[4:])] = v[0]
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	lo := []byte{byte(h.Range.Start >> 8), byte(h.Range.Start)}
-	hi := []byte{byte((h.Range.End + 1) >> 8), byte(h.Range.End + 1)}
-	return scan(db, lo, hi, 0, func(k, v []byte) error {
-		kg := int(k[0])<<8 | int(k[1])
-		i := bytes.IndexByte(k[2:], 0)
-		if i < 0 {
-			return fmt.Errorf("key group %d: malformed key %q", kg, k)
-		}
-		name := string(k[2 : 2+i])
-		kind, ok := kinds[name]
-		if !ok {
-			return fmt.Errorf("key group %d: state %q has no recorded kind", kg, name)
-		}
-		return visit(kg, name, kind, k[3+i:], v)
-	})
+	return state.WalkRaw(dbView{db}, h.Range, visit)
 }
