@@ -85,7 +85,6 @@ type pendingTxn[TXN any] struct {
 
 type twoPhaseWriter[T, TXN any] struct {
 	c             TwoPhaseCommitter[T, TXN]
-	subtask       int
 	ctx           TxnContext
 	checkpointing bool
 	cur           TXN
@@ -106,28 +105,25 @@ func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], erro
 				"transactionTimeout", tt.TransactionTimeout(), "checkpointInterval", sc.CheckpointInterval, "recoveryAllowance", RecoveryAllowance)
 		}
 	}
-	w := &twoPhaseWriter[T, TXN]{c: s.c, checkpointing: sc.Checkpointing, subtask: sc.Subtask}
-	w.ctx = TxnContext{Prefix: w.prefixOf(sc, sc.Subtask), Subtask: sc.Subtask, Logger: sc.Logger}
+	w := &twoPhaseWriter[T, TXN]{c: s.c, checkpointing: sc.Checkpointing}
+	w.ctx = TxnContext{Prefix: txnPrefix(sc, sc.Subtask), Subtask: sc.Subtask, Logger: sc.Logger}
 	// Restored state (union: every subtask sees every old subtask's unit).
-	// Old subtask s' is settled by new subtask s' mod parallelism: it
+	// Old subtask s is settled by new subtask s mod parallelism: it
 	// commits s's handles and aborts the rest of s's transactions, so no
 	// two subtasks ever touch the same prefix. Names go on above the
 	// largest sequence number of any old subtask, so that no new
 	// transaction reuses the name of a committed one, whatever subtask
 	// owned the prefix before a rescale.
-	units, legacy, err := decodeTwoPhaseState(sc.RestoredState, s.c)
+	units, err := decodeTwoPhaseState(sc.RestoredState, s.c, sc.Subtask, w.ctx.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	if legacy != nil {
-		units = append(units, *legacy)
-	}
-	own := false
 	for _, u := range units {
 		w.ctx.Seq = max(w.ctx.Seq, u.seq)
 	}
+	settled := false // this subtask's own prefix, from w.ctx.Seq on
 	for _, u := range units {
-		if u.subtask%sc.Parallelism != sc.Subtask && u.subtask != -1 {
+		if u.subtask%sc.Parallelism != sc.Subtask {
 			continue
 		}
 		for _, txn := range u.handles {
@@ -135,21 +131,13 @@ func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], erro
 				return nil, fmt.Errorf("cannot commit a transaction of restored checkpoint %d: %w", sc.RestoredCheckpoint, err)
 			}
 		}
-		sub := u.subtask
-		if sub == -1 { // a checkpoint of an older weir: its own prefix
-			sub = sc.Subtask
-		}
-		tc := w.ctx
-		tc.Prefix, tc.Subtask, tc.Seq = u.prefix, sub, u.seq
-		if tc.Prefix == "" {
-			tc.Prefix = w.prefixOf(sc, sub)
-		}
+		tc := TxnContext{Prefix: u.prefix, Subtask: u.subtask, Seq: u.seq, Logger: sc.Logger}
 		if err := s.c.AbortLingering(tc, u.handles); err != nil {
 			return nil, fmt.Errorf("cannot abort lingering transactions %s-*: %w", tc.Prefix, err)
 		}
-		own = own || tc.Prefix == w.ctx.Prefix && u.seq == w.ctx.Seq
+		settled = settled || tc.Prefix == w.ctx.Prefix && tc.Seq == w.ctx.Seq
 	}
-	if !own {
+	if !settled {
 		// Transactions this prefix opened from w.ctx.Seq on (an attempt
 		// that failed before its first checkpoint) belong to nobody.
 		if err := s.c.AbortLingering(w.ctx, nil); err != nil {
@@ -194,7 +182,7 @@ func (w *twoPhaseWriter[T, TXN]) SnapshotState(id checkpoint.ID) ([][]byte, erro
 	// again: a job restored under another name still settles the
 	// transactions its predecessor opened.
 	out := []byte{'u'}
-	out = binary.AppendUvarint(out, uint64(w.subtask))
+	out = binary.AppendUvarint(out, uint64(w.ctx.Subtask))
 	out = binary.AppendVarint(out, w.ctx.Seq)
 	out = binary.AppendUvarint(out, uint64(len(w.ctx.Prefix)))
 	out = append(out, w.ctx.Prefix...)
@@ -215,54 +203,61 @@ func (s *twoPhaseSink[T, TXN]) StateRedistribution() checkpoint.Redistribution {
 	return checkpoint.Union
 }
 
-func (w *twoPhaseWriter[T, TXN]) prefixOf(sc SinkContext, subtask int) string {
+func txnPrefix(sc SinkContext, subtask int) string {
 	return fmt.Sprintf("weir-%s-%s-%d", sc.JobName, sc.OperatorUID, subtask)
 }
 
-// twoPhaseUnit is what one old subtask left in a checkpoint (subtask -1:
-// state written by an older weir, without the subtask).
+// twoPhaseUnit is what one old subtask left in a checkpoint.
 type twoPhaseUnit[TXN any] struct {
 	subtask int
 	seq     int64
-	prefix  string // "" in legacy state: the subtask's own prefix
+	prefix  string
 	handles []TXN
 }
 
-// decodeTwoPhaseState reads the restored entries: units ('u'), and the
-// entries of older checkpoints ('s' sequence, 'h' handle), returned as one
-// legacy unit.
-func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TXN]) (units []twoPhaseUnit[TXN], legacy *twoPhaseUnit[TXN], err error) {
+// decodeTwoPhaseState reads the restored units ('u'). The entries of
+// checkpoints of an older weir ('s' sequence, 'h' handle, split evenly,
+// without subtask or prefix) become one unit of this subtask and prefix.
+func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TXN], subtask int, prefix string) ([]twoPhaseUnit[TXN], error) {
+	var units []twoPhaseUnit[TXN]
+	var legacy *twoPhaseUnit[TXN]
+	legacyUnit := func() *twoPhaseUnit[TXN] {
+		if legacy == nil {
+			legacy = &twoPhaseUnit[TXN]{subtask: subtask, prefix: prefix}
+		}
+		return legacy
+	}
 	for _, e := range entries {
 		if len(e) == 0 {
-			return nil, nil, errors.New("empty two-phase commit state entry")
+			return nil, errors.New("empty two-phase commit state entry")
 		}
 		switch e[0] {
 		case 'u':
 			b := e[1:]
 			sub, n := binary.Uvarint(b)
 			if n <= 0 || sub > 1<<20 {
-				return nil, nil, errors.New("corrupted subtask in two-phase commit state")
+				return nil, errors.New("corrupted subtask in two-phase commit state")
 			}
 			b = b[n:]
 			seq, n := binary.Varint(b)
 			if n <= 0 {
-				return nil, nil, errors.New("corrupted sequence number in two-phase commit state")
+				return nil, errors.New("corrupted sequence number in two-phase commit state")
 			}
 			b = b[n:]
 			pl, n := binary.Uvarint(b)
 			if n <= 0 || pl > uint64(len(b)-n) {
-				return nil, nil, errors.New("corrupted transaction prefix in two-phase commit state")
+				return nil, errors.New("corrupted transaction prefix in two-phase commit state")
 			}
 			u := twoPhaseUnit[TXN]{subtask: int(sub), seq: seq, prefix: string(b[n : n+int(pl)])}
 			b = b[n+int(pl):]
 			for len(b) > 0 {
 				l, n := binary.Uvarint(b)
 				if n <= 0 || l > uint64(len(b)-n) {
-					return nil, nil, errors.New("corrupted transaction handle in two-phase commit state")
+					return nil, errors.New("corrupted transaction handle in two-phase commit state")
 				}
 				txn, err := c.DecodeHandle(b[n : n+int(l)])
 				if err != nil {
-					return nil, nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
+					return nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
 				}
 				u.handles = append(u.handles, txn)
 				b = b[n+int(l):]
@@ -271,26 +266,24 @@ func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TX
 		case 's':
 			seq, n := binary.Varint(e[1:])
 			if n <= 0 {
-				return nil, nil, errors.New("corrupted sequence number in two-phase commit state")
+				return nil, errors.New("corrupted sequence number in two-phase commit state")
 			}
-			if legacy == nil {
-				legacy = &twoPhaseUnit[TXN]{subtask: -1}
-			}
-			legacy.seq = max(legacy.seq, seq)
+			legacyUnit().seq = max(legacyUnit().seq, seq)
 		case 'h':
 			txn, err := c.DecodeHandle(e[1:])
 			if err != nil {
-				return nil, nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
+				return nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
 			}
-			if legacy == nil {
-				legacy = &twoPhaseUnit[TXN]{subtask: -1}
-			}
-			legacy.handles = append(legacy.handles, txn)
+			l := legacyUnit()
+			l.handles = append(l.handles, txn)
 		default:
-			return nil, nil, fmt.Errorf("unknown two-phase commit state entry kind %q", e[0])
+			return nil, fmt.Errorf("unknown two-phase commit state entry kind %q", e[0])
 		}
 	}
-	return units, legacy, nil
+	if legacy != nil {
+		units = append(units, *legacy)
+	}
+	return units, nil
 }
 
 // NotifyCheckpointComplete commits every transaction pre-committed at or
