@@ -43,10 +43,16 @@ type triggerReply struct {
 // writes to checkpoint storage, and feeds everything that happens back into
 // the coordinator as events.
 type driver struct {
-	a      *attempt
-	coord  *coordinator.Coordinator
-	events *Queue[driverEvent]
-	nextID checkpoint.ID
+	a *attempt
+	// sharedRefs caches the shared files each completed checkpoint
+	// references; sharedSeen says a subtask acknowledged an incremental
+	// snapshot, so the shared area needs collecting (a job without
+	// incremental state never lists it after the start).
+	sharedRefs map[checkpoint.ID]map[string]bool
+	sharedSeen bool
+	coord      *coordinator.Coordinator
+	events     *Queue[driverEvent]
+	nextID     checkpoint.ID
 
 	pending     map[checkpoint.ID]*CheckpointStats
 	ended       map[checkpoint.TaskID]bool // sources at end of input
@@ -75,7 +81,7 @@ func newDriver(a *attempt, nextID checkpoint.ID, retained []checkpoint.ID) (*dri
 	}
 	return &driver{a: a, coord: c, events: NewQueue[driverEvent](), nextID: nextID,
 		pending: map[checkpoint.ID]*CheckpointStats{}, ended: map[checkpoint.TaskID]bool{},
-		finished: map[checkpoint.TaskID]bool{}}, nil
+		finished: map[checkpoint.TaskID]bool{}, sharedRefs: map[checkpoint.ID]map[string]bool{}}, nil
 }
 
 func (d *driver) run(ctx context.Context) {
@@ -118,6 +124,11 @@ func (d *driver) handle(ev driverEvent) {
 	switch ev.kind {
 	case evAck:
 		d.a.job.log.Debug("ack", "id", ev.id, "task", ev.task)
+		for _, st := range ev.snap.Operators {
+			for _, k := range st.Keyed {
+				d.sharedSeen = d.sharedSeen || k.Incremental != nil
+			}
+		}
 		if s := d.pending[ev.id]; s != nil {
 			s.Subtasks[ev.task] = ev.snap
 		}
@@ -197,7 +208,7 @@ func (d *driver) finishSources() {
 // reference (see storage.CollectShared).
 func (d *driver) collectShared() {
 	pending := d.coord.Pending()
-	n, err := storage.CollectShared(d.a.job.cfg.Storage, func(id checkpoint.ID) bool {
+	n, err := storage.CollectSharedWith(d.a.job.cfg.Storage, d.sharedRefsOf, func(id checkpoint.ID) bool {
 		return slices.Contains(pending, id) || id >= d.coord.NextID()
 	})
 	if err != nil {
@@ -207,10 +218,26 @@ func (d *driver) collectShared() {
 	}
 }
 
+// sharedRefsOf returns the shared files checkpoint id references: known
+// for the checkpoints this driver wrote, read once for the others.
+func (d *driver) sharedRefsOf(id checkpoint.ID) (map[string]bool, error) {
+	if r, ok := d.sharedRefs[id]; ok {
+		return r, nil
+	}
+	md, err := d.a.job.cfg.Storage.ReadMetadata(id)
+	if err != nil {
+		return nil, err
+	}
+	r := map[string]bool{}
+	storage.SharedReferences(md, r)
+	d.sharedRefs[id] = r
+	return r, nil
+}
+
 func (d *driver) apply(actions []coordinator.Action) {
 	collect := false
 	defer func() {
-		if collect {
+		if collect && d.sharedSeen {
 			d.collectShared()
 		}
 	}()
@@ -234,6 +261,9 @@ func (d *driver) apply(actions []coordinator.Action) {
 			if err := d.a.job.cfg.Storage.Commit(md); err != nil {
 				actions = append(actions, d.coord.MetadataFailed(time.Now(), x.ID, err)...)
 			} else {
+				refs := map[string]bool{}
+				storage.SharedReferences(md, refs)
+				d.sharedRefs[x.ID] = refs
 				actions = append(actions, d.coord.MetadataWritten(time.Now(), x.ID)...)
 			}
 		case coordinator.NotifyComplete:
@@ -289,6 +319,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 			}
 		case coordinator.Discard:
 			collect = true
+			delete(d.sharedRefs, x.ID)
 			if err := d.a.job.cfg.Storage.Discard(x.ID); err != nil {
 				d.a.job.log.Warn("cannot discard checkpoint", "id", x.ID, "err", err)
 			}

@@ -91,6 +91,22 @@ func SharedReferences(md *checkpoint.Metadata, into map[string]bool) {
 // the first collection after their checkpoint ends. It returns the number
 // of blobs deleted.
 func CollectShared(s Storage, inFlight func(checkpoint.ID) bool) (int, error) {
+	return CollectSharedWith(s, func(id checkpoint.ID) (map[string]bool, error) {
+		md, err := s.ReadMetadata(id)
+		if err != nil {
+			return nil, err
+		}
+		refs := map[string]bool{}
+		SharedReferences(md, refs)
+		return refs, nil
+	}, inFlight)
+}
+
+// CollectSharedWith is CollectShared with the references of each completed
+// checkpoint given by refsOf, for a caller that knows them already (the
+// coordinator driver keeps those of the checkpoints it wrote, instead of
+// reading every retained _metadata again at every collection).
+func CollectSharedWith(s Storage, refsOf func(checkpoint.ID) (map[string]bool, error), inFlight func(checkpoint.ID) bool) (int, error) {
 	names, err := s.ListShared()
 	if err != nil || len(names) == 0 {
 		return 0, err
@@ -101,13 +117,15 @@ func CollectShared(s Storage, inFlight func(checkpoint.ID) bool) (int, error) {
 	}
 	refs := map[string]bool{}
 	for _, id := range ids {
-		md, err := s.ReadMetadata(id)
+		r, err := refsOf(id)
 		if err != nil {
 			// A checkpoint whose metadata cannot be read may still
 			// reference anything: delete nothing.
 			return 0, fmt.Errorf("cannot collect unused shared state: %w", err)
 		}
-		SharedReferences(md, refs)
+		for n := range r {
+			refs[n] = true
+		}
 	}
 	deleted := 0
 	for _, name := range names {
