@@ -2,8 +2,6 @@ package runtime
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/internal/secret"
 )
 
 // The control plane between the job manager and the task managers is one
@@ -114,13 +113,6 @@ var ctlServiceDesc = grpc.ServiceDesc{
 	}},
 }
 
-// tokenOK compares tokens in constant time (of their hashes, so that the
-// length does not leak either).
-func tokenOK(got, want string) bool {
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
-}
-
 // checkToken authenticates a control stream.
 func checkToken(ctx context.Context, want string) error {
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -128,7 +120,7 @@ func checkToken(ctx context.Context, want string) error {
 	if v := md.Get(tokenHeader); len(v) > 0 {
 		got = v[0]
 	}
-	if !tokenOK(got, want) {
+	if !secret.Equal(got, want) {
 		return status.Error(codes.Unauthenticated, "weir: wrong or missing cluster token")
 	}
 	return nil

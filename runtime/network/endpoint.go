@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/weirstream/weir/internal/secret"
 )
 
 // Config configures an Endpoint. Token is required; everything else has a
@@ -286,7 +288,7 @@ func (e *Endpoint) serverHandshake(raw net.Conn) (*conn, error) {
 	switch {
 	case h.version != Version:
 		status, reason = statusBadVersion, fmt.Sprintf("protocol version %d, want %d", h.version, Version)
-	case !tokenMatches(h.token, e.cfg.Token):
+	case !secret.Equal(h.token, e.cfg.Token):
 		status, reason = statusBadToken, "wrong token"
 	}
 	_, werr := nc.Write(appendWelcome(nil, welcome{version: Version, status: status, maxPayload: uint32(e.cfg.MaxFrameSize), name: e.cfg.Name}))

@@ -1,8 +1,6 @@
 package network
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,11 +116,4 @@ func readField(r io.Reader) (string, error) {
 		return "", truncated(err)
 	}
 	return string(b), nil
-}
-
-// tokenMatches compares in constant time, also with respect to the length
-// of the offered token.
-func tokenMatches(offered, want string) bool {
-	a, b := sha256.Sum256([]byte(offered)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }

@@ -2,22 +2,19 @@ package network
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weirstream/weir/internal/secret"
+	"github.com/weirstream/weir/internal/tlstest"
 	"github.com/weirstream/weir/runtime"
 )
 
@@ -110,46 +107,15 @@ func TestTokenComparison(t *testing.T) {
 		offered string
 		ok      bool
 	}{{"s3cret", true}, {"s3cres", false}, {"s3cret\x00", false}, {"", false}, {"S3CRET", false}} {
-		if got := tokenMatches(c.offered, "s3cret"); got != c.ok {
-			t.Errorf("tokenMatches(%q) = %v", c.offered, got)
+		if got := secret.Equal(c.offered, "s3cret"); got != c.ok {
+			t.Errorf("secret.Equal(%q) = %v", c.offered, got)
 		}
 	}
 }
 
-// selfSigned makes a certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "weir test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, pool
-}
-
 func TestTLS(t *testing.T) {
 	checkLeaks(t)
-	cert, pool := selfSigned(t)
+	cert, pool := tlstest.SelfSigned(t)
 	env := newEnv(t, func(s, r *Config) {
 		r.ServerTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
 		s.ClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}

@@ -71,6 +71,8 @@ import (
 	"github.com/weirstream/weir/storage"
 )
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // BackendName is the format name of native snapshots.
 const BackendName = "pebble-v1"
 
@@ -573,7 +575,7 @@ func (n *nativeSnapshot) upload(t storage.Target, name string, shared bool) (che
 	if err != nil {
 		return checkpoint.NamedStream{}, err
 	}
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	crc := crc32.New(castagnoli)
 	if _, err := io.Copy(io.MultiWriter(w, crc), src); err != nil {
 		w.Abort()
 		return checkpoint.NamedStream{}, fmt.Errorf("cannot upload pebble file %s: %w", name, err)
@@ -703,7 +705,7 @@ func (s *Store) downloadFile(f checkpoint.NamedStream, open func(checkpoint.Stre
 	if err != nil {
 		return fmt.Errorf("cannot write pebble file %s: %w", path, err)
 	}
-	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	crc := crc32.New(castagnoli)
 	n, err := io.Copy(io.MultiWriter(dst, crc), rc)
 	if err == nil {
 		err = dst.Sync()
