@@ -1,6 +1,10 @@
 package network
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/weirstream/weir/runtime"
+)
 
 // ChannelID names one logical channel, from one sending subtask to one
 // receiving subtask of one edge of one job attempt. Every channel that an
@@ -15,8 +19,9 @@ type ChannelID uint64
 // NewChannelID derives the id of the channel of job attempt attempt on edge
 // edge from sender subtask sender to receiver subtask receiver. Attempts wrap
 // at 2^16: ids only need to differ among channels alive at the same time.
+// It is runtime.ChannelID, the id the runtime deploys channels with.
 func NewChannelID(attempt, edge, sender, receiver uint16) ChannelID {
-	return ChannelID(uint64(attempt)<<48 | uint64(edge)<<32 | uint64(sender)<<16 | uint64(receiver))
+	return ChannelID(runtime.ChannelID(int(attempt), int(edge), int(sender), int(receiver)))
 }
 
 // Attempt is the job attempt the channel belongs to.
