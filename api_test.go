@@ -216,3 +216,24 @@ func TestPanicInUserCode(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// After a rescale down, CollectSink commits the epochs that subtasks which
+// no longer exist pre-committed at the restored checkpoint, and drops later
+// ones.
+func TestCollectSinkRescaleDown(t *testing.T) {
+	c := weir.NewCollectSink[int]()
+	w, err := c.CreateWriter(weir.SinkContext{Subtask: 1, Parallelism: 2, Checkpointing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(5)
+	w.(weir.SnapshottingWriter).SnapshotState(3)
+	w.Write(6)
+	w.(weir.SnapshottingWriter).SnapshotState(4) // never completes
+	if _, err := c.CreateWriter(weir.SinkContext{Subtask: 0, Parallelism: 1, Checkpointing: true, Restored: true, RestoredCheckpoint: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Committed(); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("committed %v, want [5]", got)
+	}
+}
