@@ -231,7 +231,7 @@ func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 			store.Close()
 			return fmt.Errorf("cannot create the keyed state of %s: %w", oc.OperatorName, err)
 		}
-		rb.ReuseRestoredFiles = oc.RestoredFromJobStorage
+		rb.ReuseRestoredFiles = oc.RestoredOwned
 		b = rb
 	}
 	o.ctx = KeyedContext[K]{backend: b, op: oc}

@@ -14,8 +14,21 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
 	"time"
+)
+
+// Errors a restore wraps, so that the runtime can tell a checkpoint that
+// can never be restored from a transient failure to read it.
+var (
+	// ErrIncompatible: the checkpoint's state does not fit the job (another
+	// kind of state, another key or value type or codec, another max
+	// parallelism). Restarting cannot help.
+	ErrIncompatible = errors.New("incompatible state")
+	// ErrCorrupt: the checkpoint's state cannot be read (a checksum
+	// mismatch, a truncated, missing or undecodable file).
+	ErrCorrupt = errors.New("corrupted state")
 )
 
 // ID identifies a checkpoint. IDs grow monotonically within a job, also

@@ -338,13 +338,13 @@ func (jm *JobManager) handleReport(c *tmConn, a *attempt, m ctlMsg) {
 			a.ack(m.ID, m.Task, *m.Snap)
 		}
 	case msgDecline:
-		a.decline(m.ID, m.Task, errors.New(m.Err))
+		a.decline(m.ID, m.Task, m.Why, errors.New(m.Err))
 	case msgSourceEnded:
 		a.sourceEnded(m.Task)
 	case msgFinished:
 		a.taskFinished(m.Task)
 	case msgFailed:
-		a.failWith(fmt.Errorf("task manager %s: %s", c.name, m.Err))
+		a.failWith(declassify(fmt.Sprintf("task manager %s: %s", c.name, m.Err), m.Class))
 	case msgCancelled:
 		a.cluster.ended(c.name)
 	}
@@ -512,16 +512,16 @@ func (a *attempt) runRemote(jm *JobManager) error {
 	}
 	jm.mu.Unlock()
 	var restore *checkpoint.Metadata
-	fromJob := false
+	fromJob, owned := false, false
 	if a.restore != nil {
-		restore, fromJob = a.restore.md, a.restore.storage == a.job.cfg.Storage
+		restore, fromJob, owned = a.restore.md, a.restore.storage == a.job.cfg.Storage, a.restore.owned
 	}
 	// The driver exists before any task runs (a source may end, and
 	// report it, at once), and its loop, which mails triggers, starts
 	// after the deployments are queued ahead of any mail.
 	stop, err := a.startDriver(func() {
 		for i, c := range tms {
-			c.out.Put(ctlMsg{Kind: msgDeploy, Attempt: a.number, Deploy: &deployMsg{Self: i, Where: where, Addrs: addrs, Restore: restore, FromJobStorage: fromJob}})
+			c.out.Put(ctlMsg{Kind: msgDeploy, Attempt: a.number, Deploy: &deployMsg{Self: i, Where: where, Addrs: addrs, Restore: restore, FromJobStorage: fromJob, Owned: owned}})
 		}
 		jm.log.Info("deployed", "attempt", a.number, "taskmanagers", len(tms), "subtasks", len(a.all))
 	})
@@ -753,7 +753,7 @@ func (tm *taskManager) deploy(ctx context.Context, m ctlMsg, out *Queue[ctlMsg])
 			a.cancel(nil)
 			return errors.New("cannot restore: this task manager has no checkpoint storage configured for the restore")
 		}
-		a.restore = &restorePoint{storage: st, md: d.Restore}
+		a.restore = &restorePoint{storage: st, md: d.Restore, owned: d.Owned}
 	}
 	a.report = func(r ctlMsg) {
 		r.Attempt = a.number
@@ -776,7 +776,7 @@ func (tm *taskManager) deploy(ctx context.Context, m ctlMsg, out *Queue[ctlMsg])
 		err := a.mu.firstErr
 		a.mu.Unlock()
 		if err != nil {
-			out.Put(ctlMsg{Kind: msgFailed, Attempt: a.number, Err: err.Error()})
+			out.Put(ctlMsg{Kind: msgFailed, Attempt: a.number, Err: err.Error(), Class: classify(err)})
 		}
 	}()
 	return nil

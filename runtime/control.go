@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/checkpoint/coordinator"
 	"github.com/weirstream/weir/internal/secret"
 )
 
@@ -72,6 +73,9 @@ type ctlMsg struct {
 	Snap *checkpoint.TaskSnapshot `json:"snap,omitempty"`
 	Err  string                   `json:"err,omitempty"`
 	Mail *Mail                    `json:"mail,omitempty"`
+	// decline: why; failed: what kind of failure
+	Why   coordinator.DeclineReason `json:"why,omitempty"`
+	Class failureClass              `json:"class,omitempty"`
 	// deploy
 	Deploy *deployMsg `json:"deploy,omitempty"`
 }
@@ -84,9 +88,10 @@ type deployMsg struct {
 	Addrs []string `json:"addrs"`
 	// Restore is the checkpoint to restore (nil: fresh start);
 	// FromJobStorage says it is in the job's checkpoint storage (else in
-	// the configured restore storage).
+	// the configured restore storage); Owned that the job owns it.
 	Restore        *checkpoint.Metadata `json:"restore,omitempty"`
 	FromJobStorage bool                 `json:"fromJobStorage,omitempty"`
+	Owned          bool                 `json:"owned,omitempty"`
 }
 
 type placed struct {

@@ -89,6 +89,9 @@ type Job struct {
 	cancel context.CancelFunc
 	jm     *JobManager // nil: the local cluster
 	onEnd  func(error) // called when the job ends, before done closes
+	// disposer deletes what the job no longer needs from its storage
+	// (nil without checkpointing).
+	disposer *disposer
 
 	mu struct {
 		sync.Mutex
@@ -99,7 +102,23 @@ type Job struct {
 		restarts int
 		stopSP   checkpoint.ID // the savepoint a stop-with-savepoint ended with
 		hardErr  error         // set by failHard
+		// restoreID is the newest checkpoint whose completion the tasks
+		// were told (sinks may have committed up to it): a failover
+		// restores it, never anything older.
+		restoreID checkpoint.ID
 	}
+}
+
+func (j *Job) setRestorePoint(id checkpoint.ID) {
+	j.mu.Lock()
+	j.mu.restoreID = max(j.mu.restoreID, id)
+	j.mu.Unlock()
+}
+
+func (j *Job) restorePointID() checkpoint.ID {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.mu.restoreID
 }
 
 func (j *Job) setStopSavepoint(id checkpoint.ID) {
@@ -174,12 +193,13 @@ func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Jo
 	if cfg.RestoreStorage != nil {
 		md, err := cfg.RestoreStorage.ReadMetadata(cfg.RestoreID)
 		if err != nil {
-			return nil, fmt.Errorf("cannot restore job %s from checkpoint %d in %s: %w", g.Name, cfg.RestoreID, cfg.RestoreStorage, err)
+			return nil, fmt.Errorf("cannot restore job %s: %w", g.Name, restoreFailure(cfg.RestoreStorage, cfg.RestoreID, err, cfg.Storage))
 		}
 		if err := checkRestorable(g, md, cfg.AllowNonRestoredState); err != nil {
 			return nil, fmt.Errorf("cannot restore job %s from checkpoint %d in %s: %w", g.Name, cfg.RestoreID, cfg.RestoreStorage, err)
 		}
-		initial = &restorePoint{storage: cfg.RestoreStorage, md: md}
+		initial = newRestorePoint(cfg.RestoreStorage, md, g, cfg.Storage)
+		j.log.Info("restoring", "checkpoint", md.CheckpointID, "kind", md.Kind, "from", storage.Location(cfg.RestoreStorage, md.CheckpointID), "owned", initial.owned)
 	}
 	ctx, j.cancel = context.WithCancel(ctx)
 	go j.run(ctx, initial)
@@ -307,6 +327,44 @@ func (j *Job) recordStats(s CheckpointStats) {
 type restorePoint struct {
 	storage storage.Storage
 	md      *checkpoint.Metadata
+	// owned: the checkpoint belongs to the job (a checkpoint, not a
+	// savepoint, of this job in its own storage): the job may delete it by
+	// retention, and incremental snapshots may keep referencing its files.
+	owned bool
+}
+
+func newRestorePoint(st storage.Storage, md *checkpoint.Metadata, g *JobGraph, jobStorage storage.Storage) *restorePoint {
+	return &restorePoint{storage: st, md: md, owned: st == jobStorage && ownedBy(md, g)}
+}
+
+// ownedBy reports whether a checkpoint in a job's own storage belongs to
+// it: a checkpoint (never a savepoint) taken by a job of that name. A job
+// deletes only what it owns (Flink's no-claim mode for everything else).
+func ownedBy(md *checkpoint.Metadata, g *JobGraph) bool {
+	return md.Kind == checkpoint.KindCheckpoint && md.JobName == g.Name
+}
+
+// ownedCheckpoints lists, oldest first, the completed checkpoints in the
+// job's storage that the job owns: they count toward the retained number,
+// so the checkpoints of an earlier run of the job are retained or deleted
+// by the same rule as the current run's.
+func (j *Job) ownedCheckpoints() ([]checkpoint.ID, error) {
+	ids, err := j.cfg.Storage.Completed()
+	if err != nil {
+		return nil, err
+	}
+	var out []checkpoint.ID
+	for _, id := range ids {
+		md, err := j.cfg.Storage.ReadMetadata(id)
+		if err != nil {
+			j.log.Warn("cannot read a checkpoint's metadata; it is kept, not counted as the job's", "id", id, "err", err)
+			continue
+		}
+		if ownedBy(md, j.graph) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 func (j *Job) run(ctx context.Context, restore *restorePoint) {
@@ -316,11 +374,28 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			j.onEnd(j.err) // before Wait returns: a job manager tells its task managers
 		}
 	}()
-	var retained []checkpoint.ID
-	if restore != nil && restore.storage == j.cfg.Storage {
-		retained = []checkpoint.ID{restore.md.CheckpointID}
-	}
+	var owned []checkpoint.ID
 	var nextID checkpoint.ID = 1
+	if j.cfg.Checkpointing {
+		j.disposer = newDisposer(j.cfg.Storage, j.log)
+		defer j.disposer.close()
+		var err error
+		if owned, err = j.ownedCheckpoints(); err != nil {
+			j.err = fmt.Errorf("cannot start job %s: cannot read checkpoint storage %s: %w", j.graph.Name, j.cfg.Storage, err)
+			return
+		}
+		// Debris of earlier runs: incomplete checkpoints older than the
+		// newest completed one, and shared files nothing references.
+		if latest, ok, err := j.cfg.Storage.Latest(); err == nil && ok {
+			j.disposer.sweep(latest, nil)
+		}
+		maxID, err := j.cfg.Storage.MaxID()
+		if err != nil {
+			j.err = fmt.Errorf("cannot start job %s: cannot read checkpoint storage %s: %w", j.graph.Name, j.cfg.Storage, err)
+			return
+		}
+		j.disposer.startCollection(maxID + 1)
+	}
 	for attemptNo := 0; ; attemptNo++ {
 		if j.cfg.Checkpointing {
 			maxID, err := j.cfg.Storage.MaxID()
@@ -345,9 +420,14 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			number = int(id)
 		}
 		a := &attempt{job: j, number: number, restore: restore}
-		err := a.run(ctx, nextID, retained)
+		err := a.run(ctx, nextID, owned)
 		nextID = max(nextID, a.nextID)
-		retained = a.retained
+		owned = a.retained
+		if j.cfg.Checkpointing {
+			// Every task of the attempt has stopped: an incomplete
+			// checkpoint of it is debris now.
+			j.disposer.sweep(nextID, nil)
+		}
 		if err == nil {
 			// The final checkpoint is kept: restarting a finished job with
 			// --restore latest then restores the end state and finishes at
@@ -364,8 +444,25 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			j.mu.Unlock()
 			j.log.Info("job cancelled", "err", j.err)
 			if j.cfg.Checkpointing && !j.cfg.RetainOnCancel {
-				j.discardAll(retained)
+				for _, id := range owned {
+					j.disposer.discard(id, true)
+				}
 			}
+			return
+		}
+		if permanent, why := restoreVerdict(restore, err); permanent {
+			cause := err
+			if why != nil {
+				cause = fmt.Errorf("%w (the checkpoint is damaged: %v)", err, why)
+			}
+			j.err = fmt.Errorf("job %s failed and will not restart: %w", j.graph.Name,
+				restoreFailure(restore.storage, restore.md.CheckpointID, cause, j.cfg.Storage))
+			j.log.Error("job failed: its checkpoint cannot be restored", "err", j.err)
+			return
+		}
+		if IsPermanent(err) {
+			j.err = fmt.Errorf("job %s failed and will not restart (a restart cannot help): %w", j.graph.Name, err)
+			j.log.Error("job failed", "err", err)
 			return
 		}
 		delay, ok, reason := j.cfg.Restart.OnFailure(time.Now())
@@ -374,18 +471,19 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			j.log.Error("job failed", "err", err, "restart", reason)
 			return
 		}
-		// Restore from the newest completed checkpoint, else where we began.
-		if id, ok := latestOf(retained); ok && j.cfg.Checkpointing {
+		// Restore the newest checkpoint whose completion the tasks were
+		// told (sinks may have committed up to it), else where we began.
+		if id := j.restorePointID(); id != 0 && j.cfg.Checkpointing && (restore == nil || restore.storage != j.cfg.Storage || restore.md.CheckpointID != id) {
 			md, rerr := j.cfg.Storage.ReadMetadata(id)
 			if rerr != nil {
-				j.err = fmt.Errorf("job %s failed (%v) and cannot restore checkpoint %d: %w", j.graph.Name, err, id, rerr)
+				j.err = fmt.Errorf("job %s failed (%v) and cannot restore: %w", j.graph.Name, err, restoreFailure(j.cfg.Storage, id, rerr, nil))
 				return
 			}
-			restore = &restorePoint{storage: j.cfg.Storage, md: md}
+			restore = newRestorePoint(j.cfg.Storage, md, j.graph, j.cfg.Storage)
 		}
 		from := "the beginning"
 		if restore != nil {
-			from = fmt.Sprintf("checkpoint %d", restore.md.CheckpointID)
+			from = fmt.Sprintf("%s %d", restore.md.Kind, restore.md.CheckpointID)
 		}
 		j.log.Warn("job failed; restarting", "err", err, "delay", delay, "restore", from, "attempt", attemptNo+1)
 		j.mu.Lock()
@@ -398,21 +496,6 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			t.Stop()
 			j.err = ctx.Err()
 			return
-		}
-	}
-}
-
-func latestOf(ids []checkpoint.ID) (checkpoint.ID, bool) {
-	if len(ids) == 0 {
-		return 0, false
-	}
-	return ids[len(ids)-1], true
-}
-
-func (j *Job) discardAll(ids []checkpoint.ID) {
-	for _, id := range ids {
-		if err := j.cfg.Storage.Discard(id); err != nil {
-			j.log.Warn("cannot discard checkpoint", "id", id, "err", err)
 		}
 	}
 }
@@ -834,7 +917,7 @@ func (a *attempt) openContexts(t *Task, v *Vertex, s int) error {
 			oc.Restored = true
 			oc.RestoredCheckpoint = rp.md.CheckpointID
 			oc.OpenStream = rp.storage.OpenStream
-			oc.RestoredFromJobStorage = rp.storage == j.cfg.Storage
+			oc.RestoredOwned = rp.owned
 			if os := rp.md.Operator(info.UID); os != nil {
 				for _, st := range os.Subtasks {
 					for _, h := range st.Keyed {
@@ -864,13 +947,13 @@ func (a *attempt) ack(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.
 	}
 }
 
-func (a *attempt) decline(id checkpoint.ID, task checkpoint.TaskID, reason error) {
+func (a *attempt) decline(id checkpoint.ID, task checkpoint.TaskID, why coordinator.DeclineReason, reason error) {
 	if a.report != nil {
-		a.report(ctlMsg{Kind: msgDecline, ID: id, Task: task, Err: reason.Error()})
+		a.report(ctlMsg{Kind: msgDecline, ID: id, Task: task, Err: reason.Error(), Why: why})
 		return
 	}
 	if a.driver != nil {
-		a.driver.events.Put(driverEvent{kind: evDecline, id: id, task: task, err: reason})
+		a.driver.events.Put(driverEvent{kind: evDecline, id: id, task: task, why: why, err: reason})
 	}
 }
 

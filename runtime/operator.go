@@ -96,10 +96,13 @@ type OperatorContext struct {
 	RestoredCheckpoint checkpoint.ID
 	// RestoredList is the operator list state assigned to this subtask.
 	RestoredList []checkpoint.ListStateSnapshot
-	// RestoredFromJobStorage is true when the restored checkpoint lives in
-	// the storage the job checkpoints to (incremental snapshots may then
-	// keep referencing its shared files).
-	RestoredFromJobStorage bool
+	// RestoredOwned is true when the job owns the restored checkpoint (a
+	// checkpoint of this job in its own storage): incremental snapshots may
+	// then keep referencing its shared files. A checkpoint the job does not
+	// own (a savepoint, another job's or another storage's checkpoint) may
+	// be deleted by its owner, so nothing the job writes depends on it
+	// (Flink's no-claim mode).
+	RestoredOwned bool
 	// RestoredKeyed are the keyed state handles that intersect KeyGroups.
 	RestoredKeyed []checkpoint.KeyedStateHandle
 	// OpenStream reads a restored state stream.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/barrier"
+	"github.com/weirstream/weir/checkpoint/coordinator"
 )
 
 // mailKind is the kind of a control action posted to a task's mailbox.
@@ -35,7 +36,7 @@ type Mail struct {
 // taskHost is what a task needs from the execution it belongs to.
 type taskHost interface {
 	ack(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.TaskSnapshot)
-	decline(id checkpoint.ID, task checkpoint.TaskID, reason error)
+	decline(id checkpoint.ID, task checkpoint.TaskID, why coordinator.DeclineReason, reason error)
 	sourceEnded(task checkpoint.TaskID)
 	taskFinished(task checkpoint.TaskID)
 	writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) (checkpoint.KeyedStateHandle, error)
@@ -95,6 +96,9 @@ func (t *Task) run() (err error) {
 	}()
 	for i := len(t.chain.Operators) - 1; i >= 0; i-- {
 		if err := t.chain.Operators[i].Open(t.opCtx[i]); err != nil {
+			if t.opCtx[i].Restored {
+				return &RestoreError{Task: t.Name, Operator: t.opInfo[i].Name, Err: err}
+			}
 			return fmt.Errorf("cannot open operator %s: %w", t.opInfo[i].Name, err)
 		}
 	}
@@ -211,7 +215,11 @@ func (t *Task) apply(actions []barrier.Action) {
 		case barrier.Snapshot:
 			t.checkpoint(a.Barrier, a.AlignmentDuration, a.StartDelay)
 		case barrier.Abort:
-			t.host.decline(a.ID, t.ID, fmt.Errorf("checkpoint %d abandoned in %s: %s", a.ID, t.Name, a.Reason))
+			why := coordinator.DeclineSubsumed
+			if a.Cancelled {
+				why = coordinator.DeclineCancelled
+			}
+			t.host.decline(a.ID, t.ID, why, fmt.Errorf("checkpoint %d abandoned in %s: %s", a.ID, t.Name, a.Reason))
 			for _, o := range t.outputs {
 				o.EmitEvent(Event{Kind: EventCancel, Barrier: checkpoint.Barrier{ID: a.ID}})
 			}
@@ -309,7 +317,7 @@ func (t *Task) checkpoint(b checkpoint.Barrier, alignment, startDelay time.Durat
 				for _, o := range t.outputs {
 					o.EmitEvent(Event{Kind: EventCancel, Barrier: b})
 				}
-				t.host.decline(b.ID, t.ID, err)
+				t.host.decline(b.ID, t.ID, coordinator.DeclineFailure, err)
 				return
 			}
 			t.fail(err)
@@ -367,7 +375,7 @@ func (t *Task) asyncSnapshot(id checkpoint.ID, snaps []OperatorSnapshot, ts chec
 		return
 	}
 	if err != nil {
-		t.host.decline(id, t.ID, err)
+		t.host.decline(id, t.ID, coordinator.DeclineFailure, err)
 		return
 	}
 	ts.AsyncDuration = time.Since(start)

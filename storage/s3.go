@@ -1046,6 +1046,12 @@ func (s *S3) Latest() (checkpoint.ID, bool, error) {
 	return c[len(c)-1], true, nil
 }
 
+// Incomplete lists the ids with objects under chk-<id>/ but no _metadata.
+func (s *S3) Incomplete() ([]checkpoint.ID, error) {
+	all, completed, err := s.listCheckpoints()
+	return incomplete(all, completed), err
+}
+
 // MaxID is the highest id with any object under chk-<id>/.
 func (s *S3) MaxID() (checkpoint.ID, error) {
 	all, _, err := s.listCheckpoints()

@@ -38,6 +38,9 @@ type Storage interface {
 	Latest() (id checkpoint.ID, ok bool, err error)
 	// MaxID is the highest id with anything stored at all (0 if none).
 	MaxID() (checkpoint.ID, error)
+	// Incomplete lists, ascending, the ids with blobs stored but no
+	// _metadata: checkpoints in flight, or the debris of aborted ones.
+	Incomplete() ([]checkpoint.ID, error)
 	// Discard deletes everything of checkpoint id; absent is no error.
 	// Blobs in the shared area are not touched (see CollectShared).
 	Discard(id checkpoint.ID) error
@@ -329,6 +332,27 @@ func (f *File) Latest() (checkpoint.ID, bool, error) {
 	return c[len(c)-1], true, nil
 }
 
+func (f *File) Incomplete() ([]checkpoint.ID, error) {
+	all, completed, err := f.list()
+	return incomplete(all, completed), err
+}
+
+// incomplete returns the ids of all not in completed, ascending.
+func incomplete(all, completed []checkpoint.ID) []checkpoint.ID {
+	done := map[checkpoint.ID]bool{}
+	for _, id := range completed {
+		done[id] = true
+	}
+	var out []checkpoint.ID
+	for _, id := range all {
+		if !done[id] {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
 func (f *File) MaxID() (checkpoint.ID, error) {
 	all, _, err := f.list()
 	var m checkpoint.ID
@@ -358,7 +382,8 @@ type Memory struct {
 	mu   struct {
 		sync.Mutex
 		metadata map[checkpoint.ID][]byte
-		seen     map[checkpoint.ID]bool
+		seen     map[checkpoint.ID]bool // every id ever written (MaxID)
+		live     map[checkpoint.ID]bool // ids with blobs not discarded
 		shared   map[string][]byte
 	}
 }
@@ -368,6 +393,7 @@ func NewMemory(name string) *Memory {
 	m := &Memory{name: name}
 	m.mu.metadata = map[checkpoint.ID][]byte{}
 	m.mu.seen = map[checkpoint.ID]bool{}
+	m.mu.live = map[checkpoint.ID]bool{}
 	m.mu.shared = map[string][]byte{}
 	return m
 }
@@ -380,6 +406,7 @@ func (m *Memory) CreateStream(id checkpoint.ID, name string) (StreamWriter, erro
 	}
 	m.mu.Lock()
 	m.mu.seen[id] = true
+	m.mu.live[id] = true
 	m.mu.Unlock()
 	return &memStream{}, nil
 }
@@ -513,7 +540,21 @@ func (m *Memory) Discard(id checkpoint.ID) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.mu.metadata, id)
+	delete(m.mu.live, id)
 	return nil
+}
+
+func (m *Memory) Incomplete() ([]checkpoint.ID, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []checkpoint.ID
+	for id := range m.mu.live {
+		if _, ok := m.mu.metadata[id]; !ok {
+			out = append(out, id)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
 }
 
 // ResolveRestorePath finds the checkpoint a restore argument names: a

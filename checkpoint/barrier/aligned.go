@@ -81,11 +81,11 @@ func (h *aligned) unblockAll() []Action {
 }
 
 // abortCurrent abandons the alignment in progress, if any: Abort, Unblock.
-func (h *aligned) abortCurrent(reason string) []Action {
+func (h *aligned) abortCurrent(reason string, cancelled bool) []Action {
 	if !h.active {
 		return nil
 	}
-	out := []Action{Abort{ID: h.current.ID, Reason: reason}}
+	out := []Action{Abort{ID: h.current.ID, Reason: reason, Cancelled: cancelled}}
 	return append(out, h.unblockAll()...)
 }
 
@@ -107,7 +107,7 @@ func (h *aligned) OnBarrier(now time.Time, ch int, b checkpoint.Barrier) []Actio
 	case b.ID <= h.seen:
 		return nil // stale: taken or abandoned already
 	default:
-		out = h.abortCurrent(fmt.Sprintf("barrier of newer checkpoint %d arrived during alignment", b.ID))
+		out = h.abortCurrent(fmt.Sprintf("barrier of newer checkpoint %d arrived during alignment", b.ID), false)
 		if h.advance(b.ID) {
 			return out // the coordinator aborted it: do not align it
 		}
@@ -128,15 +128,15 @@ func (h *aligned) OnCancellation(now time.Time, ch int, id checkpoint.ID) []Acti
 	}
 	switch {
 	case h.active && id == h.current.ID:
-		return h.abortCurrent(fmt.Sprintf("cancellation marker for checkpoint %d", id))
+		return h.abortCurrent(fmt.Sprintf("cancellation marker for checkpoint %d", id), true)
 	case id <= h.seen:
 		return nil // handled already
 	}
 	// A marker for a newer checkpoint: the channel will not deliver the
 	// barrier of the one being aligned any more either.
-	out := h.abortCurrent(fmt.Sprintf("cancellation marker for newer checkpoint %d", id))
+	out := h.abortCurrent(fmt.Sprintf("cancellation marker for newer checkpoint %d", id), false)
 	if !h.advance(id) {
-		out = append(out, Abort{ID: id, Reason: "cancellation marker"})
+		out = append(out, Abort{ID: id, Reason: "cancellation marker", Cancelled: true})
 	}
 	return out
 }

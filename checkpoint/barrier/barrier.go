@@ -106,6 +106,10 @@ type Snapshot struct {
 type Abort struct {
 	ID     checkpoint.ID
 	Reason string
+	// Cancelled is set when an upstream cancellation marker caused the
+	// abort (the upstream task declined on its own); otherwise a newer
+	// checkpoint overtook this one here.
+	Cancelled bool
 }
 
 func (Block) isAction()    {}

@@ -178,7 +178,7 @@ func (h *atLeastOnce) OnCancellation(now time.Time, ch int, id checkpoint.ID) []
 		return out
 	}
 	h.aborted[id] = true
-	out = append(out, Abort{ID: id, Reason: "cancellation marker"})
+	out = append(out, Abort{ID: id, Reason: "cancellation marker", Cancelled: true})
 	if i := h.find(id); i >= 0 {
 		out = append(out, h.release(h.pending[i])...)
 		h.pending = append(h.pending[:i], h.pending[i+1:]...)

@@ -18,14 +18,16 @@ import (
 //
 //	new [interval=D timeout=D min-pause=D max-concurrent=N tolerable=N retained=N]
 //	    tasks=V.S,... sources=V.S,... [next-id=N retained-ids=N,...]
-//	start t=D | tick t=D | trigger t=D [kind=savepoint]
-//	ack id=N task=V.S t=D [size=N] | decline id=N task=V.S t=D [reason=S]
+//	start t=D | tick t=D | trigger t=D [kind=savepoint] [req=N]
+//	ack id=N task=V.S t=D [size=N]
+//	decline id=N task=V.S t=D [reason=S] [why=failure|subsumed|cancelled|end-of-input|not-running]
+//	trigger-failed id=N t=D | source-ended task=V.S t=D | stop t=D
 //	finished task=V.S t=D | written id=N t=D | write-failed id=N t=D [err=S]
 //	shutdown t=D
 //
 // Times are offsets from an epoch. Each command prints the actions, then the
-// pending and retained completed ids, the latest completed id and the next
-// deadline. Regenerate with: go test ./checkpoint/coordinator -rewrite
+// pending and retained completed ids, the restore point (the newest
+// completion told to the tasks), queued requests and the next deadline. Regenerate with: go test ./checkpoint/coordinator -rewrite
 func TestTranscripts(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		var c *Coordinator
@@ -63,7 +65,8 @@ func TestTranscripts(t *testing.T) {
 			switch d.Cmd {
 			case "new":
 				cfg := Config{Interval: dur("interval"), Timeout: dur("timeout"), MinPause: dur("min-pause"),
-					MaxConcurrent: num("max-concurrent", 1), TolerableFailures: num("tolerable", 0), NumRetained: num("retained", 1)}
+					MaxConcurrent: num("max-concurrent", 1), TolerableFailures: num("tolerable", 0), NumRetained: num("retained", 1),
+					FinalTimeout: dur("final-timeout"), MaxQueued: num("max-queued", 0)}
 				var retained []checkpoint.ID
 				for _, s := range splitList(args["retained-ids"]) {
 					n, _ := strconv.Atoi(s)
@@ -84,11 +87,7 @@ func TestTranscripts(t *testing.T) {
 				if args["kind"] == "savepoint" {
 					kind = checkpoint.KindSavepoint
 				}
-				_, a, err := c.TriggerNow(now, kind)
-				if err != nil {
-					return "error: " + err.Error() + "\n" + state(c)
-				}
-				acts = a
+				acts = c.Trigger(now, kind, uint64(num("req", 0)))
 			case "ack":
 				acts = c.Ack(now, id, parseTask(t, args["task"]), checkpoint.TaskSnapshot{StateSize: int64(num("size", 0))})
 			case "decline":
@@ -96,7 +95,23 @@ func TestTranscripts(t *testing.T) {
 				if r, ok := args["reason"]; ok {
 					reason = errors.New(r)
 				}
-				acts = c.Decline(now, id, parseTask(t, args["task"]), reason)
+				why := DeclineFailure
+				for r := DeclineFailure; r <= DeclineNotRunning; r++ {
+					if args["why"] == r.String() {
+						why = r
+					}
+				}
+				acts = c.Decline(now, id, parseTask(t, args["task"]), why, reason)
+			case "trigger-failed":
+				acts = c.TriggerFailed(now, id, errors.New("cannot reach the id counter"))
+			case "source-ended":
+				acts = c.SourceEnded(now, parseTask(t, args["task"]))
+			case "stop":
+				a, err := c.StopWithSavepoint(now)
+				if err != nil {
+					return "error: " + err.Error() + "\n" + state(c)
+				}
+				acts = a
 			case "finished":
 				acts = c.TaskFinished(now, parseTask(t, args["task"]))
 			case "written":
@@ -150,7 +165,21 @@ func parseTask(t *testing.T, s string) checkpoint.TaskID {
 func render(a Action, epoch time.Time) string {
 	switch a := a.(type) {
 	case TriggerSources:
-		return fmt.Sprintf("trigger id=%d kind=%s at=%s -> %v", a.Barrier.ID, a.Barrier.Kind, a.Barrier.Timestamp.Sub(epoch), a.Tasks)
+		final := ""
+		if a.Final {
+			final = " final"
+		}
+		return fmt.Sprintf("trigger id=%d kind=%s%s at=%s -> %v", a.Barrier.ID, a.Barrier.Kind, final, a.Barrier.Timestamp.Sub(epoch), a.Tasks)
+	case Triggered:
+		return fmt.Sprintf("triggered req=%d id=%d", a.Request, a.ID)
+	case TriggerRefused:
+		return fmt.Sprintf("refused req=%d err=%q", a.Request, a.Err)
+	case Completed:
+		return fmt.Sprintf("completed id=%d kind=%s notified=%v", a.ID, a.Kind, a.Notified)
+	case StopSources:
+		return fmt.Sprintf("stop-sources %v", a.Tasks)
+	case FinishSources:
+		return fmt.Sprintf("finish-sources %v after %s %d", a.Tasks, a.Kind, a.ID)
 	case WriteMetadata:
 		var tasks []string
 		for t, s := range a.Snapshots {
@@ -165,7 +194,7 @@ func render(a Action, epoch time.Time) string {
 	case Discard:
 		return fmt.Sprintf("discard id=%d completed=%v", a.ID, a.Completed)
 	case FailJob:
-		return fmt.Sprintf("fail-job reason=%q", a.Reason)
+		return fmt.Sprintf("fail-job permanent=%v reason=%q", a.Permanent, a.Reason)
 	}
 	return fmt.Sprintf("unknown %T", a)
 }
@@ -175,9 +204,16 @@ func state(c *Coordinator) string {
 	if t, ok := c.NextDeadline(); ok {
 		dl = t.Sub(time.Unix(0, 0)).String()
 	}
-	latest := "none"
-	if id, ok := c.LatestCompleted(); ok {
-		latest = strconv.Itoa(int(id))
+	restore := "none"
+	if id, ok := c.RestorePoint(); ok {
+		restore = strconv.Itoa(int(id))
 	}
-	return fmt.Sprintf("pending=%v completed=%v latest=%s deadline=%s\n", c.Pending(), c.Completed(), latest, dl)
+	extra := ""
+	if n := c.Queued(); n > 0 {
+		extra += fmt.Sprintf(" queued=%d", n)
+	}
+	if c.Finished() {
+		extra += " finished"
+	}
+	return fmt.Sprintf("pending=%v completed=%v restore=%s deadline=%s%s\n", c.Pending(), c.Completed(), restore, dl, extra)
 }

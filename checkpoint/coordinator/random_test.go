@@ -13,14 +13,18 @@ import (
 )
 
 // TestRandomEvents drives coordinators with random configurations through
-// random event sequences (ticks, exact deadlines, acks, declines, finished
-// tasks, metadata results in any order, manual triggers, bogus ids and
-// tasks) and checks every action and the state after every step against an
-// independent model of the rules in the package doc.
+// random event sequences (ticks, exact deadlines, acks, declines with every
+// reason, failed triggers, finished tasks, sources at end of input, stops,
+// metadata results in any order, user requests, bogus ids and tasks) and
+// checks every action and the state after every step against an
+// independent model of the rules in the package doc. Its central
+// invariant: the restore point is always the newest checkpoint whose
+// completion the tasks were told, so a failover never goes back behind a
+// sink's commit.
 func TestRandomEvents(t *testing.T) {
-	seeds := 2000
+	seeds := 3000
 	if testing.Short() {
-		seeds = 200
+		seeds = 300
 	}
 	for seed := range uint64(seeds) {
 		runRandom(t, seed)
@@ -38,12 +42,16 @@ const (
 
 type modelCk struct {
 	kind        checkpoint.Kind
+	final       bool
 	triggeredAt time.Time
 	state       ckState
 	discarded   bool // Discard{Completed: false} seen
 	retained    bool // completed checkpoint still retained
+	notified    bool
 	acked       map[checkpoint.TaskID]int64
 }
+
+func (ck *modelCk) counts() bool { return ck.kind == checkpoint.KindCheckpoint || ck.final }
 
 // model is what the coordinator should be, rebuilt from its actions and
 // checked against them.
@@ -58,17 +66,32 @@ type model struct {
 	started  bool
 	shutdown bool
 	finished map[checkpoint.TaskID]bool
+	ended    map[checkpoint.TaskID]bool
 	cks      map[checkpoint.ID]*modelCk
 	lastID   checkpoint.ID
 	retained []checkpoint.ID
-	latest   checkpoint.ID
+	notified checkpoint.ID // newest notified (or retained at start)
+	restore  checkpoint.ID // newest notified by this coordinator
 
-	nextPeriodic   time.Time // meaningful once started
+	nextPeriodic   time.Time
 	lastCompletion time.Time
 	completedOnce  bool
 	failures       int
+	retryAt        time.Time
 	failJob        bool
-	step           int
+
+	stopping    bool
+	finalWanted bool
+	finalAfter  checkpoint.ID
+	finalSince  time.Time
+	finalDone   bool
+
+	queued   []uint64                   // waiting requests, in order
+	reqKind  map[uint64]checkpoint.Kind // every request made
+	answered map[uint64]bool
+	nextReq  uint64
+
+	step int
 }
 
 func (m *model) fatalf(format string, args ...any) {
@@ -96,21 +119,50 @@ func (m *model) open(kind checkpoint.Kind) (ids []checkpoint.ID) {
 	return ids
 }
 
-// periodicDue: when the next periodic trigger may fire (MinPause included),
-// and whether it is armed at all.
+func (m *model) active() bool { return !m.shutdown && !m.failJob && !m.finalDone }
+
+func (m *model) earliest(minPause bool) time.Time {
+	t := m.retryAt
+	if minPause && m.completedOnce && m.lastCompletion.Add(m.cfg.MinPause).After(t) {
+		t = m.lastCompletion.Add(m.cfg.MinPause)
+	}
+	return t
+}
+
+// periodicDue: when the next periodic trigger may fire (MinPause and the
+// backoff included), and whether it is armed at all.
 func (m *model) periodicDue() (time.Time, bool) {
-	if !m.started || m.shutdown || m.failJob || m.cfg.Interval == 0 || len(m.liveSources()) == 0 {
+	if !m.started || !m.active() || m.finalWanted || m.cfg.Interval == 0 || len(m.liveSources()) == 0 {
 		return time.Time{}, false
 	}
 	due := m.nextPeriodic
-	if m.completedOnce && m.lastCompletion.Add(m.cfg.MinPause).After(due) {
-		due = m.lastCompletion.Add(m.cfg.MinPause)
+	if e := m.earliest(true); e.After(due) {
+		due = e
 	}
 	return due, true
 }
 
+func (m *model) finalDue() (time.Time, bool) {
+	if !m.started || !m.finalWanted || !m.active() || len(m.open(255)) > 0 || len(m.liveSources()) == 0 {
+		return time.Time{}, false
+	}
+	return m.earliest(false), true
+}
+
 func (m *model) slotFree() bool {
 	return len(m.open(checkpoint.KindCheckpoint)) < m.cfg.MaxConcurrent
+}
+
+func (m *model) finalKind() checkpoint.Kind {
+	if m.stopping {
+		return checkpoint.KindSavepoint
+	}
+	return checkpoint.KindCheckpoint
+}
+
+// refusal: whether a request or stop must be refused now.
+func (m *model) refusal() bool {
+	return m.shutdown || m.failJob || len(m.liveSources()) == 0 || m.finalWanted || m.finalDone
 }
 
 type eventKind int
@@ -121,15 +173,33 @@ const (
 	evTrigger
 	evAck
 	evDecline
+	evTriggerFailed
 	evFinished
+	evSourceEnded
+	evStop
 	evWritten
 	evWriteFailed
 	evShutdown
 )
 
+// checkEnded: the model's view of "every source ended".
+func (m *model) checkEnded() {
+	if m.finalWanted {
+		return
+	}
+	for _, s := range m.sources {
+		if !m.ended[s] && !m.finished[s] {
+			return
+		}
+	}
+	m.finalWanted, m.finalAfter, m.finalSince = true, m.lastID, m.now
+	// Queued requests are refused with ErrFinishing (checked in apply).
+}
+
 // apply checks the actions of one event and advances the model.
-func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Kind, acts []Action) {
+func (m *model) apply(ev eventKind, evID checkpoint.ID, req uint64, acts []Action) {
 	m.t.Helper()
+	servedQueue := 0
 	for i, a := range acts {
 		switch a := a.(type) {
 		case TriggerSources:
@@ -137,9 +207,8 @@ func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Ki
 			if id != m.lastID+1 {
 				m.fatalf("triggered %d, want %d (ids strictly increase by one)", id, m.lastID+1)
 			}
-			m.lastID = id
-			if m.shutdown || m.failJob {
-				m.fatalf("trigger %d after shutdown or FailJob", id)
+			if !m.active() || !m.started && ev != evTrigger {
+				m.fatalf("trigger %d while inactive", id)
 			}
 			if !a.Barrier.Timestamp.Equal(m.now) {
 				m.fatalf("trigger %d timestamp %v, now %v", id, a.Barrier.Timestamp, m.now)
@@ -147,31 +216,76 @@ func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Ki
 			if live := m.liveSources(); len(live) == 0 || !slices.Equal(a.Tasks, live) {
 				m.fatalf("trigger %d to %v, live sources %v", id, a.Tasks, live)
 			}
-			switch ev {
-			case evTrigger:
-				if a.Barrier.Kind != manualKind {
-					m.fatalf("manual trigger of %s yielded %s", manualKind, a.Barrier.Kind)
+			prev, _ := actionAt(acts, i-1).(Triggered)
+			switch {
+			case a.Final:
+				due, ok := m.finalDue()
+				if !ok || m.now.Before(due) || a.Barrier.Kind != m.finalKind() {
+					m.fatalf("final trigger %d not allowed (due %v %v, now %v, kind %s)", id, due, ok, m.now, a.Barrier.Kind)
 				}
-				if manualKind == checkpoint.KindCheckpoint && !m.slotFree() {
-					m.fatalf("manual checkpoint %d beyond max concurrent", id)
+			case prev.ID == id:
+				kind, ok := m.reqKind[prev.Request]
+				if !ok || kind != a.Barrier.Kind || m.finalWanted {
+					m.fatalf("trigger %d for request %d of kind %s", id, prev.Request, kind)
 				}
-			case evTick, evWritten, evWriteFailed, evDecline:
+				if kind == checkpoint.KindCheckpoint && !m.slotFree() {
+					m.fatalf("requested checkpoint %d beyond max concurrent", id)
+				}
+			default:
 				due, armed := m.periodicDue()
 				if !armed || m.now.Before(due) || !m.slotFree() || a.Barrier.Kind != checkpoint.KindCheckpoint {
 					m.fatalf("periodic trigger %d not allowed (armed=%v due=%v now=%v slot=%v)", id, armed, due, m.now, m.slotFree())
 				}
+				if len(m.queued) > 0 {
+					m.fatalf("periodic trigger %d while requests %v wait", id, m.queued)
+				}
 				m.nextPeriodic = m.now.Add(m.cfg.Interval)
-			default:
-				m.fatalf("trigger %d on event %d", id, ev)
 			}
-			ck := &modelCk{kind: a.Barrier.Kind, triggeredAt: m.now, state: stPending, acked: map[checkpoint.TaskID]int64{}}
-			m.cks[id] = ck
+			m.lastID = id
+			m.cks[id] = &modelCk{kind: a.Barrier.Kind, final: a.Final, triggeredAt: m.now, state: stPending, acked: map[checkpoint.TaskID]int64{}}
+		case Triggered:
+			if m.answered[a.Request] {
+				m.fatalf("request %d answered twice", a.Request)
+			}
+			m.answered[a.Request] = true
+			if next, ok := actionAt(acts, i+1).(TriggerSources); !ok || next.Barrier.ID != a.ID || a.ID != m.lastID+1 {
+				m.fatalf("Triggered %+v not followed by its trigger", a)
+			}
+			if j := slices.Index(m.queued, a.Request); j >= 0 {
+				if j != 0 {
+					m.fatalf("request %d served before %v", a.Request, m.queued[:j])
+				}
+				m.queued = m.queued[1:]
+				servedQueue++
+			} else if ev != evTrigger || a.Request != req {
+				m.fatalf("Triggered %d on event %d", a.Request, ev)
+			}
+		case TriggerRefused:
+			if m.answered[a.Request] {
+				m.fatalf("request %d answered twice", a.Request)
+			}
+			m.answered[a.Request] = true
+			if j := slices.Index(m.queued, a.Request); j >= 0 {
+				m.queued = slices.Delete(m.queued, j, j+1)
+				if !m.shutdown && !m.failJob && !m.finalWanted {
+					m.fatalf("queued request %d refused while the coordinator goes on: %v", a.Request, a.Err)
+				}
+				continue
+			}
+			if ev != evTrigger || a.Request != req {
+				m.fatalf("refusal of %d on event %d", a.Request, ev)
+			}
+			full := m.reqKind[req] == checkpoint.KindCheckpoint && len(m.queued) >= m.cfg.MaxQueued
+			if !m.refusal() && !full {
+				m.fatalf("request %d refused: %v", req, a.Err)
+			}
 		case WriteMetadata:
 			ck := m.cks[a.ID]
 			if ck == nil || ck.state != stPending {
 				m.fatalf("WriteMetadata %d not pending", a.ID)
 			}
-			if ev != evAck && ev != evFinished {
+			if ev != evAck && ev != evFinished && ev != evTrigger && ev != evTick && ev != evSourceEnded &&
+				ev != evWritten && ev != evWriteFailed && ev != evDecline && ev != evTriggerFailed {
 				m.fatalf("WriteMetadata %d on event %d", a.ID, ev)
 			}
 			if a.Kind != ck.kind || !a.TriggeredAt.Equal(ck.triggeredAt) || len(a.Snapshots) != len(m.tasks) {
@@ -190,24 +304,37 @@ func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Ki
 				}
 			}
 			ck.state = stCompleting
-		case NotifyComplete:
+		case Completed:
 			ck := m.cks[a.ID]
-			if ev != evWritten || a.ID != evID || ck == nil || ck.state != stCompleting {
-				m.fatalf("NotifyComplete %d on event %d for %d (state %v)", a.ID, ev, evID, ck)
+			if ev != evWritten || a.ID != evID || ck == nil || ck.state != stCompleting || i != 0 {
+				m.fatalf("Completed %d on event %d for %d (state %v)", a.ID, ev, evID, ck)
 			}
-			if i != 0 {
-				m.fatalf("NotifyComplete %d is not the first action", a.ID)
+			if a.Kind != ck.kind || a.Notified != (ck.kind == checkpoint.KindCheckpoint || ck.final) {
+				m.fatalf("Completed %+v for %+v", a, ck)
 			}
-			if ck.kind == checkpoint.KindCheckpoint && a.ID < m.latest {
-				m.fatalf("checkpoint %d completed after the newer %d", a.ID, m.latest)
+			if ck.kind == checkpoint.KindCheckpoint && !ck.final && a.ID < m.notified {
+				m.fatalf("checkpoint %d completed after the newer notified %d", a.ID, m.notified)
+			}
+			if next, ok := actionAt(acts, i+1).(NotifyComplete); a.Notified != (ok && next.ID == a.ID) {
+				m.fatalf("Completed %+v and the next action %v", a, actionAt(acts, i+1))
 			}
 			ck.state = stCompleted
-			m.failures = 0
 			m.completedOnce, m.lastCompletion = true, m.now
-			m.latest = max(m.latest, a.ID)
+		case NotifyComplete:
+			ck := m.cks[a.ID]
+			if prev, ok := actionAt(acts, i-1).(Completed); !ok || prev.ID != a.ID || !prev.Notified {
+				m.fatalf("NotifyComplete %d without its Completed", a.ID)
+			}
+			ck.notified = true
+			m.notified = max(m.notified, a.ID)
+			m.restore = max(m.restore, a.ID)
+			m.failures, m.retryAt = 0, time.Time{}
 			if ck.kind == checkpoint.KindCheckpoint {
 				ck.retained = true
 				m.retained = append(m.retained, a.ID)
+			}
+			if ck.final {
+				m.finalDone = true
 			}
 		case NotifyAborted:
 			ck := m.cks[a.ID]
@@ -217,33 +344,46 @@ func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Ki
 			if i+1 >= len(acts) || acts[i+1] != (Discard{ID: a.ID}) {
 				m.fatalf("NotifyAborted %d not followed by its Discard", a.ID)
 			}
-			subsumed := strings.Contains(a.Reason, "subsumed")
+			counted := false
 			switch {
-			case subsumed:
-				if ck.kind != checkpoint.KindCheckpoint || a.ID >= m.latest {
-					m.fatalf("%d subsumed, latest %d: %s", a.ID, m.latest, a.Reason)
+			case strings.Contains(a.Reason, "subsumed"):
+				if ck.kind != checkpoint.KindCheckpoint || ck.final || a.ID >= m.notified {
+					m.fatalf("%d subsumed, notified %d: %s", a.ID, m.notified, a.Reason)
 				}
 				if ck.state == stCompleting && (a.ID != evID || (ev != evWritten && ev != evWriteFailed)) {
 					m.fatalf("completing %d subsumed before its write ended", a.ID)
+				}
+			case strings.Contains(a.Reason, "the job finished"):
+				if !m.finalDone {
+					m.fatalf("%d aborted for the end before the final checkpoint: %s", a.ID, a.Reason)
 				}
 			case strings.Contains(a.Reason, "expired"):
 				if ev != evTick || ck.state != stPending || m.cfg.Timeout == 0 || m.now.Before(ck.triggeredAt.Add(m.cfg.Timeout)) {
 					m.fatalf("%d expired wrongly: %s", a.ID, a.Reason)
 				}
+				counted = true
 			case strings.Contains(a.Reason, "declined"):
 				if ev != evDecline || a.ID != evID || ck.state != stPending {
 					m.fatalf("%d declined wrongly: %s", a.ID, a.Reason)
 				}
+				counted = strings.Contains(a.Reason, "cannot snapshot")
+			case strings.Contains(a.Reason, "cannot trigger"):
+				if ev != evTriggerFailed || a.ID != evID || ck.state != stPending {
+					m.fatalf("%d trigger failure wrongly: %s", a.ID, a.Reason)
+				}
+				counted = true
 			case strings.Contains(a.Reason, "metadata"):
 				if ev != evWriteFailed || a.ID != evID || ck.state != stCompleting {
 					m.fatalf("%d metadata failure wrongly: %s", a.ID, a.Reason)
 				}
+				counted = true
 			default:
 				m.fatalf("%d aborted for an unknown reason: %s", a.ID, a.Reason)
 			}
 			ck.state = stAborted
-			if !subsumed && ck.kind == checkpoint.KindCheckpoint {
+			if counted && ck.counts() {
 				m.failures++
+				m.retryAt = m.now.Add(Backoff(m.failures, m.cfg.MinPause))
 			}
 		case Discard:
 			if a.Completed {
@@ -273,10 +413,36 @@ func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Ki
 				m.fatalf("Discard %d twice", a.ID)
 			}
 			ck.discarded = true
+		case StopSources:
+			if ev != evStop {
+				m.fatalf("StopSources on event %d", ev)
+			}
+			var want []checkpoint.TaskID
+			for _, s := range m.liveSources() {
+				if !m.ended[s] {
+					want = append(want, s)
+				}
+			}
+			if !slices.Equal(a.Tasks, want) {
+				m.fatalf("StopSources %v, want %v", a.Tasks, want)
+			}
+		case FinishSources:
+			if !m.finalDone || !slices.Equal(a.Tasks, m.liveSources()) {
+				m.fatalf("FinishSources %v (final done %v, live %v)", a.Tasks, m.finalDone, m.liveSources())
+			}
+			if i != len(acts)-1 {
+				m.fatalf("FinishSources is not the last action: %v", acts[i+1:])
+			}
 		case FailJob:
-			tol := m.cfg.TolerableFailures
-			if m.failJob || tol < 0 || m.failures <= tol {
-				m.fatalf("FailJob with %d failures, %d tolerated, already=%v", m.failures, tol, m.failJob)
+			if m.failJob {
+				m.fatalf("FailJob twice")
+			}
+			if a.Permanent {
+				if ev != evTick || !m.finalWanted || m.finalDone || m.cfg.FinalTimeout == 0 || m.now.Before(m.finalSince.Add(m.cfg.FinalTimeout)) {
+					m.fatalf("permanent FailJob not due: %s", a.Reason)
+				}
+			} else if tol := m.cfg.TolerableFailures; tol < 0 || m.failures <= tol {
+				m.fatalf("FailJob with %d failures, %d tolerated", m.failures, tol)
 			}
 			m.failJob = true
 		default:
@@ -287,10 +453,16 @@ func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Ki
 	if tol := m.cfg.TolerableFailures; tol >= 0 && m.failures > tol && !m.failJob {
 		m.fatalf("%d failures exceed %d but no FailJob", m.failures, tol)
 	}
-	// A completion subsumes every older pending checkpoint.
+	if m.cfg.FinalTimeout > 0 && m.finalWanted && !m.finalDone && !m.failJob && ev == evTick && !m.now.Before(m.finalSince.Add(m.cfg.FinalTimeout)) {
+		m.fatalf("final checkpoint past its bound at %v, no FailJob", m.now)
+	}
+	if (m.shutdown || m.failJob || m.finalWanted) && len(m.queued) > 0 {
+		m.fatalf("requests %v still queued after the end", m.queued)
+	}
+	// A notified completion subsumes every older pending checkpoint.
 	for _, id := range m.open(checkpoint.KindCheckpoint) {
-		if id < m.latest && m.cks[id].state == stPending {
-			m.fatalf("pending %d older than completed %d", id, m.latest)
+		if ck := m.cks[id]; id < m.notified && ck.state == stPending && !ck.final {
+			m.fatalf("pending %d older than notified %d", id, m.notified)
 		}
 	}
 	if ev == evTick && m.cfg.Timeout > 0 {
@@ -300,9 +472,16 @@ func (m *model) apply(ev eventKind, evID checkpoint.ID, manualKind checkpoint.Ki
 			}
 		}
 	}
-	// A due periodic trigger with a free slot fires in the tick, or in the
-	// completion or abort that frees the slot.
-	if ev == evTick || (len(acts) > 0 && (ev == evWritten || ev == evWriteFailed || ev == evDecline)) {
+	// What is due fires in the tick, or in the event that frees the slot.
+	reacts := ev == evTick || ev == evStart || (len(acts) > 0 && (ev == evWritten || ev == evWriteFailed ||
+		ev == evDecline || ev == evTriggerFailed || ev == evSourceEnded || ev == evFinished))
+	if m.started && reacts {
+		if due, ok := m.finalDue(); ok && !m.now.Before(due) {
+			m.fatalf("final checkpoint due at %v, not fired at %v (event %d)", due, m.now, ev)
+		}
+		if len(m.queued) > 0 && m.slotFree() && m.active() && !m.finalWanted && len(m.liveSources()) > 0 {
+			m.fatalf("requests %v wait with a free slot", m.queued)
+		}
 		if due, armed := m.periodicDue(); armed && m.slotFree() && !m.now.Before(due) {
 			m.fatalf("periodic trigger due at %v, free slot, not fired at %v", due, m.now)
 		}
@@ -315,25 +494,32 @@ func (m *model) compare(c *Coordinator, afterTick bool) {
 	if got, want := c.Pending(), m.open(255); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 		m.fatalf("Pending() = %v, model %v", got, want)
 	}
-	if n := len(m.open(checkpoint.KindCheckpoint)); n > m.cfg.MaxConcurrent {
+	if n := len(m.open(checkpoint.KindCheckpoint)); n > m.cfg.MaxConcurrent && !m.finalWanted {
 		m.fatalf("%d checkpoints pending, max %d", n, m.cfg.MaxConcurrent)
 	}
 	if got := c.Completed(); !slices.Equal(got, m.retained) && !(len(got) == 0 && len(m.retained) == 0) {
 		m.fatalf("Completed() = %v, model %v", got, m.retained)
 	}
-	for i := 1; i < len(m.retained); i++ {
-		if m.retained[i] <= m.retained[i-1] {
-			m.fatalf("retained %v not strictly ascending", m.retained)
-		}
-	}
 	if m.completedOnce && len(m.retained) > m.cfg.NumRetained {
 		m.fatalf("%d retained, max %d", len(m.retained), m.cfg.NumRetained)
 	}
-	if id, ok := c.LatestCompleted(); id != m.latest || ok != (m.latest != 0) {
-		m.fatalf("LatestCompleted() = %d %v, model %d", id, ok, m.latest)
+	if c.Queued() != len(m.queued) {
+		m.fatalf("Queued() = %d, model %v", c.Queued(), m.queued)
 	}
-	// NextDeadline is the earlier of the periodic trigger (with a free
-	// slot) and the first expiry.
+	if c.Finished() != m.finalDone {
+		m.fatalf("Finished() = %v, model %v", c.Finished(), m.finalDone)
+	}
+	// The restore point is the newest checkpoint whose completion the
+	// tasks were told: never older than anything a sink may have committed.
+	var newestNotified checkpoint.ID
+	for id, ck := range m.cks {
+		if ck.notified {
+			newestNotified = max(newestNotified, id)
+		}
+	}
+	if id, ok := c.RestorePoint(); id != newestNotified || ok != (newestNotified != 0) || id != m.restore {
+		m.fatalf("RestorePoint() = %d %v, newest notified %d", id, ok, newestNotified)
+	}
 	var want time.Time
 	wantOK := false
 	consider := func(t time.Time) {
@@ -343,6 +529,12 @@ func (m *model) compare(c *Coordinator, afterTick bool) {
 	}
 	if due, armed := m.periodicDue(); armed && m.slotFree() {
 		consider(due)
+	}
+	if due, ok := m.finalDue(); ok {
+		consider(due)
+	}
+	if m.finalWanted && !m.finalDone && !m.failJob && !m.shutdown && m.cfg.FinalTimeout > 0 {
+		consider(m.finalSince.Add(m.cfg.FinalTimeout))
 	}
 	if m.cfg.Timeout > 0 && !m.shutdown {
 		for _, id := range m.open(255) {
@@ -377,6 +569,8 @@ func runRandom(t *testing.T, seed uint64) {
 		MaxConcurrent:     rng.IntN(4),
 		TolerableFailures: rng.IntN(5) - 1,
 		NumRetained:       rng.IntN(4),
+		FinalTimeout:      ms(500 * rng.IntN(4)),
+		MaxQueued:         rng.IntN(3),
 	}
 	var tasks []checkpoint.TaskID
 	for v := range 1 + rng.IntN(3) {
@@ -404,11 +598,14 @@ func runRandom(t *testing.T, seed uint64) {
 	norm := cfg
 	norm.MaxConcurrent = max(norm.MaxConcurrent, 1)
 	norm.NumRetained = max(norm.NumRetained, 1)
+	if norm.MaxQueued == 0 {
+		norm.MaxQueued = DefaultMaxQueued
+	}
 	m := &model{t: t, seed: seed, cfg: norm, tasks: tasks, sources: sources, now: time.Unix(1000, 0),
-		finished: map[checkpoint.TaskID]bool{}, cks: map[checkpoint.ID]*modelCk{}, lastID: nextID - 1,
-		retained: slices.Clone(retained)}
+		finished: map[checkpoint.TaskID]bool{}, ended: map[checkpoint.TaskID]bool{}, cks: map[checkpoint.ID]*modelCk{},
+		lastID: nextID - 1, retained: slices.Clone(retained), reqKind: map[uint64]checkpoint.Kind{}, answered: map[uint64]bool{}}
 	if len(retained) > 0 {
-		m.latest = retained[len(retained)-1]
+		m.notified = retained[len(retained)-1]
 	}
 	m.compare(c, false)
 
@@ -452,10 +649,10 @@ func runRandom(t *testing.T, seed uint64) {
 			m.apply(evTick, 0, 0, c.Tick(m.now))
 			m.compare(c, true)
 			continue
-		case r < 50:
+		case r < 48:
 			id, task := pickID(stPending), pickTask()
 			size := int64(id)*1000 + int64(task.Vertex)*10 + int64(task.Subtask) + 1
-			if ck := m.cks[id]; ck != nil && ck.state == stPending && !m.finished[task] && task != bogusTask {
+			if ck := m.cks[id]; ck != nil && ck.state == stPending && !m.finished[task] && task != bogusTask && !m.shutdown {
 				if _, dup := ck.acked[task]; !dup {
 					ck.acked[task] = size
 				}
@@ -465,44 +662,71 @@ func runRandom(t *testing.T, seed uint64) {
 				m.fatalf("ack from unknown task %s yielded %v", task, acts)
 			}
 			m.apply(evAck, id, 0, acts)
-		case r < 56:
+		case r < 55:
 			id, task := pickID(stPending, stCompleting), pickTask()
-			acts := c.Decline(m.now, id, task, errors.New("cannot snapshot"))
-			if task == bogusTask && acts != nil {
-				m.fatalf("decline from unknown task %s yielded %v", task, acts)
+			reason := DeclineReason(rng.IntN(int(DeclineNotRunning) + 1))
+			cause := errors.New("cannot snapshot")
+			if !reason.Counts() {
+				cause = fmt.Errorf("benign decline %d", reason)
+			}
+			acts := c.Decline(m.now, id, task, reason, cause)
+			if (task == bogusTask || reason == DeclineCancelled) && acts != nil {
+				m.fatalf("decline from %s (%s) yielded %v", task, reason, acts)
 			}
 			m.apply(evDecline, id, 0, acts)
+		case r < 57:
+			id := pickID(stPending)
+			m.apply(evTriggerFailed, id, 0, c.TriggerFailed(m.now, id, errors.New("counter unreachable")))
 		case r < 60:
 			task := pickTask()
-			acts := c.TaskFinished(m.now, task)
-			if task != bogusTask {
+			if task != bogusTask && !m.shutdown {
 				m.finished[task] = true
+				if slices.Contains(sources, task) {
+					m.checkEnded()
+				}
 			}
-			m.apply(evFinished, 0, 0, acts)
-		case r < 80:
+			m.apply(evFinished, 0, 0, c.TaskFinished(m.now, task))
+		case r < 64:
+			task := sources[rng.IntN(len(sources))]
+			if !m.shutdown {
+				m.ended[task] = true
+				m.checkEnded()
+			}
+			m.apply(evSourceEnded, 0, 0, c.SourceEnded(m.now, task))
+		case r < 66:
+			refuse := m.refusal() || m.stopping
+			acts, err := c.StopWithSavepoint(m.now)
+			if (err != nil) != refuse {
+				m.fatalf("StopWithSavepoint: %v, model refuses %v", err, refuse)
+			}
+			if err == nil {
+				m.stopping = true
+			}
+			m.apply(evStop, 0, 0, acts)
+		case r < 84:
 			id := pickID(stCompleting)
 			if rng.IntN(6) == 0 {
 				m.apply(evWriteFailed, id, 0, c.MetadataFailed(m.now, id, errors.New("disk full")))
 			} else {
 				m.apply(evWritten, id, 0, c.MetadataWritten(m.now, id))
 			}
-		case r < 90:
+		case r < 92:
 			kind := checkpoint.KindCheckpoint
 			if rng.IntN(3) == 0 {
 				kind = checkpoint.KindSavepoint
 			}
-			before := m.lastID
-			id, acts, err := c.TriggerNow(m.now, kind)
-			if err != nil {
-				wantErr := m.shutdown || m.failJob || len(m.liveSources()) == 0 ||
-					(kind == checkpoint.KindCheckpoint && !m.slotFree())
-				if !wantErr || acts != nil {
-					m.fatalf("TriggerNow(%s): unexpected %v", kind, err)
+			m.nextReq++
+			req := m.nextReq
+			m.reqKind[req] = kind
+			queueLen := len(m.queued)
+			acts := c.Trigger(m.now, kind, req)
+			if len(acts) == 0 {
+				if m.refusal() || kind != checkpoint.KindCheckpoint || (m.slotFree() && queueLen == 0) || queueLen >= m.cfg.MaxQueued {
+					m.fatalf("request %d (%s) queued wrongly", req, kind)
 				}
-			} else if id != before+1 {
-				m.fatalf("TriggerNow returned %d, want %d", id, before+1)
+				m.queued = append(m.queued, req)
 			}
-			m.apply(evTrigger, id, kind, acts)
+			m.apply(evTrigger, 0, req, acts)
 		default:
 			m.now = m.now.Add(ms(rng.IntN(50)))
 			continue
@@ -510,8 +734,9 @@ func runRandom(t *testing.T, seed uint64) {
 		m.compare(c, false)
 	}
 
-	m.apply(evShutdown, 0, 0, c.Shutdown(m.now))
+	acts := c.Shutdown(m.now)
 	m.shutdown = true
+	m.apply(evShutdown, 0, 0, acts)
 	m.compare(c, false)
 	for id := nextID; id <= m.lastID; id++ {
 		ck := m.cks[id]
@@ -524,18 +749,28 @@ func runRandom(t *testing.T, seed uint64) {
 			m.fatalf("%d neither completed nor aborted after shutdown", id)
 		}
 	}
+	for req := range m.reqKind {
+		if !m.answered[req] {
+			m.fatalf("request %d never answered", req)
+		}
+	}
 	// Every event after Shutdown is a no-op.
 	task := tasks[0]
 	for _, acts := range [][]Action{
 		c.Shutdown(m.now), c.Start(m.now), c.Tick(m.now.Add(time.Hour)),
-		c.Ack(m.now, m.lastID, task, checkpoint.TaskSnapshot{}), c.Decline(m.now, m.lastID, task, nil),
+		c.Ack(m.now, m.lastID, task, checkpoint.TaskSnapshot{}), c.Decline(m.now, m.lastID, task, DeclineFailure, nil),
 		c.TaskFinished(m.now, task), c.MetadataWritten(m.now, m.lastID), c.MetadataFailed(m.now, m.lastID, nil),
+		c.SourceEnded(m.now, sources[0]), c.TriggerFailed(m.now, m.lastID, nil),
 	} {
 		if acts != nil {
 			m.fatalf("event after shutdown yielded %v", acts)
 		}
 	}
-	if _, _, err := c.TriggerNow(m.now, checkpoint.KindSavepoint); !errors.Is(err, ErrShutdown) {
-		m.fatalf("TriggerNow after shutdown: %v", err)
+	acts = c.Trigger(m.now, checkpoint.KindSavepoint, 999999)
+	if r, ok := actionAt(acts, 0).(TriggerRefused); len(acts) != 1 || !ok || !errors.Is(r.Err, ErrShutdown) {
+		m.fatalf("Trigger after shutdown: %v", acts)
+	}
+	if _, err := c.StopWithSavepoint(m.now); !errors.Is(err, ErrShutdown) {
+		m.fatalf("StopWithSavepoint after shutdown: %v", err)
 	}
 }
