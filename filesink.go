@@ -160,22 +160,46 @@ func (c *fileCommitter[T]) PreCommit(txn *FileTxn) error {
 	return syncDir(c.dir)
 }
 
-// Commit renames every pending part to its final name; a part already
+// Commit renames every pending part to its final name, never over an
+// existing file: a committed file is never replaced. A part already
 // renamed (before a crash) counts as committed.
 func (c *fileCommitter[T]) Commit(txn *FileTxn) error {
 	for n := range txn.Parts {
-		err := os.Rename(c.pending(txn.Name, n), c.final(txn.Name, n))
-		if errors.Is(err, os.ErrNotExist) {
-			if _, serr := os.Stat(c.final(txn.Name, n)); serr == nil {
+		pending, final := c.pending(txn.Name, n), c.final(txn.Name, n)
+		err := renameNoReplace(pending, final)
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrNotExist):
+			if _, serr := os.Stat(final); serr == nil {
 				continue
 			}
-			return fmt.Errorf("transaction %s is lost: neither %s nor %s exists", txn.Name, c.pending(txn.Name, n), c.final(txn.Name, n))
-		}
-		if err != nil {
-			return fmt.Errorf("cannot commit: %w", err)
+			return fmt.Errorf("cannot commit transaction %s: neither %s nor %s exists: %w", txn.Name, pending, final, ErrTransactionLost)
+		case errors.Is(err, os.ErrExist):
+			return fmt.Errorf("cannot commit transaction %s: %s exists already and a committed file is never replaced (was the sink directory shared by two jobs, or restored by hand?)", txn.Name, final)
+		default:
+			return fmt.Errorf("cannot commit transaction %s: %w", txn.Name, err)
 		}
 	}
 	return syncDir(c.dir)
+}
+
+// renameNoReplace renames from to to unless to exists (os.ErrExist). It
+// hard-links, then removes from: if a crash comes between the two, both
+// names are the same file, which a second call recognizes and finishes.
+func renameNoReplace(from, to string) error {
+	err := os.Link(from, to)
+	if errors.Is(err, os.ErrExist) {
+		fi, ferr := os.Stat(from)
+		ti, terr := os.Stat(to)
+		if ferr != nil || terr != nil || !os.SameFile(fi, ti) {
+			return err
+		}
+		err = nil // the link of an interrupted earlier commit
+	}
+	if err != nil {
+		return err
+	}
+	return os.Remove(from)
 }
 
 func (c *fileCommitter[T]) Abort(txn *FileTxn) error {

@@ -27,9 +27,11 @@ type SinkContext struct {
 	// completion, otherwise at the end of input.
 	Checkpointing      bool
 	CheckpointInterval time.Duration
-	// Restored is true when the job restored from RestoredCheckpoint.
+	// Restored is true when the job restored from RestoredCheckpoint, a
+	// checkpoint or savepoint (RestoredKind).
 	Restored           bool
 	RestoredCheckpoint checkpoint.ID
+	RestoredKind       checkpoint.Kind
 	// RestoredState is the state this subtask's writer snapshotted at
 	// RestoredCheckpoint (redistributed evenly when the parallelism
 	// changed), or, for a sink with Union redistribution, the state of
@@ -90,7 +92,7 @@ func (o *sinkOp[T]) Open(ctx *runtime.OperatorContext) error {
 	o.name = ctx.OperatorName
 	sc := SinkContext{JobName: ctx.JobName, OperatorUID: ctx.OperatorUID, Subtask: ctx.Subtask,
 		Parallelism: ctx.Parallelism, Attempt: ctx.Attempt, Checkpointing: ctx.Checkpointing, CheckpointInterval: ctx.CheckpointInterval,
-		Restored: ctx.Restored, RestoredCheckpoint: ctx.RestoredCheckpoint, Logger: ctx.Logger}
+		Restored: ctx.Restored, RestoredCheckpoint: ctx.RestoredCheckpoint, RestoredKind: ctx.RestoredKind, Logger: ctx.Logger}
 	for _, l := range ctx.RestoredList {
 		if l.Name == sinkStateName {
 			sc.RestoredState = append(sc.RestoredState, l.Entries...)

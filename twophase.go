@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
@@ -18,14 +19,38 @@ type TxnContext struct {
 	// with it, which is how AbortLingering finds the ones a crash left.
 	Prefix string
 	// Seq numbers the subtask's transactions; it is checkpointed, so after a
-	// restore the names continue where the checkpoint was.
-	Seq     int64
-	Subtask int
-	Logger  *slog.Logger
+	// restore the numbers continue where the checkpoint was.
+	Seq int64
+	// Generation is different for every writer the subtask creates (every
+	// attempt, every run): the microseconds since 1970 when it was
+	// created. A job that restores an older checkpoint (a savepoint, say)
+	// numbers its transactions from that checkpoint's Seq again; the
+	// generation keeps their names apart from the ones an earlier run used
+	// and committed, so a name is never reused after a commit.
+	Generation int64
+	Subtask    int
+	Logger     *slog.Logger
 }
 
-// Name is the conventional transaction name: Prefix-Seq.
-func (c TxnContext) Name() string { return fmt.Sprintf("%s-%d", c.Prefix, c.Seq) }
+// Name is the conventional transaction name: Prefix-Seq_Generation
+// (Prefix-Seq when Generation is 0). A name is never reused, and
+// everything after the last '-' is the name's own part: AbortLingering
+// may match Prefix-*.
+func (c TxnContext) Name() string {
+	if c.Generation == 0 {
+		return fmt.Sprintf("%s-%d", c.Prefix, c.Seq)
+	}
+	return fmt.Sprintf("%s-%d_%d", c.Prefix, c.Seq, c.Generation)
+}
+
+// ErrTransactionLost is wrapped by a TwoPhaseCommitter's Commit when the
+// transaction no longer exists and was not committed either: its records
+// are gone. After a restore from a checkpoint that is a permanent failure
+// (it wraps checkpoint.ErrCorrupt too); after a restore from a savepoint
+// taken while the job went on, it is expected when a failover aborted the
+// savepoint's transactions before a later checkpoint committed them (the
+// failover replayed their records), and only logged.
+var ErrTransactionLost = errors.New("the transaction is lost")
 
 // TwoPhaseCommitter is the external system's side of an exactly-once sink:
 // weir calls it from one subtask goroutine, one transaction per checkpoint
@@ -35,7 +60,13 @@ func (c TxnContext) Name() string { return fmt.Sprintf("%s-%d", c.Prefix, c.Seq)
 //   - after PreCommit returns, Commit of that handle must succeed, also from
 //     a new process after a crash (the handle is all it gets);
 //   - Commit is idempotent: committing a transaction that was already
-//     committed (before a crash) succeeds;
+//     committed (before a crash) succeeds; a transaction that no longer
+//     exists and was not committed returns an error wrapping
+//     ErrTransactionLost, when the system can tell;
+//   - Commit never replaces output committed earlier (the file sink
+//     refuses to rename onto an existing file); transaction names from
+//     ctx.Name() are never reused, also when a job restores an older
+//     checkpoint or savepoint (see TxnContext.Generation);
 //   - AbortLingering removes every transaction whose name starts with
 //     ctx.Prefix except those in keep — the ones a failed attempt left open
 //     or pre-committed after the restored checkpoint. ctx.Seq is the
@@ -106,7 +137,7 @@ func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], erro
 		}
 	}
 	w := &twoPhaseWriter[T, TXN]{c: s.c, checkpointing: sc.Checkpointing}
-	w.ctx = TxnContext{Prefix: txnPrefix(sc, sc.Subtask), Subtask: sc.Subtask, Logger: sc.Logger}
+	w.ctx = TxnContext{Prefix: txnPrefix(sc, sc.Subtask), Subtask: sc.Subtask, Logger: sc.Logger, Generation: newGeneration()}
 	// Restored state (union: every subtask sees every old subtask's unit).
 	// Old subtask s is settled by new subtask s mod parallelism: it
 	// commits s's handles and aborts the rest of s's transactions, so no
@@ -127,11 +158,21 @@ func (s *twoPhaseSink[T, TXN]) CreateWriter(sc SinkContext) (SinkWriter[T], erro
 			continue
 		}
 		for _, txn := range u.handles {
-			if err := s.c.Commit(txn); err != nil {
-				return nil, fmt.Errorf("cannot commit a transaction of restored checkpoint %d: %w", sc.RestoredCheckpoint, err)
+			err := s.c.Commit(txn)
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrTransactionLost) && sc.RestoredKind == checkpoint.KindSavepoint:
+				if sc.Logger != nil {
+					sc.Logger.Warn("a transaction of the restored savepoint no longer exists: a failover after the savepoint aborted it and replayed its records",
+						"savepoint", sc.RestoredCheckpoint, "err", err)
+				}
+			case errors.Is(err, ErrTransactionLost):
+				return nil, fmt.Errorf("cannot commit a transaction of restored checkpoint %d: %w (%w)", sc.RestoredCheckpoint, err, checkpoint.ErrCorrupt)
+			default:
+				return nil, fmt.Errorf("cannot commit a transaction of restored %s %d: %w", sc.RestoredKind, sc.RestoredCheckpoint, err)
 			}
 		}
-		tc := TxnContext{Prefix: u.prefix, Subtask: u.subtask, Seq: u.seq, Logger: sc.Logger}
+		tc := TxnContext{Prefix: u.prefix, Subtask: u.subtask, Seq: u.seq, Logger: sc.Logger, Generation: w.ctx.Generation}
 		if err := s.c.AbortLingering(tc, u.handles); err != nil {
 			return nil, fmt.Errorf("cannot abort lingering transactions %s-*: %w", tc.Prefix, err)
 		}
@@ -201,6 +242,21 @@ func (w *twoPhaseWriter[T, TXN]) SnapshotState(id checkpoint.ID) ([][]byte, erro
 // sees every old subtask's state after a rescale.
 func (s *twoPhaseSink[T, TXN]) StateRedistribution() checkpoint.Redistribution {
 	return checkpoint.Union
+}
+
+// lastGeneration makes generations strictly increase within a process,
+// even for writers created in the same microsecond.
+var lastGeneration atomic.Int64
+
+func newGeneration() int64 {
+	now := time.Now().UnixMicro()
+	for {
+		last := lastGeneration.Load()
+		g := max(now, last+1)
+		if lastGeneration.CompareAndSwap(last, g) {
+			return g
+		}
+	}
 }
 
 func txnPrefix(sc SinkContext, subtask int) string {

@@ -916,6 +916,7 @@ func (a *attempt) openContexts(t *Task, v *Vertex, s int) error {
 		if rp := a.restore; rp != nil {
 			oc.Restored = true
 			oc.RestoredCheckpoint = rp.md.CheckpointID
+			oc.RestoredKind = rp.md.Kind
 			oc.OpenStream = rp.storage.OpenStream
 			oc.RestoredOwned = rp.owned
 			if os := rp.md.Operator(info.UID); os != nil {

@@ -94,6 +94,7 @@ type OperatorContext struct {
 	// Restored is true when the job restored from RestoredCheckpoint.
 	Restored           bool
 	RestoredCheckpoint checkpoint.ID
+	RestoredKind       checkpoint.Kind
 	// RestoredList is the operator list state assigned to this subtask.
 	RestoredList []checkpoint.ListStateSnapshot
 	// RestoredOwned is true when the job owns the restored checkpoint (a

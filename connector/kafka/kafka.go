@@ -354,7 +354,11 @@ func (c *Committer[T]) ctx() (context.Context, context.CancelFunc) {
 }
 
 func (c *Committer[T]) Begin(tc weir.TxnContext) (*Txn, error) {
-	id := tc.Name()
+	// Transactional ids are Prefix-Seq, without the generation: Kafka
+	// cannot list transactions, so AbortLingering fences a window of ids
+	// from the restored Seq on. Reusing an id is safe in Kafka: committed
+	// records never change, and a new producer fences the old one.
+	id := fmt.Sprintf("%s-%d", tc.Prefix, tc.Seq)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.o.Brokers...), kgo.TransactionalID(id),
 		kgo.TransactionTimeout(c.o.TransactionTimeout), kgo.DefaultProduceTopic(c.o.Topic))
 	if err != nil {
@@ -440,6 +444,11 @@ func (c *Committer[T]) endTxn(ctx context.Context, txn *Txn, commit bool) error 
 		return fmt.Errorf("cannot end transaction %s: %w", txn.ID, err)
 	}
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		if commit && (errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch)) {
+			// A newer producer took over the id: this transaction was
+			// ended (committed or aborted) before.
+			err = fmt.Errorf("%w: %w", weir.ErrTransactionLost, err)
+		}
 		return fmt.Errorf("cannot end transaction %s (producer %d, epoch %d): %w", txn.ID, txn.ProducerID, txn.Epoch, err)
 	}
 	return nil

@@ -82,6 +82,19 @@ func TestSinkConformance(t *testing.T) {
 	}
 }
 
+// A savepoint that does not stop the job, then a task failure before the
+// next checkpoint: a read_committed reader sees every (key, seq) exactly
+// once.
+func TestSinkSavepointThenFailure(t *testing.T) {
+	brokers := cluster(t, 3, "out")
+	c, err := NewCommitter(SinkOptions{Brokers: brokers, Topic: "out"}, encodeRow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sinktest.SavepointThenFailure(t, c, nil, func() []sinktest.Row { return readCommitted(t, brokers, "out") })
+}
+
 // The source reads its partitions from checkpointed offsets: with a
 // failure in the middle and a transactional collecting sink, every input
 // record comes out exactly once.

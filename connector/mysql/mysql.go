@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
 
@@ -217,10 +218,40 @@ func unknownXID(err error) bool {
 func (c *Committer[T]) Commit(txn *Txn) error {
 	ctx, cancel := c.ctx()
 	defer cancel()
-	if _, err := c.db.ExecContext(ctx, "XA COMMIT '"+txn.XID+"'"); err != nil && !unknownXID(err) {
+	if err := c.settle(ctx, "XA COMMIT", txn.XID); err != nil {
 		return fmt.Errorf("cannot commit XA transaction %s: %w", txn.XID, err)
 	}
 	return nil
+}
+
+// settleRetry is the pause between tries of an XA COMMIT or ROLLBACK of a
+// transaction whose preparing session is still closing.
+const settleRetry = 10 * time.Millisecond
+
+// settle runs XA COMMIT or XA ROLLBACK of a prepared transaction from any
+// session. MariaDB answers XAER_NOTA (unknown XID) both for a transaction
+// settled before and for one whose preparing session is still connected
+// (it closes asynchronously after PreCommit); XA RECOVER tells them apart,
+// and the second kind is tried again until the session is gone.
+func (c *Committer[T]) settle(ctx context.Context, stmt, xid string) error {
+	for {
+		_, err := c.db.ExecContext(ctx, stmt+" '"+xid+"'")
+		if err == nil || !unknownXID(err) {
+			return err
+		}
+		listed, rerr := c.Recover(xid)
+		if rerr != nil {
+			return rerr
+		}
+		if !slices.Contains(listed, xid) {
+			return nil // settled before
+		}
+		select {
+		case <-time.After(settleRetry):
+		case <-ctx.Done():
+			return fmt.Errorf("still held by the session that prepared it: %w", ctx.Err())
+		}
+	}
 }
 
 // Abort rolls back an open or prepared transaction.
@@ -237,7 +268,7 @@ func (c *Committer[T]) Abort(txn *Txn) error {
 		}
 		return nil
 	}
-	if _, err := c.db.ExecContext(ctx, "XA ROLLBACK '"+txn.XID+"'"); err != nil && !unknownXID(err) {
+	if err := c.settle(ctx, "XA ROLLBACK", txn.XID); err != nil {
 		return fmt.Errorf("cannot roll back XA transaction %s: %w", txn.XID, err)
 	}
 	return nil

@@ -6,9 +6,11 @@ package sinktest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,4 +159,104 @@ func Check(t *testing.T, mode weir.Mode, rows []Row) {
 	if mode == weir.ExactlyOnce && (dups > 0 || bad > 0) {
 		t.Errorf("exactly once: %d (key, seq) written more than once, %d with cnt <> seq", dups, bad)
 	}
+}
+
+// SavepointThenFailure runs the conformance job into c, takes a savepoint
+// that does not stop the job once a checkpoint has completed, and makes a
+// task fail right after the savepoint completed, before the next
+// checkpoint: the job restores the checkpoint before the savepoint, so the
+// savepoint's transactions must not have been committed (Flink's
+// semantics: only the next completed checkpoint commits them).
+//
+// committed reads what a reader of the external system sees as committed,
+// one string per row or file (with its content); it is polled during the
+// run, and nothing committed may ever disappear or change (a committed
+// file renamed over, a row rewritten); nil skips that watch (Kafka, whose
+// committed records cannot change). rows reads the rows for Check.
+func SavepointThenFailure[TXN any](t *testing.T, c weir.TwoPhaseCommitter[Row, TXN], committed func() ([]string, error), rows func() []Row) {
+	t.Helper()
+	var failNow, failed atomic.Bool
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(100*time.Millisecond, weir.ExactlyOnce),
+		weir.MinPauseBetweenCheckpoints(400*time.Millisecond), weir.CheckpointStorage(t.TempDir()),
+		weir.RestartStrategy(restart.FixedDelay(3, 10*time.Millisecond)), weir.BufferSize(64))
+	gen := weir.Generator(Keys, PerKey, func(p int, off int64) Rec { return Rec{int64(p), off + 1} }).WithRate(2000)
+	src := weir.FromSource[Rec](env, gen, "seq").UID("src")
+	mapped := weir.MapErr(src, func(r Rec) (Rec, error) {
+		if failNow.Load() && failed.CompareAndSwap(false, true) {
+			return r, errors.New("injected failure after the savepoint")
+		}
+		return r, nil
+	}).UID("map")
+	out := weir.Process(weir.KeyBy(mapped, func(r Rec) int64 { return r.Key }), &counter{}).UID("count")
+	out.SinkTo(weir.TwoPhaseCommitSink[Row, TXN](c)).UID("sink")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	job, err := env.Start(ctx, "savepoint-failure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Watch what is committed: an entry once seen must stay.
+	var watchErr atomic.Value
+	watchDone := make(chan struct{})
+	stopWatch := make(chan struct{})
+	seen := map[string]int{}
+	check := func() {
+		if committed == nil {
+			return
+		}
+		got, err := committed()
+		if err != nil {
+			return // a transient read failure proves nothing
+		}
+		now := map[string]int{}
+		for _, e := range got {
+			now[e]++
+		}
+		for e, n := range seen {
+			if now[e] < n {
+				watchErr.CompareAndSwap(nil, fmt.Sprintf("committed %q (x%d) changed or disappeared (now x%d)", e, n, now[e]))
+			}
+		}
+		seen = now
+	}
+	go func() {
+		defer close(watchDone)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-tick.C:
+				check()
+			}
+		}
+	}()
+	for job.LatestCheckpoint() == 0 {
+		select {
+		case <-job.Done():
+			t.Fatalf("the job ended before its first checkpoint: %v", job.Wait())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	sp, err := job.TriggerSavepoint(ctx)
+	if err != nil {
+		t.Fatalf("savepoint: %v", err)
+	}
+	failNow.Store(true)
+	latestBefore := job.LatestCheckpoint()
+	if err := job.Wait(); err != nil {
+		t.Fatalf("job: %v", err)
+	}
+	close(stopWatch)
+	<-watchDone
+	check()
+	if e := watchErr.Load(); e != nil {
+		t.Error(e)
+	}
+	if !failed.Load() || job.Restarts() != 1 {
+		t.Fatalf("failure injected %v, restarts %d: the run proves nothing", failed.Load(), job.Restarts())
+	}
+	t.Logf("savepoint %s; latest checkpoint at the failure %d", sp, latestBefore)
+	Check(t, weir.ExactlyOnce, rows())
 }
