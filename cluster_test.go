@@ -29,16 +29,16 @@ func freeAddr(t *testing.T) string {
 
 // clusterJob is the keyed counter of TestFailureInjection as one process
 // of a cluster.
-func clusterJob(dir, jm string, o weir.ClusterOptions, sink *weir.CollectSink[seqOut], keys int, perKey int64) *weir.Environment {
+func clusterJob(dir, jm string, o weir.ClusterOptions, sink weir.Sink[seqOut], keys int, perKey int64, opts ...weir.Option) *weir.Environment {
 	o.JobManager = jm
 	o.HeartbeatTimeout = 2 * time.Second
-	env := weir.NewEnvironment(
+	env := weir.NewEnvironment(append([]weir.Option{
 		weir.Parallelism(2),
 		weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
 		weir.CheckpointStorage(dir),
 		weir.RestartStrategy(restart.FixedDelay(100, 20*time.Millisecond)),
 		weir.Cluster(o),
-	)
+	}, opts...)...)
 	gen := weir.Generator(keys, perKey, func(p int, off int64) seqRec { return seqRec{Key: int64(p), Seq: off + 1} }).WithRate(5000)
 	src := weir.FromSource[seqRec](env, gen, "seq").UID("src")
 	counted := weir.Process(weir.KeyBy(src, func(r seqRec) int64 { return r.Key }), &counter{}).UID("count")
@@ -116,6 +116,100 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal("losing a task manager did not fail the job over")
 	}
 	checkExactlyOnce(t, sink.Committed(), keys, perKey)
+}
+
+// A savepoint that does not stop the job, then a task manager lost before
+// the next checkpoint: the job fails over to the checkpoint before the
+// savepoint, and the file sink's output is exactly once, with no
+// committed file changed or replaced at any time.
+func TestClusterSavepointThenLostTaskManager(t *testing.T) {
+	const keys, perKey = 4, 8000
+	dir, out := t.TempDir(), t.TempDir()
+	jm := freeAddr(t)
+	sink := weir.FileSinkWith(out, weir.FileSinkOptions{Suffix: ".txt", RollSize: 400}, func(dst []byte, o seqOut) []byte {
+		return fmt.Appendf(dst, "%d %d %d\n", o.Key, o.Seq, o.Cnt)
+	})
+	pause := weir.MinPauseBetweenCheckpoints(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager}, sink, keys, perKey, pause).Start(ctx, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	runTM := func(ctx context.Context, name string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Name: name}, sink, keys, perKey, pause).Execute(ctx, "cluster")
+			if err != nil && ctx.Err() == nil {
+				t.Errorf("task manager %s: %v", name, err)
+			}
+		}()
+	}
+	// Committed files never change.
+	var changed atomic.Value
+	stopWatch := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		seen := map[string]bool{}
+		for {
+			files, err := committedFiles(out)
+			if err == nil {
+				now := map[string]bool{}
+				for _, f := range files {
+					now[f] = true
+				}
+				for f := range seen {
+					if !now[f] {
+						changed.CompareAndSwap(nil, f)
+					}
+				}
+				seen = now
+			}
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	tm1, stop1 := context.WithCancel(ctx)
+	runTM(tm1, "tm-1")
+	runTM(ctx, "tm-2")
+	for job.LatestCheckpoint() < 2 {
+		select {
+		case <-job.Done():
+			t.Fatalf("job ended early: %v", job.Wait())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if _, err := job.TriggerSavepoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := job.LatestCheckpoint()
+	stop1() // tm-1 is lost right after the savepoint
+	time.Sleep(200 * time.Millisecond)
+	runTM(ctx, "tm-1")
+	if err := job.Wait(); err != nil {
+		t.Fatalf("job: %v", err)
+	}
+	wg.Wait()
+	close(stopWatch)
+	<-watched
+	if job.Restarts() == 0 {
+		t.Fatal("losing a task manager did not fail the job over")
+	}
+	if f := changed.Load(); f != nil {
+		t.Fatalf("committed file %v changed or disappeared", f)
+	}
+	var rows []seqOut
+	for _, r := range readRows(t, out) {
+		rows = append(rows, seqOut{r.Key, r.Seq, r.Cnt})
+	}
+	t.Logf("latest checkpoint at the loss: %d; %d rows", before, len(rows))
+	checkExactlyOnce(t, rows, keys, perKey)
 }
 
 // Without enough task slots an attempt fails with the reason.

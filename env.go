@@ -148,6 +148,21 @@ func TolerableCheckpointFailures(n int) Option {
 	return func(c *config) error { c.coord.TolerableFailures = n; return nil }
 }
 
+// FinalCheckpointTimeout bounds the time from the end of the input (or a
+// stop with a savepoint) to the completion of the job's final checkpoint,
+// retries included (default 30 min). A job whose final checkpoint cannot
+// complete in that time fails for good: restarting it would only replay
+// the input into checkpoints that cannot complete.
+func FinalCheckpointTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("final checkpoint timeout must be positive, got %s", d)
+		}
+		c.coord.FinalTimeout = d
+		return nil
+	}
+}
+
 // RetainedCheckpoints is the number of completed checkpoints kept (default 1).
 func RetainedCheckpoints(n int) Option {
 	return func(c *config) error { c.coord.NumRetained = n; return nil }
@@ -252,6 +267,7 @@ func NewEnvironment(opts ...Option) *Environment {
 		bufferTimeout: 5 * time.Millisecond, bufferSize: 1024, credits: 4, stdout: os.Stdout,
 	}}
 	e.cfg.coord.Timeout = 10 * time.Minute
+	e.cfg.coord.FinalTimeout = 30 * time.Minute
 	for _, o := range opts {
 		if err := o(&e.cfg); err != nil && e.err == nil {
 			e.err = fmt.Errorf("invalid configuration: %w", err)
