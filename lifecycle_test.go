@@ -385,4 +385,3 @@ func expired(job *weir.JobClient) int {
 	}
 	return n
 }
-
