@@ -22,11 +22,15 @@
 // channel until it arrived everywhere, then Snapshot and Unblock; aborting
 // a savepoint (marker, OnAbort, a newer checkpoint completing) unblocks its
 // channels.
-// Several checkpoints may be counted at once; the pending ones older than a
-// checkpoint that completes, and still incomplete, are aborted just before
-// its Snapshot. When one event completes several (end of partition), they
-// are snapshotted oldest first. Barriers of checkpoints snapshotted or
-// abandoned here, and of older ones than the newest snapshotted, are ignored.
+// Several checkpoints may be counted at once. When one completes, the
+// pending ones older than it end with it: checkpoints silently (no Abort,
+// so no decline: the coordinator subsumes them when the newer one
+// completes), savepoints with an Abort (nothing subsumes a savepoint).
+// When one event completes several (end of partition), only the newest is
+// snapshotted. A cancellation marker of checkpoint n ends the older
+// pending checkpoints the same way (the upstream abandoned them too).
+// Barriers of checkpoints snapshotted or abandoned here, and of older ones
+// than the newest snapshotted, are ignored.
 //
 // Action order, both handlers: first what ends the older checkpoint (Abort,
 // then Unblock of its channels), then what the event does for the newer one

@@ -40,7 +40,8 @@ type item struct {
 // pending, the test plays the coordinator's timeout (OnAbort). In all
 // scenarios every channel is read to its end and ends unblocked, and every
 // checkpoint the handler started ends in exactly one Snapshot or Abort,
-// unless the coordinator aborted it.
+// unless the coordinator aborted it or (at least once) a newer checkpoint
+// was snapshotted or cancelled first.
 func TestRandomInterleavings(t *testing.T) {
 	seeds := uint64(4000)
 	if testing.Short() {
@@ -280,8 +281,27 @@ func runInterleaving(mode checkpoint.Mode, seed uint64, savepoints bool) error {
 	if id, ok := h.Pending(); ok {
 		return fmt.Errorf("checkpoint %d left pending", id)
 	}
+	// At least once, a checkpoint (not a savepoint) also ends silently when
+	// a newer one is snapshotted or cancelled here: the coordinator
+	// subsumes it.
+	endedByNewer := func(id checkpoint.ID) bool {
+		if aligned || isSP(id) {
+			return false
+		}
+		for newer := range snapshots {
+			if newer > id {
+				return true
+			}
+		}
+		for newer := range aborted {
+			if newer > id {
+				return true
+			}
+		}
+		return false
+	}
 	for id := range mustEnd {
-		if snapshots[id] == nil && !aborted[id] && !coordAborted[id] {
+		if snapshots[id] == nil && !aborted[id] && !coordAborted[id] && !endedByNewer(id) {
 			return fmt.Errorf("checkpoint %d neither snapshotted nor aborted", id)
 		}
 	}
@@ -329,7 +349,7 @@ func runInterleaving(mode checkpoint.Mode, seed uint64, savepoints bool) error {
 			for _, c := range chans {
 				carried = carried || slices.Contains(c, item{kind: kindBarrier, id: id})
 			}
-			if carried && snapshots[id] == nil {
+			if carried && snapshots[id] == nil && !endedByNewer(id) {
 				return fmt.Errorf("clean scenario: checkpoint %d not snapshotted", id)
 			}
 		}

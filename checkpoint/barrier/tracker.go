@@ -109,33 +109,50 @@ func (h *atLeastOnce) OnBarrier(now time.Time, ch int, b checkpoint.Barrier) []A
 	return out
 }
 
-// completeReady snapshots, oldest first, every pending checkpoint whose
-// barrier has arrived on all open channels; before each Snapshot it aborts
-// the older pending checkpoints that are still incomplete (they cannot be
-// acknowledged after a newer one).
+// completeReady snapshots the newest pending checkpoint whose barrier has
+// arrived on all open channels (one event may complete several: only the
+// newest is snapshotted). Older pending checkpoints end with it: they
+// cannot be acknowledged after a newer one, and the coordinator subsumes
+// them when the newer completes, so they are dropped without a decline;
+// an older savepoint, which no checkpoint subsumes, is aborted.
 func (h *atLeastOnce) completeReady(now time.Time) []Action {
-	var out []Action
-	for i := 0; i < len(h.pending); {
-		p := h.pending[i]
-		if !h.arrivedEverywhere(p) {
-			i++
-			continue
-		}
-		for _, older := range h.pending[:i] {
-			out = append(out, Abort{ID: older.b.ID, Reason: fmt.Sprintf("checkpoint %d completed first", p.b.ID)})
-			out = append(out, h.release(older)...)
-		}
-		out = append(out, Snapshot{Barrier: p.b, AlignmentDuration: now.Sub(p.firstAt), StartDelay: p.startDelay})
-		out = append(out, h.release(p)...)
-		h.done = p.b.ID
-		h.pending = h.pending[i+1:]
-		i = 0
-		for id := range h.aborted {
-			if id <= h.done {
-				delete(h.aborted, id)
-			}
+	j := -1
+	for i, p := range h.pending {
+		if h.arrivedEverywhere(p) {
+			j = i
 		}
 	}
+	if j < 0 {
+		return nil
+	}
+	p := h.pending[j]
+	out := h.dropOlder(p.b.ID, fmt.Sprintf("checkpoint %d completed first", p.b.ID))
+	out = append(out, Snapshot{Barrier: p.b, AlignmentDuration: now.Sub(p.firstAt), StartDelay: p.startDelay})
+	out = append(out, h.release(p)...)
+	h.done = p.b.ID
+	h.pending = h.pending[1:]
+	for id := range h.aborted {
+		if id <= h.done {
+			delete(h.aborted, id)
+		}
+	}
+	return out
+}
+
+// dropOlder ends every pending checkpoint older than id: checkpoints
+// silently, savepoints with an Abort (and the release of their channels).
+func (h *atLeastOnce) dropOlder(id checkpoint.ID, reason string) []Action {
+	var out []Action
+	i := 0
+	for i < len(h.pending) && h.pending[i].b.ID < id {
+		older := h.pending[i]
+		if older.b.Kind == checkpoint.KindSavepoint {
+			out = append(out, Abort{ID: older.b.ID, Reason: reason})
+			out = append(out, h.release(older)...)
+		}
+		i++
+	}
+	h.pending = h.pending[i:]
 	return out
 }
 
@@ -178,6 +195,8 @@ func (h *atLeastOnce) OnCancellation(now time.Time, ch int, id checkpoint.ID) []
 		return out
 	}
 	h.aborted[id] = true
+	// The upstream abandoned id, and with it every older checkpoint.
+	out = append(out, h.dropOlder(id, fmt.Sprintf("cancellation marker for newer checkpoint %d", id))...)
 	out = append(out, Abort{ID: id, Reason: "cancellation marker", Cancelled: true})
 	if i := h.find(id); i >= 0 {
 		out = append(out, h.release(h.pending[i])...)
