@@ -95,18 +95,51 @@ type Job struct {
 
 	mu struct {
 		sync.Mutex
-		attempt  *attempt
-		stats    []CheckpointStats
-		waiters  map[checkpoint.ID][]chan CheckpointStats
-		latest   checkpoint.ID // newest completed checkpoint of this job (0: none)
-		restarts int
-		stopSP   checkpoint.ID // the savepoint a stop-with-savepoint ended with
-		hardErr  error         // set by failHard
+		attempt *attempt
+		// attemptChanged is closed and replaced when attempt changes.
+		attemptChanged chan struct{}
+		stats          []CheckpointStats
+		waiters        map[checkpoint.ID][]chan CheckpointStats
+		latest         checkpoint.ID // newest completed checkpoint of this job (0: none)
+		restarts       int
+		stopSP         checkpoint.ID // the savepoint a stop-with-savepoint ended with
+		hardErr        error         // set by failHard
 		// restoreID is the newest checkpoint whose completion the tasks
 		// were told (sinks may have committed up to it): a failover
 		// restores it, never anything older.
 		restoreID checkpoint.ID
 	}
+}
+
+// runningAttempt returns the attempt running now, waiting for one while
+// the job starts or restarts.
+func (j *Job) runningAttempt(ctx context.Context) (*attempt, error) {
+	if !j.cfg.Checkpointing {
+		return nil, errors.New("the job is not running with checkpointing")
+	}
+	for {
+		j.mu.Lock()
+		a, changed := j.mu.attempt, j.mu.attemptChanged
+		j.mu.Unlock()
+		if a != nil && a.driver != nil {
+			return a, nil
+		}
+		select {
+		case <-changed:
+		case <-j.done:
+			return nil, errors.New("the job has ended")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (j *Job) setAttempt(a *attempt) {
+	j.mu.Lock()
+	j.mu.attempt = a
+	close(j.mu.attemptChanged)
+	j.mu.attemptChanged = make(chan struct{})
+	j.mu.Unlock()
 }
 
 func (j *Job) setRestorePoint(id checkpoint.ID) {
@@ -131,11 +164,9 @@ func (j *Job) setStopSavepoint(id checkpoint.ID) {
 // final savepoint is taken, sinks commit what it covers, and the job
 // finishes. It returns the savepoint's id once the job has ended.
 func (j *Job) StopWithSavepoint(ctx context.Context) (checkpoint.ID, error) {
-	j.mu.Lock()
-	a := j.mu.attempt
-	j.mu.Unlock()
-	if a == nil || a.driver == nil {
-		return 0, errors.New("cannot stop with a savepoint: the job is not running with checkpointing")
+	a, err := j.runningAttempt(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("cannot stop with a savepoint: %w", err)
 	}
 	reply := make(chan triggerReply, 1)
 	a.driver.events.Put(driverEvent{kind: evStop, reply: reply})
@@ -189,6 +220,7 @@ func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Jo
 		j.onEnd = jm.endJob
 	}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
+	j.mu.attemptChanged = make(chan struct{})
 	var initial *restorePoint
 	if cfg.RestoreStorage != nil {
 		md, err := cfg.RestoreStorage.ReadMetadata(cfg.RestoreID)
@@ -257,11 +289,9 @@ func (j *Job) LatestCompleted() checkpoint.ID {
 // TriggerCheckpoint starts a checkpoint (or savepoint) now and waits until it
 // completes or is aborted.
 func (j *Job) TriggerCheckpoint(ctx context.Context, kind checkpoint.Kind) (CheckpointStats, error) {
-	j.mu.Lock()
-	a := j.mu.attempt
-	j.mu.Unlock()
-	if a == nil || a.driver == nil {
-		return CheckpointStats{}, errors.New("cannot trigger a checkpoint: the job is not running with checkpointing")
+	a, err := j.runningAttempt(ctx)
+	if err != nil {
+		return CheckpointStats{}, fmt.Errorf("cannot trigger a %s: %w", kind, err)
 	}
 	reply := make(chan triggerReply, 1)
 	a.driver.events.Put(driverEvent{kind: evTrigger, ckKind: kind, reply: reply})
@@ -644,9 +674,7 @@ func (a *attempt) startDriver(beforeRun func()) (stop func(), err error) {
 	if beforeRun != nil {
 		beforeRun()
 	}
-	j.mu.Lock()
-	j.mu.attempt = a
-	j.mu.Unlock()
+	j.setAttempt(a)
 	var driverDone chan struct{}
 	driverCtx, stopDriver := context.WithCancel(a.ctx)
 	if a.driver != nil {
@@ -663,9 +691,7 @@ func (a *attempt) startDriver(beforeRun func()) (stop func(), err error) {
 			a.nextID = a.driver.nextID
 			a.retained = a.driver.coord.Completed()
 		}
-		j.mu.Lock()
-		j.mu.attempt = nil
-		j.mu.Unlock()
+		j.setAttempt(nil)
 	}, nil
 }
 
