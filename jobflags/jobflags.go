@@ -47,6 +47,8 @@ type Flags struct {
 	StateDir     string
 	Incremental  bool
 	// Cluster: the role of this process and where the job manager is.
+	// HATTL and Heartbeat of zero (in Flags built by hand) take the
+	// runtime's defaults; the flags themselves refuse zero.
 	Role       string
 	JobManager string
 	DataListen string
@@ -118,6 +120,40 @@ func (v positiveInt) Set(s string) error {
 	return nil
 }
 
+// durationValue is a duration flag that must be positive, or with zeroOK
+// at least zero. flag.Duration would take -1s (which the runtime then
+// replaces by its default without a word) and says only "parse error" for
+// "abc" or a bare "5".
+type durationValue struct {
+	d      *time.Duration
+	zeroOK bool
+	// zeroMeans says what 0 does when zeroOK, for the error of a
+	// negative value.
+	zeroMeans string
+}
+
+func (v durationValue) String() string {
+	if v.d == nil {
+		return "0s"
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a duration; use a number with a unit, like 5s or 500ms")
+	}
+	switch {
+	case v.zeroOK && d < 0:
+		return fmt.Errorf("must not be negative (0 %s)", v.zeroMeans)
+	case !v.zeroOK && d <= 0:
+		return errors.New("must be more than 0, like 5s or 500ms")
+	}
+	*v.d = d
+	return nil
+}
+
 type levelValue struct{ l *slog.Level }
 
 func (v levelValue) String() string {
@@ -133,7 +169,7 @@ func (v levelValue) Set(s string) error { return v.l.UnmarshalText([]byte(s)) }
 func Register(fs *flag.FlagSet) *Flags {
 	f := &Flags{CheckpointInterval: time.Second, Parallelism: 1, Mode: checkpoint.ExactlyOnce}
 	fs.StringVar(&f.CheckpointDir, "checkpoint-dir", "", "where checkpoints are stored: a directory or file:///path (default: a folder weir-checkpoints/<job> in the working directory)")
-	fs.DurationVar(&f.CheckpointInterval, "checkpoint-interval", f.CheckpointInterval, "time between checkpoints; 0 disables checkpointing")
+	fs.Var(durationValue{d: &f.CheckpointInterval, zeroOK: true, zeroMeans: "disables checkpointing"}, "checkpoint-interval", "the `duration` between checkpoints (with a unit: 500ms, 10s, 1m); 0 disables checkpointing")
 	fs.Var(modeValue{&f.Mode}, "mode", "checkpointing mode: exactly-once or at-least-once")
 	fs.Var(positiveInt{&f.Parallelism}, "parallelism", "default parallelism of operators")
 	fs.StringVar(&f.Restore, "restore", "", "start from a checkpoint: 'latest' (the newest in --checkpoint-dir, or a fresh start when there is none) or a checkpoint path")
@@ -150,8 +186,9 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.IntVar(&f.Slots, "slots", 1, "task manager: task slots offered (subtasks of each operator it runs)")
 	fs.StringVar(&f.Name, "name", "", "task manager: its name (default its data address)")
 	fs.StringVar(&f.HA, "ha", "", "high availability on etcd: etcd://host:port[,host:port]/prefix (job managers elect a leader; task managers find it there)")
-	fs.DurationVar(&f.HATTL, "ha-session-ttl", 5*time.Second, "with --ha: how long a dead job manager keeps its leadership")
-	fs.DurationVar(&f.Heartbeat, "heartbeat-timeout", 5*time.Second, "job manager: a task manager silent this long is lost (its subtasks fail over)")
+	f.HATTL, f.Heartbeat = 5*time.Second, 5*time.Second
+	fs.Var(durationValue{d: &f.HATTL}, "ha-session-ttl", "with --ha: the `duration` a dead job manager keeps its leadership")
+	fs.Var(durationValue{d: &f.Heartbeat}, "heartbeat-timeout", "job manager: the `duration` of silence after which a task manager is lost (its subtasks fail over)")
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "cluster TLS: this process's certificate (PEM); with --tls-key and --tls-ca")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "cluster TLS: the certificate's private key (PEM)")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "cluster TLS: the CA certificates (PEM) that verify the other processes")
@@ -202,8 +239,15 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Options turns the flags into environment options for job jobName.
 func (f *Flags) Options(jobName string) ([]weir.Option, error) {
-	if f.CheckpointInterval < 0 {
-		return nil, fmt.Errorf("invalid value %s for --checkpoint-interval: must not be negative", f.CheckpointInterval)
+	// Register's flags refuse these values already; Flags built by hand
+	// get the same answer. Zero means the default.
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"checkpoint-interval", f.CheckpointInterval}, {"ha-session-ttl", f.HATTL}, {"heartbeat-timeout", f.Heartbeat}} {
+		if d.d < 0 {
+			return nil, fmt.Errorf("invalid value %s for --%s: must not be negative", d.d, d.name)
+		}
 	}
 	opts := []weir.Option{weir.Parallelism(f.Parallelism),
 		weir.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel})))}

@@ -54,14 +54,7 @@ func TestInvalidValuesNameTheFlag(t *testing.T) {
 			t.Errorf("%v %v: want error naming %q, got %v", tc.args, tc.env, tc.want, err)
 		}
 	}
-	f, err := parse(t, []string{"--checkpoint-interval", "-1s"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Options("job"); err == nil || !strings.Contains(err.Error(), "--checkpoint-interval") {
-		t.Fatalf("negative interval: %v", err)
-	}
-	f, err = parse(t, nil, map[string]string{"WEIR_STATE_BACKEND": "rocksdb"})
+	f, err := parse(t, nil, map[string]string{"WEIR_STATE_BACKEND": "rocksdb"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,5 +70,69 @@ func TestInvalidValuesNameTheFlag(t *testing.T) {
 	}
 	if _, err := f.Options("job"); err != nil {
 		t.Fatalf("pebble state backend: %v", err)
+	}
+}
+
+// Duration flags refuse what the runtime would otherwise replace by its
+// default without a word (a negative or zero timeout), and say that a
+// duration needs a unit.
+func TestDurationFlags(t *testing.T) {
+	const unitHint = "not a duration; use a number with a unit, like 5s or 500ms"
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{[]string{"--heartbeat-timeout", "-1s"}, nil, []string{"-heartbeat-timeout", "must be more than 0"}},
+		{[]string{"--heartbeat-timeout", "0"}, nil, []string{"-heartbeat-timeout", "must be more than 0"}},
+		{[]string{"--ha-session-ttl", "-5s"}, nil, []string{"-ha-session-ttl", "must be more than 0"}},
+		{[]string{"--ha-session-ttl", "0s"}, nil, []string{"-ha-session-ttl", "must be more than 0"}},
+		{[]string{"--checkpoint-interval", "-1s"}, nil, []string{"-checkpoint-interval", "must not be negative (0 disables checkpointing)"}},
+		{[]string{"--checkpoint-interval", "abc"}, nil, []string{`invalid value "abc"`, "-checkpoint-interval", unitHint}},
+		{[]string{"--checkpoint-interval", "5"}, nil, []string{`invalid value "5"`, "-checkpoint-interval", unitHint}},
+		{[]string{"--heartbeat-timeout", "10"}, nil, []string{"-heartbeat-timeout", unitHint}},
+		{[]string{"--ha-session-ttl", "soon"}, nil, []string{"-ha-session-ttl", unitHint}},
+		{nil, map[string]string{"WEIR_HEARTBEAT_TIMEOUT": "-1s"}, []string{"WEIR_HEARTBEAT_TIMEOUT (--heartbeat-timeout)", "must be more than 0"}},
+		{nil, map[string]string{"WEIR_CHECKPOINT_INTERVAL": "5"}, []string{`invalid value "5" for WEIR_CHECKPOINT_INTERVAL (--checkpoint-interval)`, unitHint}},
+	} {
+		_, err := parse(t, tc.args, tc.env)
+		if err == nil {
+			t.Errorf("%v %v: accepted", tc.args, tc.env)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v %v: error %q does not say %q", tc.args, tc.env, err, w)
+			}
+		}
+	}
+
+	f, err := parse(t, []string{"--checkpoint-interval", "0", "--heartbeat-timeout", "2s", "--ha-session-ttl", "1500ms"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.CheckpointInterval != 0 || f.Heartbeat != 2*time.Second || f.HATTL != 1500*time.Millisecond {
+		t.Fatalf("durations %v %v %v", f.CheckpointInterval, f.Heartbeat, f.HATTL)
+	}
+	f, err = parse(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.CheckpointInterval != time.Second || f.Heartbeat != 5*time.Second || f.HATTL != 5*time.Second {
+		t.Fatalf("defaults %v %v %v", f.CheckpointInterval, f.Heartbeat, f.HATTL)
+	}
+
+	// Flags built by hand: a negative duration is refused by Options.
+	for _, tc := range []struct {
+		f    Flags
+		want string
+	}{
+		{Flags{Parallelism: 1, CheckpointInterval: -time.Second}, "--checkpoint-interval"},
+		{Flags{Parallelism: 1, Role: "jobmanager", Heartbeat: -time.Second}, "--heartbeat-timeout"},
+		{Flags{Parallelism: 1, Role: "jobmanager", HATTL: -time.Second}, "--ha-session-ttl"},
+	} {
+		if _, err := tc.f.Options("job"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: want an error naming %s, got %v", tc.f, tc.want, err)
+		}
 	}
 }

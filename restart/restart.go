@@ -131,7 +131,10 @@ func (e *exponential) String() string {
 // Parse reads a strategy from text: "none", "fixed-delay:attempts=3,delay=1s",
 // "failure-rate:max=3,interval=1m,delay=1s",
 // "exponential-delay:initial=1s,max=5m,multiplier=2,reset=1h,jitter=0.1".
-// Omitted keys take Flink's defaults.
+// Omitted keys take Flink's defaults. Values that make no sense are
+// errors naming the key: attempts < 0, failure-rate max < 1 or interval
+// <= 0, a negative delay, an exponential initial <= 0 or max < initial, a
+// multiplier < 1, a jitter outside [0,1]. reset=0 never resets.
 func Parse(s string) (Strategy, error) {
 	name, rest, _ := strings.Cut(strings.TrimSpace(s), ":")
 	kv := map[string]string{}
@@ -150,12 +153,16 @@ func Parse(s string) (Strategy, error) {
 	case "none":
 		st = None()
 	case "fixed-delay":
-		st = FixedDelay(p.int("attempts", math.MaxInt32), p.dur("delay", time.Second))
+		st = FixedDelay(p.int("attempts", math.MaxInt32, 0), p.dur("delay", time.Second, false))
 	case "failure-rate":
-		st = FailureRate(p.int("max", 1), p.dur("interval", time.Minute), p.dur("delay", time.Second))
+		st = FailureRate(p.int("max", 1, 1), p.dur("interval", time.Minute, true), p.dur("delay", time.Second, false))
 	case "exponential-delay":
-		st = ExponentialDelay(p.dur("initial", time.Second), p.dur("max", 5*time.Minute), p.float("multiplier", 2),
-			p.dur("reset", time.Hour), p.float("jitter", 0.1))
+		initial, max := p.dur("initial", time.Second, true), p.dur("max", 5*time.Minute, true)
+		if p.err == nil && max < initial {
+			p.err = fmt.Errorf("restart strategy %q: max=%s%s is less than initial=%s%s", s, max, p.defaulted("max"), initial, p.defaulted("initial"))
+		}
+		st = ExponentialDelay(initial, max, p.float("multiplier", 2, 1, math.Inf(1)),
+			p.dur("reset", time.Hour, false), p.float("jitter", 0.1, 0, 1))
 	default:
 		return nil, fmt.Errorf("unknown restart strategy %q (want none, fixed-delay, failure-rate or exponential-delay)", name)
 	}
@@ -192,38 +199,58 @@ func (p *parser) fail(k, v, want string) {
 	}
 }
 
-func (p *parser) int(k string, def int) int {
+// defaulted marks a value the text did not give, for errors about it.
+func (p *parser) defaulted(k string) string {
+	if _, ok := p.kv[k]; ok {
+		return ""
+	}
+	return " (the default)"
+}
+
+// int reads key k, a whole number >= min.
+func (p *parser) int(k string, def, min int) int {
 	v, ok := p.get(k)
 	if !ok {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		p.fail(k, v, "a whole number >= 0")
+	if err != nil || n < min {
+		p.fail(k, v, fmt.Sprintf("a whole number >= %d", min))
 	}
 	return n
 }
 
-func (p *parser) dur(k string, def time.Duration) time.Duration {
+// dur reads key k, a duration >= 0, or > 0 when positive.
+func (p *parser) dur(k string, def time.Duration, positive bool) time.Duration {
 	v, ok := p.get(k)
 	if !ok {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		p.fail(k, v, "a duration >= 0 such as 500ms or 2s")
+	switch {
+	case err != nil:
+		p.fail(k, v, "a duration with a unit, such as 500ms or 2s")
+	case positive && d <= 0:
+		p.fail(k, v, "a duration > 0, such as 500ms or 2s")
+	case d < 0:
+		p.fail(k, v, "a duration >= 0, such as 500ms or 2s")
 	}
 	return d
 }
 
-func (p *parser) float(k string, def float64) float64 {
+// float reads key k, a number in [min, max].
+func (p *parser) float(k string, def, min, max float64) float64 {
 	v, ok := p.get(k)
 	if !ok {
 		return def
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 {
-		p.fail(k, v, "a number >= 0")
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < min || f > max {
+		if math.IsInf(max, 1) {
+			p.fail(k, v, fmt.Sprintf("a number >= %g", min))
+		} else {
+			p.fail(k, v, fmt.Sprintf("a number from %g to %g", min, max))
+		}
 	}
 	return f
 }

@@ -70,7 +70,9 @@ func TestExponentialDelay(t *testing.T) {
 
 func TestParse(t *testing.T) {
 	for _, s := range []string{"none", "fixed-delay", "fixed-delay:attempts=3,delay=2s", "failure-rate:max=3,interval=1m,delay=1s",
-		"exponential-delay:initial=1s,max=1m,multiplier=1.5,reset=1h,jitter=0.1"} {
+		"exponential-delay:initial=1s,max=1m,multiplier=1.5,reset=1h,jitter=0.1",
+		"exponential-delay:initial=1s,max=1s,multiplier=1,reset=0s,jitter=1", "fixed-delay:attempts=0,delay=0s",
+		"failure-rate:max=1,interval=1ms,delay=0s"} {
 		st, err := Parse(s)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -86,6 +88,25 @@ func TestParse(t *testing.T) {
 		"fixed-delay:tries=3":         `unknown key "tries"`,
 		"failure-rate:max":            "not key=value",
 		"exponential-delay:jitter=-1": `jitter="-1"`,
+		// Values that parse but make no sense.
+		"fixed-delay:attempts=-1":                        `attempts="-1" is not a whole number >= 0`,
+		"fixed-delay:delay=-1s":                          `delay="-1s" is not a duration >= 0`,
+		"fixed-delay:delay=5":                            `delay="5" is not a duration with a unit`,
+		"failure-rate:max=0":                             `max="0" is not a whole number >= 1`,
+		"failure-rate:interval=0s":                       `interval="0s" is not a duration > 0`,
+		"failure-rate:interval=-1m":                      `interval="-1m" is not a duration > 0`,
+		"failure-rate:delay=-1s":                         `delay="-1s"`,
+		"exponential-delay:initial=0s,max=0s":            `initial="0s" is not a duration > 0`,
+		"exponential-delay:initial=-1s":                  `initial="-1s" is not a duration > 0`,
+		"exponential-delay:initial=1s,max=0s":            `max="0s" is not a duration > 0`,
+		"exponential-delay:initial=10s,max=1s":           `max=1s is less than initial=10s`,
+		"exponential-delay:initial=10m":                  `max=5m0s (the default) is less than initial=10m0s`,
+		"exponential-delay:multiplier=0.5":               `multiplier="0.5" is not a number >= 1`,
+		"exponential-delay:multiplier=NaN":               `multiplier="NaN"`,
+		"exponential-delay:multiplier=+Inf":              `multiplier="+Inf"`,
+		"exponential-delay:jitter=1.5":                   `jitter="1.5" is not a number from 0 to 1`,
+		"exponential-delay:reset=-1h":                    `reset="-1h"`,
+		"exponential-delay:initial=1s,max=2s,jitter=NaN": `jitter="NaN"`,
 	} {
 		if _, err := Parse(s); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: want error with %q, got %v", s, want, err)

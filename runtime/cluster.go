@@ -39,6 +39,10 @@ type ClusterConfig struct {
 	// SlotTimeout bounds how long an attempt waits for enough task slots
 	// (default 60s); then it fails with the reason.
 	SlotTimeout time.Duration
+	// RegistrationTimeout, on the job manager, bounds how long a
+	// connection to the control port may take to present the token and
+	// register a task manager (default 10s); then it is closed.
+	RegistrationTimeout time.Duration
 	// Task manager side: its name (default the data address), its slots
 	// (default 1), and its data plane (required).
 	Name      string
@@ -81,6 +85,9 @@ func (c *ClusterConfig) defaults() {
 	if c.SlotTimeout <= 0 {
 		c.SlotTimeout = 60 * time.Second
 	}
+	if c.RegistrationTimeout <= 0 {
+		c.RegistrationTimeout = 10 * time.Second
+	}
 	if c.Slots <= 0 {
 		c.Slots = 1
 	}
@@ -95,6 +102,11 @@ type JobManager struct {
 	lis    net.Listener
 	server *grpc.Server
 	stopHB context.CancelFunc
+	// ctlLis is lis, closing connections that do not register in time;
+	// warnEvery is how often each kind of refused connection is logged
+	// at most (default 1s).
+	ctlLis    *ctlListener
+	warnEvery time.Duration
 	// jobName is the job's name; task managers of other jobs are refused.
 	jobName string
 	// lostLeadership is set when the HA leadership is lost.
@@ -135,16 +147,10 @@ func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterCon
 	if err != nil {
 		return nil, nil, fmt.Errorf("job manager cannot listen on %s: %w", cc.JobManager, err)
 	}
-	jm := &JobManager{cfg: cc, lis: lis, log: cfg.Logger.With("role", "jobmanager"), jobName: g.Name}
+	jm := &JobManager{cfg: cc, log: cfg.Logger.With("role", "jobmanager"), jobName: g.Name}
 	jm.mu.tms = map[string]*tmConn{}
 	jm.mu.changed = make(chan struct{})
-	var opts []grpc.ServerOption
-	if cc.ServerTLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(cc.ServerTLS)))
-	}
-	jm.server = grpc.NewServer(opts...)
-	jm.server.RegisterService(&ctlServiceDesc, jm)
-	go jm.server.Serve(lis)
+	jm.serveControl(lis)
 	hbCtx, stopHB := context.WithCancel(context.Background())
 	jm.stopHB = stopHB
 	go jm.watchHeartbeats(hbCtx)
@@ -166,6 +172,24 @@ func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterCon
 		}()
 	}
 	return job, jm, nil
+}
+
+// serveControl serves the control plane on lis.
+func (jm *JobManager) serveControl(lis net.Listener) {
+	jm.lis = lis
+	if jm.warnEvery <= 0 {
+		jm.warnEvery = time.Second
+	}
+	jm.ctlLis = newCtlListener(lis, jm.cfg.RegistrationTimeout, jm.cfg.ServerTLS != nil, jm.log, jm.warnEvery)
+	// No grpc.ConnectionTimeout: the listener closes a connection that
+	// has not registered in time, handshake or not, and says so.
+	var opts []grpc.ServerOption
+	if jm.cfg.ServerTLS != nil {
+		opts = append(opts, grpc.Creds(ctlCreds{credentials.NewTLS(jm.cfg.ServerTLS)}))
+	}
+	jm.server = grpc.NewServer(opts...)
+	jm.server.RegisterService(&ctlServiceDesc, jm)
+	go jm.server.Serve(jm.ctlLis)
 }
 
 // Addr is the address the job manager listens on.
@@ -217,11 +241,11 @@ func (jm *JobManager) notifyChanged() {
 func (jm *JobManager) connect(stream grpc.ServerStream) error {
 	ctx := stream.Context()
 	if err := checkToken(ctx, jm.cfg.Token); err != nil {
-		jm.log.Warn("refused a task manager connection: wrong or missing token", "peer", peerAddr(ctx))
+		jm.ctlLis.warn.log(jm.log, "token", "refused a task manager connection: wrong or missing token", "peer", peerAddr(ctx))
 		return err
 	}
-	var reg ctlMsg
-	if err := stream.RecvMsg(&reg); err != nil {
+	reg, err := jm.recvRegistration(stream)
+	if err != nil {
 		return err
 	}
 	if reg.Kind != msgRegister || reg.Name == "" || reg.Slots < 1 || reg.DataAddr == "" {
@@ -232,6 +256,7 @@ func (jm *JobManager) connect(stream grpc.ServerStream) error {
 		jm.log.Warn("refused a task manager of another job", "peer", peerAddr(ctx), "job", reg.Job)
 		return fmt.Errorf("weir: this job manager runs job %q, not %q", jm.jobName, reg.Job)
 	}
+	jm.ctlLis.registered(peerAddr(ctx))
 	c := &tmConn{name: reg.Name, slots: reg.Slots, dataAddr: reg.DataAddr, out: NewQueue[ctlMsg](), kick: make(chan struct{}), lastSeen: time.Now()}
 	jm.mu.Lock()
 	if old := jm.mu.tms[c.name]; old != nil {

@@ -29,7 +29,9 @@ import (
 //
 // Every stream carries the cluster's token in the "weir-token" metadata;
 // a stream without the right token is refused (codes.Unauthenticated) and
-// the refusal logged with the peer's address.
+// the refusal logged with the peer's address. A connection that has not
+// registered a task manager within ClusterConfig.RegistrationTimeout is
+// closed (controlconn.go).
 
 const (
 	ctlServiceName = "weir.control.v1.JobManager"

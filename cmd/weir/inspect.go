@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -28,8 +29,10 @@ PATH is a checkpoint or savepoint directory (.../chk-17), its _metadata file,
 or a checkpoint storage root (then --id, or the latest checkpoint).
 
 Keyed state streams are read to count each state's entries and bytes,
-checking them as a restore does; --sizes=false skips that. Incremental
-(pebble) snapshots list their files instead.`,
+checking them as a restore does; incremental (pebble) snapshots list their
+files, and every file's size and CRC-32C are checked before the files are
+opened to count the entries. This is the check of state.VerifyCheckpoint;
+--sizes=false skips it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, md, err := openCheckpoint(args[0], id)
@@ -171,9 +174,17 @@ func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) 
 		for i, sub := range op.Subtasks {
 			sr := subtaskReport{Subtask: i}
 			for _, h := range sub.Keyed {
-				kr, t, err := inspectKeyed(st, h, sizes)
+				kr, t, err := inspectKeyed(st, h, md.MaxParallelism, sizes)
 				if err != nil {
-					err = fmt.Errorf("cannot read keyed state of operator %q subtask %d (%s): %w", op.UID, i, kr.Stream, err)
+					if ve := (*state.VerifyError)(nil); errors.As(err, &ve) {
+						ve.Operator, ve.Subtask = op.UID, i
+					} else {
+						where := kr.Stream
+						if h.Incremental != nil {
+							where = "incremental " + h.Incremental.Backend
+						}
+						err = fmt.Errorf("cannot read keyed state of operator %q subtask %d (%s): %w", op.UID, i, where, err)
+					}
 					kr.Error = err.Error()
 					if firstErr == nil {
 						firstErr = err
@@ -218,7 +229,10 @@ func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) 
 	return rep, firstErr
 }
 
-func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, sizes bool) (keyedReport, totals, error) {
+// inspectKeyed reports one keyed state handle; with sizes it checks the
+// handle as state.VerifyCheckpoint does (an error is then a
+// *state.VerifyError naming the file) and counts its entries.
+func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, maxParallelism int, sizes bool) (keyedReport, totals, error) {
 	kr := keyedReport{KeyGroups: h.Range}
 	if inc := h.Incremental; inc != nil {
 		ir := &incrementalReport{Backend: inc.Backend, Uploaded: inc.Uploaded}
@@ -235,6 +249,12 @@ func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, sizes bool)
 		t := totals{Bytes: kr.Bytes, Uploaded: inc.Uploaded}
 		if !sizes {
 			return kr, t, nil
+		}
+		// Every file's size and CRC first, so that a damaged file is named
+		// as the verifier names it; then the entries, from the files opened
+		// as a database.
+		if err := state.VerifyKeyedState(h, maxParallelism, st.OpenStream, nil); err != nil {
+			return kr, t, err
 		}
 		ss, err := state.SizesOf(func(visit func(state.RawEntry) error) error {
 			return incrementalEntries(st.OpenStream, h, visit)
@@ -257,12 +277,9 @@ func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, sizes bool)
 	if !sizes {
 		return kr, t, nil
 	}
-	rc, err := st.OpenStream(h.Stream)
-	if err != nil {
-		return kr, t, err
-	}
-	defer rc.Close()
-	ss, err := state.StateSizes(rc, h)
+	ss, err := state.SizesOf(func(visit func(state.RawEntry) error) error {
+		return state.VerifyKeyedState(h, maxParallelism, st.OpenStream, visit)
+	})
 	if err != nil {
 		return kr, t, err
 	}

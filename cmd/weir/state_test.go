@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/state"
 	"github.com/weirstream/weir/state/pebblestate"
@@ -440,5 +441,47 @@ func TestIncrementalCheckpoint(t *testing.T) {
 		if _, err := fmt.Sscan(v, &n); k != keyText(order[i]) || err != nil || n < 1 {
 			t.Fatalf("dump savepoint line %q, want key %q and a count", l, order[i])
 		}
+	}
+}
+
+// A damaged file of an incremental checkpoint is an error of inspect that
+// names the operator, the subtask and the file, as state.VerifyCheckpoint
+// names it; inspect still prints the rest.
+func TestCorruptedIncrementalFile(t *testing.T) {
+	dir := runWords(t, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+	st := mustStorage(t, dir)
+	id, _, err := st.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := st.ReadMetadata(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f checkpoint.NamedStream
+	for _, f = range md.Operator("count").Subtasks[1].Keyed[0].Incremental.Files {
+		if strings.HasSuffix(f.Name, ".sst") {
+			break
+		}
+	}
+	path := filepath.Join(dir, filepath.FromSlash(f.Stream.Path))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x55
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantErr := fmt.Sprintf(`cannot read keyed state of operator "count" subtask 1 (%s): file %s is corrupted: CRC-32C`, f.Stream.Path, f.Name)
+	out, err := runCmd("checkpoint", "inspect", dir)
+	if err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("inspect: want error %q, got %v\n%s", wantErr, err, out)
+	}
+	if !strings.Contains(out, "error: "+wantErr) || !strings.Contains(out, `operator words-state`) {
+		t.Fatalf("inspect output:\n%s", out)
+	}
+	if err := state.VerifyCheckpoint(md, st.OpenStream); err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("VerifyCheckpoint: want error %q, got %v", wantErr, err)
 	}
 }

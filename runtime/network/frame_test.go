@@ -38,7 +38,9 @@ var bytesCodec = state.CodecFor[[]byte]()
 
 // FuzzFrameDecoder feeds arbitrary bytes to the frame reader and the
 // payload decoders: errors, never panics, and whatever decodes re-encodes
-// to the same values.
+// to the same values. Inputs over 512 bytes are skipped: they reach nothing
+// shorter ones do not, and the fuzz engine minimizes every input that finds
+// new coverage at up to n²/2 runs for n bytes, which stalls it.
 func FuzzFrameDecoder(f *testing.F) {
 	var seed []byte
 	seed = appendRecords(seed, 1, int64Codec, []int64{0, -1, 1 << 40})
@@ -46,12 +48,15 @@ func FuzzFrameDecoder(f *testing.F) {
 	seed = appendCredit(seed, 3, 4)
 	seed = appendText(seed, frameOpen, 4, "int64", maxTypeLen)
 	seed = appendText(seed, frameClose, 4, "bye", maxReason)
-	seed = appendRecords(seed, 5, bytesCodec, [][]byte{nil, []byte("x"), bytes.Repeat([]byte("y"), 200)})
+	seed = appendRecords(seed, 5, bytesCodec, [][]byte{nil, []byte("x"), bytes.Repeat([]byte("y"), 130)})
 	f.Add(seed)
 	f.Add([]byte{0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte("WEIR\x00\x01garbage"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 512 {
+			return
+		}
 		fr := newFrameReader(bytes.NewReader(data), 1<<16)
 		var ints []int64
 		var bs [][]byte
