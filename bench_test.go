@@ -114,10 +114,10 @@ func BenchmarkClusterKeyedCount(b *testing.B) {
 	jm := l.Addr().String()
 	l.Close()
 	perPartition := int64(b.N/2 + 1)
-	build := func(o weir.ClusterOptions) *weir.Environment {
+	build := func(o clusterOpts) *weir.Environment {
 		o.JobManager = jm
 		env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(time.Second, weir.ExactlyOnce),
-			weir.CheckpointStorage(dir), weir.Cluster(o))
+			weir.CheckpointStorage(dir), o.option())
 		src := weir.FromSource(env, weir.Generator(2, perPartition, func(p int, off int64) int64 {
 			return (off*2 + int64(p)) % keys
 		}), "gen").UID("gen")
@@ -131,12 +131,12 @@ func BenchmarkClusterKeyedCount(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			build(weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}).Execute(ctx, "keyed-count")
+			build(clusterOpts{Role: roleTM, Name: fmt.Sprint("tm-", i)}).Execute(ctx, "keyed-count")
 		}()
 	}
 	b.ResetTimer()
 	start := time.Now()
-	job, err := build(weir.ClusterOptions{Role: weir.RoleJobManager}).Start(ctx, "keyed-count")
+	job, err := build(clusterOpts{Role: roleJM}).Start(ctx, "keyed-count")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,16 +166,16 @@ func BenchmarkClusterRecovery(b *testing.B) {
 		}
 		jm := l.Addr().String()
 		l.Close()
-		build := func(o weir.ClusterOptions) *weir.Environment {
+		build := func(o clusterOpts) *weir.Environment {
 			o.JobManager = jm
 			env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(50*time.Millisecond, weir.ExactlyOnce),
-				weir.CheckpointStorage(dir), weir.RestartStrategy(restart.FixedDelay(10, 0)), weir.Cluster(o))
+				weir.CheckpointStorage(dir), weir.RestartStrategy(restart.FixedDelay(10, 0)), o.option())
 			src := weir.FromSource(env, weir.Generator(2, -1, func(p int, off int64) int64 { return off % 100 }).WithRate(20000), "gen").UID("gen")
 			weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{}).UID("sink")
 			return env
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		job, err := build(weir.ClusterOptions{Role: weir.RoleJobManager}).Start(ctx, "recovery")
+		job, err := build(clusterOpts{Role: roleJM}).Start(ctx, "recovery")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -187,7 +187,7 @@ func BenchmarkClusterRecovery(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				build(weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}).Execute(c, "recovery")
+				build(clusterOpts{Role: roleTM, Name: fmt.Sprint("tm-", i)}).Execute(c, "recovery")
 			}()
 		}
 		for job.LatestCheckpoint() < 3 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/cluster"
 	"github.com/weirstream/weir/internal/tlstest"
 	"github.com/weirstream/weir/restart"
 )
@@ -29,7 +30,7 @@ func freeAddr(t *testing.T) string {
 
 // clusterJob is the keyed counter of TestFailureInjection as one process
 // of a cluster.
-func clusterJob(dir, jm string, o weir.ClusterOptions, sink weir.Sink[seqOut], keys int, perKey int64, opts ...weir.Option) *weir.Environment {
+func clusterJob(dir, jm string, o clusterOpts, sink weir.Sink[seqOut], keys int, perKey int64, opts ...weir.Option) *weir.Environment {
 	o.JobManager = jm
 	o.HeartbeatTimeout = 2 * time.Second
 	env := weir.NewEnvironment(append([]weir.Option{
@@ -37,7 +38,7 @@ func clusterJob(dir, jm string, o weir.ClusterOptions, sink weir.Sink[seqOut], k
 		weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
 		weir.CheckpointStorage(dir),
 		weir.RestartStrategy(restart.FixedDelay(100, 20*time.Millisecond)),
-		weir.Cluster(o),
+		o.option(),
 	}, opts...)...)
 	gen := weir.Generator(keys, perKey, func(p int, off int64) seqRec { return seqRec{Key: int64(p), Seq: off + 1} }).WithRate(5000)
 	src := weir.FromSource[seqRec](env, gen, "seq").UID("src")
@@ -80,7 +81,7 @@ func TestClusterFailover(t *testing.T) {
 	sink := weir.NewCollectSink[seqOut]()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager}, sink, keys, perKey).Start(ctx, "cluster")
+	job, err := clusterJob(dir, jm, clusterOpts{Role: roleJM}, sink, keys, perKey).Start(ctx, "cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestClusterFailover(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Name: name}, sink, keys, perKey).Execute(ctx, "cluster")
+			err := clusterJob(dir, jm, clusterOpts{Role: roleTM, Name: name}, sink, keys, perKey).Execute(ctx, "cluster")
 			if err != nil && ctx.Err() == nil {
 				t.Errorf("task manager %s: %v", name, err)
 			}
@@ -132,7 +133,7 @@ func TestClusterSavepointThenLostTaskManager(t *testing.T) {
 	pause := weir.MinPauseBetweenCheckpoints(300 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager}, sink, keys, perKey, pause).Start(ctx, "cluster")
+	job, err := clusterJob(dir, jm, clusterOpts{Role: roleJM}, sink, keys, perKey, pause).Start(ctx, "cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestClusterSavepointThenLostTaskManager(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Name: name}, sink, keys, perKey, pause).Execute(ctx, "cluster")
+			err := clusterJob(dir, jm, clusterOpts{Role: roleTM, Name: name}, sink, keys, perKey, pause).Execute(ctx, "cluster")
 			if err != nil && ctx.Err() == nil {
 				t.Errorf("task manager %s: %v", name, err)
 			}
@@ -218,7 +219,7 @@ func TestClusterNotEnoughSlots(t *testing.T) {
 	jm := freeAddr(t)
 	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
 		weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None()),
-		weir.Cluster(weir.ClusterOptions{Role: weir.RoleJobManager, JobManager: jm, SlotTimeout: 300 * time.Millisecond}))
+		clusterOpts{Role: roleJM, JobManager: jm, SlotTimeout: 300 * time.Millisecond}.option())
 	src := weir.FromSource(env, weir.Generator(2, 10, func(p int, off int64) int64 { return off }), "gen").UID("gen")
 	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{}).UID("sink")
 	err := env.Execute(context.Background(), "slots")
@@ -234,11 +235,11 @@ func TestClusterRefusesWrongToken(t *testing.T) {
 	sink := weir.NewCollectSink[seqOut]()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager, Token: "s3cret", SlotTimeout: time.Second}, sink, 1, 10).Start(ctx, "cluster")
+	job, err := clusterJob(dir, jm, clusterOpts{Role: roleJM, Token: "s3cret", SlotTimeout: time.Second}, sink, 1, 10).Start(ctx, "cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Token: "guess"}, sink, 1, 10).Execute(ctx, "cluster")
+	err = clusterJob(dir, jm, clusterOpts{Role: roleTM, Token: "guess"}, sink, 1, 10).Execute(ctx, "cluster")
 	if err == nil || !strings.Contains(err.Error(), "refused the cluster token") {
 		t.Fatalf("task manager with a wrong token: %v", err)
 	}
@@ -252,10 +253,10 @@ func TestClusterBroadcast(t *testing.T) {
 	dir := t.TempDir()
 	jm := freeAddr(t)
 	sink := weir.NewCollectSink[int64]()
-	build := func(o weir.ClusterOptions) *weir.Environment {
+	build := func(o clusterOpts) *weir.Environment {
 		o.JobManager = jm
 		env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
-			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None()), weir.Cluster(o))
+			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None()), o.option())
 		nums := weir.FromSource(env, weir.Generator(2, 1000, func(p int, off int64) int64 { return int64(p)*100000 + off }).WithRate(5000), "nums").UID("nums")
 		factors := weir.FromSource(env, weir.Generator(1, 1, func(int, int64) factor { return factor{"x", 3} }).WithRate(10), "factors").
 			SetParallelism(1).UID("factors")
@@ -264,7 +265,7 @@ func TestClusterBroadcast(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	job, err := build(weir.ClusterOptions{Role: weir.RoleJobManager}).Start(ctx, "scale")
+	job, err := build(clusterOpts{Role: roleJM}).Start(ctx, "scale")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func TestClusterBroadcast(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := build(weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}).Execute(ctx, "scale"); err != nil {
+			if err := build(clusterOpts{Role: roleTM, Name: fmt.Sprint("tm-", i)}).Execute(ctx, "scale"); err != nil {
 				t.Errorf("task manager %d: %v", i, err)
 			}
 		}()
@@ -313,13 +314,13 @@ func TestClusterTLS(t *testing.T) {
 	tlsConfig := selfSignedTLS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager, TLS: tlsConfig, Token: "t"}, sink, keys, perKey).Start(ctx, "cluster")
+	job, err := clusterJob(dir, jm, clusterOpts{Role: roleJM, TLS: tlsConfig, Token: "t"}, sink, keys, perKey).Start(ctx, "cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A task manager without TLS does not get in.
 	plainCtx, plainCancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	err = clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleTaskManager, Name: "plain", Token: "t"}, sink, keys, perKey).Execute(plainCtx, "cluster")
+	err = clusterJob(dir, jm, clusterOpts{Role: roleTM, Name: "plain", Token: "t"}, sink, keys, perKey).Execute(plainCtx, "cluster")
 	plainCancel()
 	if err == nil {
 		t.Fatal("a task manager without TLS ran against a TLS job manager")
@@ -329,7 +330,7 @@ func TestClusterTLS(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o := weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i), TLS: tlsConfig, Token: "t"}
+			o := clusterOpts{Role: roleTM, Name: fmt.Sprint("tm-", i), TLS: tlsConfig, Token: "t"}
 			if err := clusterJob(dir, jm, o, sink, keys, perKey).Execute(ctx, "cluster"); err != nil {
 				t.Errorf("task manager %d: %v", i, err)
 			}
@@ -351,7 +352,7 @@ func TestClusterSourcesEndAtOnce(t *testing.T) {
 		jm := freeAddr(t)
 		sink := weir.NewCollectSink[seqOut]()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		job, err := clusterJob(dir, jm, weir.ClusterOptions{Role: weir.RoleJobManager}, sink, 2, 3).Start(ctx, "cluster")
+		job, err := clusterJob(dir, jm, clusterOpts{Role: roleJM}, sink, 2, 3).Start(ctx, "cluster")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,7 +361,7 @@ func TestClusterSourcesEndAtOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				o := weir.ClusterOptions{Role: weir.RoleTaskManager, Name: fmt.Sprint("tm-", i)}
+				o := clusterOpts{Role: roleTM, Name: fmt.Sprint("tm-", i)}
 				if err := clusterJob(dir, jm, o, sink, 2, 3).Execute(ctx, "cluster"); err != nil {
 					t.Errorf("round %d, task manager %d: %v", round, i, err)
 				}
@@ -373,4 +374,29 @@ func TestClusterSourcesEndAtOnce(t *testing.T) {
 		cancel()
 		checkExactlyOnce(t, sink.Committed(), 2, 3)
 	}
+}
+
+// clusterOpts is a process's place in a test cluster.
+type clusterOpts struct {
+	Role             string
+	JobManager       string
+	Name             string
+	Token            string
+	TLS              *tls.Config
+	HeartbeatTimeout time.Duration
+	SlotTimeout      time.Duration
+}
+
+const (
+	roleJM = "jobmanager"
+	roleTM = "taskmanager"
+)
+
+func (o clusterOpts) option() weir.Option {
+	co := cluster.Options{JobManager: o.JobManager, Name: o.Name, Token: o.Token, TLS: o.TLS,
+		HeartbeatTimeout: o.HeartbeatTimeout, SlotTimeout: o.SlotTimeout}
+	if o.Role == roleJM {
+		return weir.Launch(cluster.AsJobManager(co))
+	}
+	return weir.Launch(cluster.AsTaskManager(co))
 }

@@ -35,7 +35,6 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
-	"github.com/weirstream/weir/ha"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
@@ -78,7 +77,21 @@ type config struct {
 	logger         *slog.Logger
 	stdout         io.Writer
 	stateBackend   state.RawStoreFactory
-	cluster        ClusterOptions
+	launcher       runtime.Launcher
+}
+
+// Launch runs the job with l instead of in this process alone: package
+// cluster's AsJobManager and AsTaskManager make the processes of a job
+// spread over machines (every process runs the same program, with its own
+// launcher).
+func Launch(l runtime.Launcher) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("launcher must not be nil")
+		}
+		c.launcher = l
+		return nil
+	}
 }
 
 // StateBackend sets where keyed state lives: nil (the default) keeps it on
@@ -299,9 +312,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 // Execute runs the job until it finishes, fails for good, or ctx ends.
 func (e *Environment) Execute(ctx context.Context, jobName string) error {
-	if e.cfg.cluster.Role == RoleTaskManager {
-		return e.runTaskManager(ctx, jobName)
-	}
 	j, err := e.Start(ctx, jobName)
 	if err != nil {
 		return err
@@ -368,36 +378,13 @@ func (j *JobClient) Storage() storage.Storage { return j.storage }
 
 // Start builds the job graph and starts the job; it returns at once.
 func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, error) {
-	if e.cfg.cluster.Role == RoleTaskManager {
-		return nil, errors.New("a task manager has no job client: run it with Execute")
-	}
 	g, rc, stor, err := e.prepare(jobName)
 	if err != nil {
 		return nil, err
 	}
 	var j *runtime.Job
-	if o := e.cfg.cluster; o.Role == RoleJobManager {
-		cc := o.runtimeConfig()
-		var svc *ha.Services
-		if o.HA != "" {
-			log := e.cfg.logger
-			if log == nil {
-				log = slog.New(slog.DiscardHandler)
-			}
-			var lead *ha.Leadership
-			if svc, lead, err = o.becomeLeader(ctx, jobName, &rc, stor, log); err != nil {
-				return nil, err
-			}
-			cc.HA = haLeadership{lead}
-		}
-		j, _, err = runtime.StartJobManager(ctx, g, rc, cc)
-		if svc != nil {
-			if err != nil {
-				svc.Close()
-			} else {
-				go func() { <-j.Done(); svc.Close() }()
-			}
-		}
+	if e.cfg.launcher != nil {
+		j, err = e.cfg.launcher.Launch(ctx, g, rc)
 	} else {
 		j, err = runtime.Start(ctx, g, rc)
 	}
@@ -462,11 +449,6 @@ func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config
 		rc.RestoreStorage, rc.RestoreID = rs, id
 		if rs.String() == stor.String() {
 			rc.RestoreStorage = stor
-		}
-	}
-	if (c.cluster.Role == RoleJobManager || c.cluster.Role == RoleTaskManager) && stor != nil {
-		if _, ok := stor.(*storage.Memory); ok {
-			return nil, runtime.Config{}, nil, fmt.Errorf("a %s needs checkpoint storage every process of the cluster reaches (a shared directory or S3), not %s", c.cluster.Role, stor)
 		}
 	}
 	return g, rc, stor, nil

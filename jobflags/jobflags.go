@@ -27,6 +27,7 @@ import (
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/cluster"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/state/pebblestate"
 )
@@ -273,8 +274,13 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, weir.Cluster(weir.ClusterOptions{Role: f.Role, JobManager: f.JobManager, DataListen: f.DataListen,
-			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL, TLS: tlsConfig, HeartbeatTimeout: f.Heartbeat}))
+		o := cluster.Options{JobManager: f.JobManager, DataListen: f.DataListen,
+			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL, TLS: tlsConfig, HeartbeatTimeout: f.Heartbeat}
+		if f.Role == "jobmanager" {
+			opts = append(opts, weir.Launch(cluster.AsJobManager(o)))
+		} else {
+			opts = append(opts, weir.Launch(cluster.AsTaskManager(o)))
+		}
 	default:
 		return nil, fmt.Errorf("invalid value %q for --role: want local, jobmanager or taskmanager", f.Role)
 	}

@@ -42,7 +42,7 @@ type triggerReply struct {
 // metadata writes, and feeds everything that happens back into the
 // coordinator as events. Deleting files is the job's disposer's business.
 type driver struct {
-	a      *attempt
+	a      *Attempt
 	coord  *coordinator.Coordinator
 	events *Queue[driverEvent]
 	nextID checkpoint.ID
@@ -59,11 +59,11 @@ type driver struct {
 	abortLog *repeatLog
 }
 
-func newDriver(a *attempt, nextID checkpoint.ID, retained []checkpoint.ID) (*driver, error) {
+func newDriver(a *Attempt, nextID checkpoint.ID, retained []checkpoint.ID) (*driver, error) {
 	var tasks, sources []checkpoint.TaskID
 	for _, t := range a.all {
 		tasks = append(tasks, t.ID)
-		if t.source {
+		if t.Source {
 			sources = append(sources, t.ID)
 		}
 	}
@@ -198,11 +198,11 @@ func (d *driver) apply(actions []coordinator.Action) {
 			// A failover restores this checkpoint from now on; with high
 			// availability the new leader must learn it before any sink
 			// commits, or it could restore an older one.
-			if ha := d.a.haLeadership(); ha != nil {
+			if ha := d.a.job.cfg.HA; ha != nil {
 				loc := storage.Location(d.a.job.cfg.Storage, x.ID)
 				if err := ha.SetLatest(d.a.ctx, x.ID, loc); err != nil {
 					d.a.job.log.Error("cannot record the latest checkpoint in the high-availability services", "id", x.ID, "err", err)
-					d.a.job.failHard(fmt.Errorf("cannot record checkpoint %d as the latest: %w", x.ID, err))
+					d.a.job.Abort(fmt.Errorf("cannot record checkpoint %d as the latest: %w", x.ID, err))
 					return
 				}
 			}
@@ -245,7 +245,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 			if x.Permanent {
 				err = Permanent(err)
 			}
-			d.a.failWith(err)
+			d.a.Fail(err)
 		}
 	}
 }

@@ -43,26 +43,33 @@ type RestoreError struct {
 }
 
 func (e *RestoreError) Error() string {
+	if e.Task == "" {
+		return e.Err.Error() // reported by a task manager, who named them
+	}
 	return fmt.Sprintf("task %s: cannot open operator %s with its restored state: %v", e.Task, e.Operator, e.Err)
 }
 func (e *RestoreError) Unwrap() error { return e.Err }
 
-// failureClass is how a task manager tells the job manager what kind of
+// FailureClass is how a task manager tells the job manager what kind of
 // failure a task had (errors cross the control plane as text).
-type failureClass string
+type FailureClass string
 
 const (
-	classRestore      failureClass = "restore"
-	classIncompatible failureClass = "incompatible"
-	classPermanent    failureClass = "permanent"
+	classRestore      FailureClass = "restore"
+	classIncompatible FailureClass = "incompatible"
+	classCorrupt      FailureClass = "corrupt"
+	classPermanent    FailureClass = "permanent"
 )
 
-func classify(err error) failureClass {
+// Classify tells the class of a failure, for the control plane.
+func Classify(err error) FailureClass {
 	switch {
 	case IsPermanent(err):
 		return classPermanent
 	case errors.Is(err, checkpoint.ErrIncompatible):
 		return classIncompatible
+	case errors.Is(err, checkpoint.ErrCorrupt):
+		return classCorrupt
 	}
 	var re *RestoreError
 	if errors.As(err, &re) {
@@ -71,16 +78,18 @@ func classify(err error) failureClass {
 	return ""
 }
 
-// declassify turns a failure a task manager reported as text back into an
+// Declassify turns a failure a task manager reported as text back into an
 // error of its class.
-func declassify(msg string, class failureClass) error {
+func Declassify(msg string, class FailureClass) error {
 	switch class {
 	case classPermanent:
 		return Permanent(errors.New(msg))
 	case classRestore:
-		return &RestoreError{Task: "?", Operator: "?", Err: errors.New(msg)}
+		return &RestoreError{Err: errors.New(msg)}
 	case classIncompatible:
-		return &RestoreError{Task: "?", Operator: "?", Err: fmt.Errorf("%s (%w)", msg, checkpoint.ErrIncompatible)}
+		return &RestoreError{Err: fmt.Errorf("%s (%w)", msg, checkpoint.ErrIncompatible)}
+	case classCorrupt:
+		return &RestoreError{Err: fmt.Errorf("%s (%w)", msg, checkpoint.ErrCorrupt)}
 	}
 	return errors.New(msg)
 }
@@ -90,15 +99,15 @@ func declassify(msg string, class failureClass) error {
 // not fit the job, or when the checkpoint turns out damaged (checked the
 // way `weir checkpoint inspect` checks); otherwise (an unreachable store,
 // say) a restart may help.
-func restoreVerdict(rp *restorePoint, err error) (permanent bool, why error) {
+func restoreVerdict(rp *RestorePoint, err error) (permanent bool, why error) {
 	var re *RestoreError
 	if rp == nil || !errors.As(err, &re) {
 		return false, nil
 	}
-	if errors.Is(err, checkpoint.ErrIncompatible) {
+	if errors.Is(err, checkpoint.ErrIncompatible) || errors.Is(err, checkpoint.ErrCorrupt) {
 		return true, nil
 	}
-	if verr := state.VerifyCheckpoint(rp.md, rp.storage.OpenStream); verr != nil {
+	if verr := state.VerifyCheckpoint(rp.Metadata, rp.Storage.OpenStream); verr != nil {
 		return true, verr
 	}
 	return false, nil

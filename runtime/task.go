@@ -33,12 +33,8 @@ type Mail struct {
 	Reason  string
 }
 
-// taskHost is what a task needs from the execution it belongs to.
-type taskHost interface {
-	ack(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.TaskSnapshot)
-	decline(id checkpoint.ID, task checkpoint.TaskID, why coordinator.DeclineReason, reason error)
-	sourceEnded(task checkpoint.TaskID)
-	taskFinished(task checkpoint.TaskID)
+// keyedWriter writes the keyed snapshots of a task into checkpoint storage.
+type keyedWriter interface {
 	writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) (checkpoint.KeyedStateHandle, error)
 }
 
@@ -48,7 +44,8 @@ type Task struct {
 	ID      checkpoint.TaskID
 	Name    string
 	ctx     context.Context
-	host    taskHost
+	host    TaskHost
+	keyed   keyedWriter
 	chain   *Chain
 	opInfo  []OperatorInfo
 	outputs []outputWriter
@@ -177,7 +174,7 @@ func (t *Task) step() bool {
 		case EndOfInput:
 			t.flush()
 			t.sourceEnded = true
-			t.host.sourceEnded(t.ID)
+			t.host.SourceEnded(t.ID)
 			return true
 		}
 		return false
@@ -219,7 +216,7 @@ func (t *Task) apply(actions []barrier.Action) {
 			if a.Cancelled {
 				why = coordinator.DeclineCancelled
 			}
-			t.host.decline(a.ID, t.ID, why, fmt.Errorf("checkpoint %d abandoned in %s: %s", a.ID, t.Name, a.Reason))
+			t.host.Decline(a.ID, t.ID, why, fmt.Errorf("checkpoint %d abandoned in %s: %s", a.ID, t.Name, a.Reason))
 			for _, o := range t.outputs {
 				o.EmitEvent(Event{Kind: EventCancel, Barrier: checkpoint.Barrier{ID: a.ID}})
 			}
@@ -262,7 +259,7 @@ func (t *Task) handleMail() {
 			if t.chain.Source != nil && !t.sourceEnded {
 				t.flush()
 				t.sourceEnded = true
-				t.host.sourceEnded(t.ID)
+				t.host.SourceEnded(t.ID)
 			}
 		case mailFinishSource:
 			if !t.finished {
@@ -286,7 +283,7 @@ func (t *Task) endOfInput() {
 		o.EmitEvent(Event{Kind: EventEndOfPartition})
 	}
 	t.finished = true
-	t.host.taskFinished(t.ID)
+	t.host.TaskFinished(t.ID)
 }
 
 // checkpoint takes this subtask's snapshot of checkpoint b: the synchronous
@@ -317,7 +314,7 @@ func (t *Task) checkpoint(b checkpoint.Barrier, alignment, startDelay time.Durat
 				for _, o := range t.outputs {
 					o.EmitEvent(Event{Kind: EventCancel, Barrier: b})
 				}
-				t.host.decline(b.ID, t.ID, coordinator.DeclineFailure, err)
+				t.host.Decline(b.ID, t.ID, coordinator.DeclineFailure, err)
 				return
 			}
 			t.fail(err)
@@ -351,7 +348,7 @@ func (t *Task) asyncSnapshot(id checkpoint.ID, snaps []OperatorSnapshot, ts chec
 			if err == nil && t.ctx.Err() == nil {
 				var h checkpoint.KeyedStateHandle
 				name := fmt.Sprintf("%d-%d-%d.keyed", t.ID.Vertex, t.ID.Subtask, i)
-				h, err = t.host.writeKeyed(id, name, s.Keyed)
+				h, err = t.keyed.writeKeyed(id, name, s.Keyed)
 				if err == nil {
 					h.Range = s.KeyRange
 					st.Keyed = []checkpoint.KeyedStateHandle{h}
@@ -375,9 +372,9 @@ func (t *Task) asyncSnapshot(id checkpoint.ID, snaps []OperatorSnapshot, ts chec
 		return
 	}
 	if err != nil {
-		t.host.decline(id, t.ID, coordinator.DeclineFailure, err)
+		t.host.Decline(id, t.ID, coordinator.DeclineFailure, err)
 		return
 	}
 	ts.AsyncDuration = time.Since(start)
-	t.host.ack(id, t.ID, ts)
+	t.host.Ack(id, t.ID, ts)
 }

@@ -1,4 +1,4 @@
-package runtime
+package cluster
 
 import (
 	"bytes"
@@ -62,7 +62,7 @@ func (b *logBuffer) waitLine(t *testing.T, want ...string) string {
 
 // startControl serves the control plane of a job manager of job "job"
 // (without a job) on a loopback port.
-func startControl(t *testing.T, cc ClusterConfig) (*JobManager, *logBuffer) {
+func startControl(t *testing.T, cc Config) (*JobManager, *logBuffer) {
 	t.Helper()
 	cc.defaults()
 	logs := &logBuffer{}
@@ -99,7 +99,7 @@ func readUntilClosed(t *testing.T, c net.Conn) time.Duration {
 // and the job manager logs it with the peer's address.
 func TestControlClosesSilentConnection(t *testing.T) {
 	const bound = 300 * time.Millisecond
-	jm, logs := startControl(t, ClusterConfig{RegistrationTimeout: bound})
+	jm, logs := startControl(t, Config{RegistrationTimeout: bound})
 	c, err := net.Dial("tcp", jm.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestControlRefusesGarbage(t *testing.T) {
 		{"tls", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "hint=\"a TLS client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			jm, logs := startControl(t, ClusterConfig{RegistrationTimeout: time.Minute})
+			jm, logs := startControl(t, Config{RegistrationTimeout: time.Minute})
 			c, err := net.Dial("tcp", jm.Addr())
 			if err != nil {
 				t.Fatal(err)
@@ -143,7 +143,7 @@ func TestControlRefusesGarbage(t *testing.T) {
 // manager's certificate) is logged with the peer's address.
 func TestControlLogsFailedTLSHandshake(t *testing.T) {
 	cert, _ := tlstest.SelfSigned(t)
-	jm, logs := startControl(t, ClusterConfig{RegistrationTimeout: time.Minute,
+	jm, logs := startControl(t, Config{RegistrationTimeout: time.Minute,
 		ServerTLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	c, err := net.Dial("tcp", jm.Addr())
 	if err != nil {
@@ -202,7 +202,7 @@ func openStream(t *testing.T, conn *grpc.ClientConn, token string) grpc.ClientSt
 // registers nothing.
 func TestControlRegistrationBound(t *testing.T) {
 	const bound = 300 * time.Millisecond
-	jm, logs := startControl(t, ClusterConfig{RegistrationTimeout: bound, Token: "s3cret"})
+	jm, logs := startControl(t, Config{RegistrationTimeout: bound, Token: "s3cret"})
 
 	conn, local := dialControl(t, jm.Addr())
 	reg := openStream(t, conn, "s3cret")

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
-	"github.com/weirstream/weir/checkpoint/barrier"
 	"github.com/weirstream/weir/checkpoint/coordinator"
 	"github.com/weirstream/weir/restart"
-	"github.com/weirstream/weir/state"
 	"github.com/weirstream/weir/storage"
 )
 
@@ -43,6 +40,42 @@ type Config struct {
 	BufferTimeout time.Duration // flush deadline for partly filled buffers; 0 flushes after every input buffer
 	Credits       int           // record buffers in flight per channel
 	Logger        *slog.Logger
+	// HA is the job manager's leadership in the high-availability
+	// services (nil: none). Checkpoint ids start above the counter it
+	// hands out, every completion told to the tasks moves its latest
+	// pointer first (a new leader restores that one), and losing it ends
+	// the job in this process.
+	HA HALeadership
+}
+
+// HALeadership is a job manager's leadership in the high-availability
+// services (package ha, wired by package cluster).
+type HALeadership interface {
+	NextCheckpointID(ctx context.Context) (checkpoint.ID, error)
+	SetLatest(ctx context.Context, id checkpoint.ID, location string) error
+	Done() <-chan struct{}
+}
+
+// Executor runs the attempts of a job: the local one runs every subtask in
+// this process; a job manager (package cluster) deploys them to task
+// managers. Execute runs attempt a until its subtasks finished (nil), one
+// failed, or a's context ended; it must start a's coordinator driver
+// (Attempt.StartDriver) before any subtask runs and stop it before it
+// returns.
+type Executor interface {
+	Execute(a *Attempt) error
+}
+
+// Launcher starts a job graph somewhere other than in this process alone
+// (package cluster: a job manager, a task manager).
+type Launcher interface {
+	Launch(ctx context.Context, g *JobGraph, cfg Config) (*Job, error)
+}
+
+// JobEndListener is implemented by executors that must hear when the job
+// ends for good (a job manager tells its task managers).
+type JobEndListener interface {
+	JobEnded(err error)
 }
 
 func (c *Config) defaults() {
@@ -78,24 +111,27 @@ type CheckpointStats struct {
 	Subtasks map[checkpoint.TaskID]checkpoint.TaskSnapshot
 }
 
-// Job is a running job in the local cluster.
+// Job is a running job: the failover loop over its attempts, the restore
+// point, the checkpoint statistics and the user's requests.
 type Job struct {
 	graph *JobGraph
 	cfg   Config
 	log   *slog.Logger
+	exec  Executor
 	done  chan struct{}
 	err   error
 
 	cancel context.CancelFunc
-	jm     *JobManager // nil: the local cluster
-	onEnd  func(error) // called when the job ends, before done closes
+	// noCoordinator names what runs a job without a coordinator (from
+	// StartFunc).
+	noCoordinator string
 	// disposer deletes what the job no longer needs from its storage
 	// (nil without checkpointing).
 	disposer *disposer
 
 	mu struct {
 		sync.Mutex
-		attempt *attempt
+		attempt *Attempt
 		// attemptChanged is closed and replaced when attempt changes.
 		attemptChanged chan struct{}
 		stats          []CheckpointStats
@@ -113,7 +149,10 @@ type Job struct {
 
 // runningAttempt returns the attempt running now, waiting for one while
 // the job starts or restarts.
-func (j *Job) runningAttempt(ctx context.Context) (*attempt, error) {
+func (j *Job) runningAttempt(ctx context.Context) (*Attempt, error) {
+	if j.noCoordinator != "" {
+		return nil, fmt.Errorf("%s runs no checkpoint coordinator", j.noCoordinator)
+	}
 	if !j.cfg.Checkpointing {
 		return nil, errors.New("the job is not running with checkpointing")
 	}
@@ -134,7 +173,7 @@ func (j *Job) runningAttempt(ctx context.Context) (*attempt, error) {
 	}
 }
 
-func (j *Job) setAttempt(a *attempt) {
+func (j *Job) setAttempt(a *Attempt) {
 	j.mu.Lock()
 	j.mu.attempt = a
 	close(j.mu.attemptChanged)
@@ -196,15 +235,33 @@ func (j *Job) StopWithSavepoint(ctx context.Context) (checkpoint.ID, error) {
 	return j.mu.stopSP, nil
 }
 
-// Start validates g and starts running it. The job runs until it finishes,
-// fails for good, or ctx is cancelled; Wait returns its outcome.
+// Start validates g and starts running it in this process. The job runs
+// until it finishes, fails for good, or ctx is cancelled; Wait returns its
+// outcome.
 func Start(ctx context.Context, g *JobGraph, cfg Config) (*Job, error) {
-	return startJob(ctx, g, cfg, nil)
+	return StartWith(ctx, g, cfg, LocalExecutor{})
 }
 
-func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Job, error) {
+// StartFunc returns a job whose whole run is run: a process that takes
+// part in a job without coordinating it (a task manager). Wait returns
+// run's error; what needs a coordinator (TriggerCheckpoint,
+// StopWithSavepoint) fails, naming what this process is.
+func StartFunc(ctx context.Context, g *JobGraph, what string, run func(ctx context.Context) error) *Job {
+	j := &Job{graph: g, log: slog.New(slog.DiscardHandler), done: make(chan struct{}), noCoordinator: what}
+	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
+	j.mu.attemptChanged = make(chan struct{})
+	ctx, j.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(j.done)
+		j.err = run(ctx)
+	}()
+	return j
+}
+
+// StartWith is Start with the attempts run by exec.
+func StartWith(ctx context.Context, g *JobGraph, cfg Config, exec Executor) (*Job, error) {
 	cfg.defaults()
-	if err := validateGraph(g); err != nil {
+	if err := ValidateGraph(g); err != nil {
 		return nil, err
 	}
 	if cfg.Checkpointing {
@@ -215,13 +272,10 @@ func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Jo
 			return nil, errors.New("checkpointing needs checkpoint storage")
 		}
 	}
-	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), jm: jm}
-	if jm != nil {
-		j.onEnd = jm.endJob
-	}
+	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), exec: exec}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
 	j.mu.attemptChanged = make(chan struct{})
-	var initial *restorePoint
+	var initial *RestorePoint
 	if cfg.RestoreStorage != nil {
 		md, err := cfg.RestoreStorage.ReadMetadata(cfg.RestoreID)
 		if err != nil {
@@ -231,7 +285,7 @@ func startJob(ctx context.Context, g *JobGraph, cfg Config, jm *JobManager) (*Jo
 			return nil, fmt.Errorf("cannot restore job %s from checkpoint %d in %s: %w", g.Name, cfg.RestoreID, cfg.RestoreStorage, err)
 		}
 		initial = newRestorePoint(cfg.RestoreStorage, md, g, cfg.Storage)
-		j.log.Info("restoring", "checkpoint", md.CheckpointID, "kind", md.Kind, "from", storage.Location(cfg.RestoreStorage, md.CheckpointID), "owned", initial.owned)
+		j.log.Info("restoring", "checkpoint", md.CheckpointID, "kind", md.Kind, "from", storage.Location(cfg.RestoreStorage, md.CheckpointID), "owned", initial.Owned)
 	}
 	ctx, j.cancel = context.WithCancel(ctx)
 	go j.run(ctx, initial)
@@ -251,9 +305,9 @@ func (j *Job) Done() <-chan struct{} { return j.done }
 // Cancel stops the job.
 func (j *Job) Cancel() { j.cancel() }
 
-// failHard ends the job with err at once, without a restart (a job manager
+// Abort ends the job with err at once, without a restart (a job manager
 // that lost its leadership).
-func (j *Job) failHard(err error) {
+func (j *Job) Abort(err error) {
 	j.mu.Lock()
 	j.mu.hardErr = err
 	j.mu.Unlock()
@@ -301,7 +355,7 @@ func (j *Job) TriggerCheckpoint(ctx context.Context, kind checkpoint.Kind) (Chec
 	case <-ctx.Done():
 		return CheckpointStats{}, ctx.Err()
 	case <-a.ctx.Done():
-		return CheckpointStats{}, errors.New("cannot trigger a checkpoint: the job is restarting or ending")
+		return CheckpointStats{}, fmt.Errorf("cannot trigger a %s: the job is restarting or ending", kind)
 	}
 	if r.err != nil {
 		return CheckpointStats{}, r.err
@@ -354,17 +408,8 @@ func (j *Job) recordStats(s CheckpointStats) {
 	delete(j.mu.waiters, s.ID)
 }
 
-type restorePoint struct {
-	storage storage.Storage
-	md      *checkpoint.Metadata
-	// owned: the checkpoint belongs to the job (a checkpoint, not a
-	// savepoint, of this job in its own storage): the job may delete it by
-	// retention, and incremental snapshots may keep referencing its files.
-	owned bool
-}
-
-func newRestorePoint(st storage.Storage, md *checkpoint.Metadata, g *JobGraph, jobStorage storage.Storage) *restorePoint {
-	return &restorePoint{storage: st, md: md, owned: st == jobStorage && ownedBy(md, g)}
+func newRestorePoint(st storage.Storage, md *checkpoint.Metadata, g *JobGraph, jobStorage storage.Storage) *RestorePoint {
+	return &RestorePoint{Storage: st, Metadata: md, Owned: st == jobStorage && ownedBy(md, g)}
 }
 
 // ownedBy reports whether a checkpoint in a job's own storage belongs to
@@ -397,11 +442,11 @@ func (j *Job) ownedCheckpoints() ([]checkpoint.ID, error) {
 	return out, nil
 }
 
-func (j *Job) run(ctx context.Context, restore *restorePoint) {
+func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 	defer close(j.done)
 	defer func() {
-		if j.onEnd != nil {
-			j.onEnd(j.err) // before Wait returns: a job manager tells its task managers
+		if l, ok := j.exec.(JobEndListener); ok {
+			l.JobEnded(j.err) // before Wait returns: a job manager tells its task managers
 		}
 	}()
 	var owned []checkpoint.ID
@@ -436,9 +481,9 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			nextID = max(nextID, maxID+1)
 		}
 		number := attemptNo
-		if j.jm != nil && j.jm.cfg.HA != nil {
+		if j.cfg.HA != nil {
 			// Ids continue above every id a leader of this job handed out.
-			id, err := j.jm.cfg.HA.NextCheckpointID(ctx)
+			id, err := j.cfg.HA.NextCheckpointID(ctx)
 			if err != nil {
 				j.err = fmt.Errorf("cannot start job %s: high availability: %w", j.graph.Name, err)
 				return
@@ -449,7 +494,7 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 			// a new leader's attempts apart from an old leader's.
 			number = int(id)
 		}
-		a := &attempt{job: j, number: number, restore: restore}
+		a := &Attempt{job: j, number: number, restore: restore}
 		err := a.run(ctx, nextID, owned)
 		nextID = max(nextID, a.nextID)
 		owned = a.retained
@@ -486,7 +531,7 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 				cause = fmt.Errorf("%w (the checkpoint is damaged: %v)", err, why)
 			}
 			j.err = fmt.Errorf("job %s failed and will not restart: %w", j.graph.Name,
-				restoreFailure(restore.storage, restore.md.CheckpointID, cause, j.cfg.Storage))
+				restoreFailure(restore.Storage, restore.Metadata.CheckpointID, cause, j.cfg.Storage))
 			j.log.Error("job failed: its checkpoint cannot be restored", "err", j.err)
 			return
 		}
@@ -503,7 +548,7 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 		}
 		// Restore the newest checkpoint whose completion the tasks were
 		// told (sinks may have committed up to it), else where we began.
-		if id := j.restorePointID(); id != 0 && j.cfg.Checkpointing && (restore == nil || restore.storage != j.cfg.Storage || restore.md.CheckpointID != id) {
+		if id := j.restorePointID(); id != 0 && j.cfg.Checkpointing && (restore == nil || restore.Storage != j.cfg.Storage || restore.Metadata.CheckpointID != id) {
 			md, rerr := j.cfg.Storage.ReadMetadata(id)
 			if rerr != nil {
 				j.err = fmt.Errorf("job %s failed (%v) and cannot restore: %w", j.graph.Name, err, restoreFailure(j.cfg.Storage, id, rerr, nil))
@@ -513,7 +558,7 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 		}
 		from := "the beginning"
 		if restore != nil {
-			from = fmt.Sprintf("%s %d", restore.md.Kind, restore.md.CheckpointID)
+			from = fmt.Sprintf("%s %d", restore.Metadata.Kind, restore.Metadata.CheckpointID)
 		}
 		j.log.Warn("job failed; restarting", "err", err, "delay", delay, "restore", from, "attempt", attemptNo+1)
 		j.mu.Lock()
@@ -530,7 +575,10 @@ func (j *Job) run(ctx context.Context, restore *restorePoint) {
 	}
 }
 
-func validateGraph(g *JobGraph) error {
+// ValidateGraph checks a job graph before it runs: parallelism within the
+// max parallelism, unique operator UIDs, forward edges between equal
+// parallelism.
+func ValidateGraph(g *JobGraph) error {
 	if g == nil || len(g.Vertices) == 0 {
 		return errors.New("the job has no operators")
 	}
@@ -586,475 +634,4 @@ func checkRestorable(g *JobGraph, md *checkpoint.Metadata, allowNonRestored bool
 		}
 	}
 	return nil
-}
-
-// attempt is one execution of the job graph, from deployment to the end of
-// its tasks.
-type attempt struct {
-	job     *Job
-	number  int
-	restore *restorePoint
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	tasks   []*Task // the subtasks running in this process
-	byID    map[checkpoint.TaskID]*Task
-	all     []taskRef // every subtask of the job
-	driver  *driver
-	// placement spreads the subtasks over processes (nil: local);
-	// remoteMail delivers mail to subtasks of other processes; closers
-	// are the network channels to close when the attempt ends.
-	placement  *Placement
-	remoteMail func(checkpoint.TaskID, Mail)
-	closers    []any
-	// report sends what the tasks of a task manager's attempt report to
-	// the job manager; remoteFinished counts the job manager's finished
-	// subtasks.
-	report         func(ctlMsg)
-	remoteFinished func(checkpoint.TaskID)
-	cluster        *clusterAttempt
-	nextID         checkpoint.ID
-	retained       []checkpoint.ID
-
-	mu struct {
-		sync.Mutex
-		firstErr error
-	}
-}
-
-func (a *attempt) failWith(err error) {
-	a.mu.Lock()
-	if a.mu.firstErr == nil {
-		a.mu.firstErr = err
-	}
-	a.mu.Unlock()
-	a.cancel(err)
-}
-
-func (a *attempt) run(parent context.Context, nextID checkpoint.ID, retained []checkpoint.ID) error {
-	a.nextID, a.retained = nextID, retained
-	a.ctx, a.cancel = context.WithCancelCause(parent)
-	defer a.cancel(nil)
-	if a.job.jm != nil {
-		err := a.runRemote(a.job.jm)
-		if err == nil && parent.Err() != nil {
-			err = parent.Err()
-		}
-		return err
-	}
-	if err := a.deploy(); err != nil {
-		return err
-	}
-	stop, err := a.startDriver(nil)
-	if err != nil {
-		return err
-	}
-	a.runTasks()
-	stop()
-	a.mu.Lock()
-	err = a.mu.firstErr
-	a.mu.Unlock()
-	if err == nil && parent.Err() != nil {
-		err = parent.Err()
-	}
-	return err
-}
-
-// startDriver starts the coordinator driver of the attempt (with
-// checkpointing) and makes the attempt the job's current one; stop ends
-// both and keeps the driver's next id and retained checkpoints for the
-// next attempt. beforeRun, if set, runs once the driver exists (reports
-// reach it) but before its loop starts (nothing is triggered yet).
-func (a *attempt) startDriver(beforeRun func()) (stop func(), err error) {
-	j := a.job
-	if j.cfg.Checkpointing {
-		if a.driver, err = newDriver(a, a.nextID, a.retained); err != nil {
-			return nil, err
-		}
-	}
-	if beforeRun != nil {
-		beforeRun()
-	}
-	j.setAttempt(a)
-	var driverDone chan struct{}
-	driverCtx, stopDriver := context.WithCancel(a.ctx)
-	if a.driver != nil {
-		driverDone = make(chan struct{})
-		go func() {
-			defer close(driverDone)
-			a.driver.run(driverCtx)
-		}()
-	}
-	return func() {
-		stopDriver()
-		if driverDone != nil {
-			<-driverDone
-			a.nextID = a.driver.nextID
-			a.retained = a.driver.coord.Completed()
-		}
-		j.setAttempt(nil)
-	}, nil
-}
-
-// runTasks runs the subtasks of this process to their end (a failure
-// fails the attempt) and closes the attempt's network channels.
-func (a *attempt) runTasks() {
-	var wg sync.WaitGroup
-	for _, t := range a.tasks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := t.run()
-			if err != nil && a.ctx.Err() == nil {
-				a.failWith(fmt.Errorf("task %s failed: %w", t.Name, err))
-			}
-		}()
-	}
-	wg.Wait()
-	for _, c := range a.closers {
-		if c, ok := c.(ChannelCloser); ok {
-			c.Close()
-		}
-	}
-}
-
-// taskRef is a subtask as the coordinator driver knows it, wherever it
-// runs.
-type taskRef struct {
-	ID     checkpoint.TaskID
-	source bool
-}
-
-// Placement says where the subtasks of an attempt run when the job is
-// spread over processes (nil: all in this one).
-type Placement struct {
-	// Self is the index of this process among the task managers; -1 for
-	// the job manager, which runs no task.
-	Self int
-	// Where maps every subtask to the index of the process running it.
-	Where map[checkpoint.TaskID]int
-	// Addrs are the data-plane addresses of the processes, by index.
-	Addrs []string
-	// DataPlane carries records to and from the other processes.
-	DataPlane DataPlane
-}
-
-func (p *Placement) local(id checkpoint.TaskID) bool { return p == nil || p.Where[id] == p.Self }
-
-// ChannelID is the id of the channel of edge number edge (in graph order)
-// from sender to receiver in attempt, on the data plane: the same in every
-// process.
-func ChannelID(attempt, edge, sender, receiver int) uint64 {
-	return uint64(attempt&0xFFFF)<<48 | uint64(edge&0xFFFF)<<32 | uint64(sender&0xFFFF)<<16 | uint64(receiver&0xFFFF)
-}
-
-// mail delivers m to subtask id, in this process or, through the control
-// plane, in another.
-func (a *attempt) mail(id checkpoint.TaskID, m Mail) {
-	if t := a.byID[id]; t != nil {
-		t.mailbox.Put(m)
-		return
-	}
-	if a.remoteMail != nil {
-		a.remoteMail(id, m)
-	}
-}
-
-func (a *attempt) numSources() int {
-	n := 0
-	for _, t := range a.all {
-		if t.source {
-			n++
-		}
-	}
-	return n
-}
-
-// deploy creates the channels, gates, writers and tasks of every subtask
-// that runs in this process (all of them, in the local cluster).
-func (a *attempt) deploy() error {
-	j := a.job
-	g := j.graph
-	cfg := j.cfg
-	maxP := g.MaxParallelism
-	pl := a.placement
-	for _, v := range g.Vertices {
-		for s := range v.Parallelism {
-			a.all = append(a.all, taskRef{ID: checkpoint.TaskID{Vertex: v.ID, Subtask: s}, source: v.IsSource})
-		}
-	}
-	if pl != nil && pl.Self < 0 {
-		return nil // the job manager runs no task
-	}
-	edgeNo := map[*Edge]int{}
-	for _, v := range g.Vertices {
-		for _, e := range v.Inputs {
-			edgeNo[e] = len(edgeNo)
-		}
-	}
-	tid := func(v *Vertex, s int) checkpoint.TaskID { return checkpoint.TaskID{Vertex: v.ID, Subtask: s} }
-	// channels[edge][sender][receiver]: the sending ends in this process
-	type edgeChans struct{ ch [][]any }
-	chans := map[*Edge]*edgeChans{}
-	gates := map[*Vertex][]*InputGate{}
-	readersIn := map[*Vertex][][]any{} // per subtask, gate channel order
-	for _, v := range g.Vertices {
-		for _, e := range v.Inputs {
-			ec := &edgeChans{ch: make([][]any, e.Source.Parallelism)}
-			for s := range ec.ch {
-				ec.ch[s] = make([]any, v.Parallelism)
-			}
-			chans[e] = ec
-		}
-		if len(v.Inputs) == 0 {
-			continue
-		}
-		n := 0
-		for _, e := range v.Inputs {
-			if e.Kind == Forward {
-				n++
-			} else {
-				n += e.Source.Parallelism
-			}
-		}
-		gs := make([]*InputGate, v.Parallelism)
-		ins := make([][]any, v.Parallelism)
-		for r := range gs {
-			if pl.local(tid(v, r)) {
-				gs[r] = NewInputGate(n)
-			}
-		}
-		for r := range v.Parallelism {
-			idx := 0
-			for _, e := range v.Inputs {
-				for s := range e.Source.Parallelism {
-					if e.Kind == Forward && s != r {
-						continue
-					}
-					sendLocal, recvLocal := pl.local(tid(e.Source, s)), pl.local(tid(v, r))
-					var c any
-					var err error
-					switch {
-					case sendLocal && recvLocal:
-						c = e.Type.newChannel(gs[r], idx, cfg.Credits, cfg.BufferSize)
-						chans[e].ch[s][r] = c
-					case recvLocal:
-						c, err = e.Type.newRemoteInput(pl.DataPlane, ChannelID(a.number, edgeNo[e], s, r), gs[r], idx, cfg.Credits, cfg.BufferSize)
-					case sendLocal:
-						chans[e].ch[s][r], err = e.Type.newRemoteOutput(a.ctx, pl.DataPlane, pl.Addrs[pl.Where[tid(v, r)]], ChannelID(a.number, edgeNo[e], s, r), cfg.BufferSize)
-						if err == nil {
-							a.closers = append(a.closers, chans[e].ch[s][r])
-						}
-					}
-					if err != nil {
-						return fmt.Errorf("cannot connect %s subtask %d to subtask %d: %w", e, s, r, err)
-					}
-					if c != nil {
-						ins[r] = append(ins[r], c)
-						if !(sendLocal && recvLocal) {
-							a.closers = append(a.closers, c)
-						}
-					}
-					idx++
-				}
-			}
-		}
-		gates[v] = gs
-		readersIn[v] = ins
-	}
-	a.byID = map[checkpoint.TaskID]*Task{}
-	for _, v := range g.Vertices {
-		for s := range v.Parallelism {
-			id := tid(v, s)
-			if !pl.local(id) {
-				continue
-			}
-			name := fmt.Sprintf("%s (%d/%d)", v.Name, s+1, v.Parallelism)
-			t := &Task{ID: id, Name: name, ctx: a.ctx, host: a, opInfo: v.Operators,
-				mailbox: NewQueue[Mail](), bufferTimeout: cfg.BufferTimeout}
-			onFail := func(err error) {
-				if a.ctx.Err() == nil {
-					a.failWith(fmt.Errorf("task %s: cannot send: %w", name, err))
-				}
-			}
-			collectors := make([]any, len(v.Outputs))
-			for i, e := range v.Outputs {
-				var targets []any
-				var kgMap []int32
-				if e.Kind == Forward {
-					targets = []any{chans[e].ch[s][s]}
-				} else {
-					targets = chans[e].ch[s]
-				}
-				if e.Kind == Hash {
-					kgMap = make([]int32, maxP)
-					for kg := range kgMap {
-						kgMap[kg] = int32(state.SubtaskForKeyGroup(maxP, e.Target.Parallelism, kg))
-					}
-				}
-				c, w := e.Type.newWriter(a.ctx, e.Kind, targets, cfg.BufferSize, kgMap, onFail)
-				collectors[i] = c
-				t.outputs = append(t.outputs, w)
-			}
-			chain, err := v.Build(s, collectors)
-			if err != nil {
-				return fmt.Errorf("cannot build %s: %w", name, err)
-			}
-			if len(chain.Operators) != len(v.Operators) {
-				return fmt.Errorf("cannot build %s: %d operators built, %d declared", name, len(chain.Operators), len(v.Operators))
-			}
-			t.chain = chain
-			if len(v.Inputs) > 0 {
-				t.gate = gates[v][s]
-				r, err := v.Inputs[0].Type.newGateReader(t.gate, readersIn[v][s], chain.Input)
-				if err != nil {
-					return fmt.Errorf("cannot build %s: %w", name, err)
-				}
-				t.reader = r
-				t.ended = make([]bool, t.gate.NumChannels())
-				t.handler = barrier.New(cfg.Mode, t.gate.NumChannels())
-			} else if chain.Source == nil {
-				return fmt.Errorf("cannot build %s: a vertex without inputs must be a source", name)
-			}
-			if err := a.openContexts(t, v, s); err != nil {
-				return err
-			}
-			a.tasks = append(a.tasks, t)
-			a.byID[id] = t
-		}
-	}
-	return nil
-}
-
-// openContexts prepares each operator's context, with the restored state
-// assigned to subtask s.
-func (a *attempt) openContexts(t *Task, v *Vertex, s int) error {
-	j := a.job
-	maxP := j.graph.MaxParallelism
-	kgr := state.RangeForSubtask(maxP, v.Parallelism, s)
-	t.opCtx = make([]*OperatorContext, len(v.Operators))
-	for i, info := range v.Operators {
-		oc := &OperatorContext{
-			JobName: j.graph.Name, TaskName: t.Name, OperatorUID: info.UID, OperatorName: info.Name,
-			Subtask: s, Parallelism: v.Parallelism, MaxParallelism: maxP, Attempt: a.number,
-			Checkpointing: j.cfg.Checkpointing, CheckpointInterval: j.cfg.Coordinator.Interval, Mode: j.cfg.Mode, KeyGroups: kgr, Fail: t.fail,
-			Logger: j.log.With("operator", info.Name, "subtask", s),
-		}
-		if rp := a.restore; rp != nil {
-			oc.Restored = true
-			oc.RestoredCheckpoint = rp.md.CheckpointID
-			oc.RestoredKind = rp.md.Kind
-			oc.OpenStream = rp.storage.OpenStream
-			oc.RestoredOwned = rp.owned
-			if os := rp.md.Operator(info.UID); os != nil {
-				for _, st := range os.Subtasks {
-					for _, h := range st.Keyed {
-						if h.Range.Intersect(kgr).Len() > 0 {
-							oc.RestoredKeyed = append(oc.RestoredKeyed, h)
-						}
-					}
-				}
-				oc.RestoredList = assignListState(os, v.Parallelism, s)
-			}
-		}
-		t.opCtx[i] = oc
-	}
-	return nil
-}
-
-// The taskHost side of an attempt: tasks report here, the coordinator
-// driver hears about it.
-
-func (a *attempt) ack(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.TaskSnapshot) {
-	if a.report != nil {
-		a.report(ctlMsg{Kind: msgAck, ID: id, Task: task, Snap: &snap})
-		return
-	}
-	if a.driver != nil {
-		a.driver.events.Put(driverEvent{kind: evAck, id: id, task: task, snap: snap})
-	}
-}
-
-func (a *attempt) decline(id checkpoint.ID, task checkpoint.TaskID, why coordinator.DeclineReason, reason error) {
-	if a.report != nil {
-		a.report(ctlMsg{Kind: msgDecline, ID: id, Task: task, Err: reason.Error(), Why: why})
-		return
-	}
-	if a.driver != nil {
-		a.driver.events.Put(driverEvent{kind: evDecline, id: id, task: task, why: why, err: reason})
-	}
-}
-
-func (a *attempt) sourceEnded(task checkpoint.TaskID) {
-	if a.report != nil {
-		a.report(ctlMsg{Kind: msgSourceEnded, Task: task})
-		return
-	}
-	if a.driver != nil {
-		a.driver.events.Put(driverEvent{kind: evSourceEnded, task: task})
-		return
-	}
-	// Without checkpoints there is no final checkpoint to wait for.
-	a.mail(task, Mail{Kind: mailFinishSource})
-}
-
-func (a *attempt) taskFinished(task checkpoint.TaskID) {
-	if a.report != nil {
-		a.report(ctlMsg{Kind: msgFinished, Task: task})
-		return
-	}
-	if a.driver != nil {
-		a.driver.events.Put(driverEvent{kind: evFinished, task: task})
-	}
-	if a.remoteFinished != nil {
-		a.remoteFinished(task)
-	}
-}
-
-func (a *attempt) writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) (checkpoint.KeyedStateHandle, error) {
-	if hw, ok := s.(state.HandleWriter); ok {
-		return hw.WriteHandle(storage.NewTarget(a.job.cfg.Storage, id, strings.TrimSuffix(name, ".keyed")))
-	}
-	w, err := a.job.cfg.Storage.CreateStream(id, name)
-	if err != nil {
-		return checkpoint.KeyedStateHandle{}, err
-	}
-	offsets, err := s.WriteKeyGroups(w)
-	if err != nil {
-		w.Abort()
-		return checkpoint.KeyedStateHandle{}, err
-	}
-	h, err := w.Close()
-	if err != nil {
-		return checkpoint.KeyedStateHandle{}, err
-	}
-	return checkpoint.KeyedStateHandle{Stream: h, Offsets: offsets}, nil
-}
-
-// assignListState picks subtask s's operator list state out of a
-// checkpoint: at the same parallelism a subtask gets back its own entries
-// (and, for Union states, everyone's); at another parallelism the entries
-// are redistributed.
-func assignListState(os *checkpoint.OperatorState, parallelism, s int) []checkpoint.ListStateSnapshot {
-	old := make([][]checkpoint.ListStateSnapshot, len(os.Subtasks))
-	for k, st := range os.Subtasks {
-		old[k] = st.Operator
-	}
-	if os.Parallelism != parallelism {
-		return state.Redistribute(old, parallelism)[s]
-	}
-	var out []checkpoint.ListStateSnapshot
-	for _, l := range old[s] {
-		if l.Mode == checkpoint.Union {
-			l = checkpoint.ListStateSnapshot{Name: l.Name, Mode: l.Mode}
-			for _, sub := range old {
-				for _, other := range sub {
-					if other.Name == l.Name {
-						l.Entries = append(l.Entries, other.Entries...)
-					}
-				}
-			}
-		}
-		out = append(out, l)
-	}
-	return out
 }

@@ -1,4 +1,4 @@
-package runtime
+package cluster
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
 	"github.com/weirstream/weir/internal/secret"
+	"github.com/weirstream/weir/runtime"
 )
 
 // The control plane between the job manager and the task managers is one
@@ -74,10 +75,10 @@ type ctlMsg struct {
 	ID   checkpoint.ID            `json:"id,omitempty"`
 	Snap *checkpoint.TaskSnapshot `json:"snap,omitempty"`
 	Err  string                   `json:"err,omitempty"`
-	Mail *Mail                    `json:"mail,omitempty"`
+	Mail *runtime.Mail            `json:"mail,omitempty"`
 	// decline: why; failed: what kind of failure
 	Why   coordinator.DeclineReason `json:"why,omitempty"`
-	Class failureClass              `json:"class,omitempty"`
+	Class runtime.FailureClass      `json:"class,omitempty"`
 	// deploy
 	Deploy *deployMsg `json:"deploy,omitempty"`
 }

@@ -1,4 +1,4 @@
-package runtime
+package cluster
 
 import (
 	"context"
@@ -18,12 +18,14 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/runtime"
 )
 
-// ClusterConfig configures the processes of a distributed job: one job
+// Config configures the processes of a distributed job: one job
 // manager and task managers that connect to it. Every process runs the same
 // job binary and builds the same job graph; only configuration differs.
-type ClusterConfig struct {
+type Config struct {
 	// JobManager is the control address: the job manager listens on it,
 	// task managers dial it. Default 127.0.0.1:6123.
 	JobManager string
@@ -47,13 +49,7 @@ type ClusterConfig struct {
 	// (default 1), and its data plane (required).
 	Name      string
 	Slots     int
-	DataPlane DataPlane
-	// HA, on the job manager, is its leadership (nil: no HA). The job's
-	// checkpoint ids start above the counter it hands out, every completed
-	// checkpoint moves its latest pointer (fenced: a deposed leader's
-	// write fails and its job stops), and losing the leadership cancels
-	// the job.
-	HA HALeadership
+	DataPlane runtime.DataPlane
 	// ResolveJobManager, on a task manager, finds the current job manager
 	// before every connection (the elected leader under HA); nil dials
 	// JobManager.
@@ -64,15 +60,7 @@ type ClusterConfig struct {
 	SetDataPlaneErrorHandler func(func(attempt int, err error))
 }
 
-// HALeadership is the job manager's leadership in the high-availability
-// services (package ha).
-type HALeadership interface {
-	NextCheckpointID(ctx context.Context) (checkpoint.ID, error)
-	SetLatest(ctx context.Context, id checkpoint.ID, location string) error
-	Done() <-chan struct{}
-}
-
-func (c *ClusterConfig) defaults() {
+func (c *Config) defaults() {
 	if c.JobManager == "" {
 		c.JobManager = "127.0.0.1:6123"
 	}
@@ -97,7 +85,7 @@ func (c *ClusterConfig) defaults() {
 // checkpoint coordinator and the failover loop, and deploys subtasks to the
 // task managers that registered with it.
 type JobManager struct {
-	cfg    ClusterConfig
+	cfg    Config
 	log    *slog.Logger
 	lis    net.Listener
 	server *grpc.Server
@@ -116,7 +104,7 @@ type JobManager struct {
 		sync.Mutex
 		tms     map[string]*tmConn
 		changed chan struct{} // closed and replaced when tms changes
-		current *attempt
+		current *jmAttempt
 		ended   bool
 	}
 }
@@ -125,7 +113,7 @@ type tmConn struct {
 	name     string
 	slots    int
 	dataAddr string
-	out      *Queue[ctlMsg]
+	out      *runtime.Queue[ctlMsg]
 	kick     chan struct{} // closed to drop the connection
 	kickOnce sync.Once
 	lastSeen time.Time
@@ -137,9 +125,11 @@ func (c *tmConn) drop() { c.kickOnce.Do(func() { close(c.kick) }) }
 // managers on cc.JobManager and runs the job on them, with the failover,
 // checkpointing and restore of the local cluster. The returned Job behaves
 // as a local one (Wait, Cancel, TriggerCheckpoint, StopWithSavepoint).
-func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterConfig) (*Job, *JobManager, error) {
+func StartJobManager(ctx context.Context, g *runtime.JobGraph, cfg runtime.Config, cc Config) (*runtime.Job, *JobManager, error) {
 	cc.defaults()
-	cfg.defaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if !IsLoopback(cc.JobManager) && cc.Token == "" {
 		return nil, nil, fmt.Errorf("the job manager listens on %s, beyond loopback: a cluster token is required", cc.JobManager)
 	}
@@ -154,19 +144,19 @@ func StartJobManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterCon
 	hbCtx, stopHB := context.WithCancel(context.Background())
 	jm.stopHB = stopHB
 	go jm.watchHeartbeats(hbCtx)
-	job, err := startJob(ctx, g, cfg, jm)
+	job, err := runtime.StartWith(ctx, g, cfg, jm)
 	if err != nil {
 		stopHB()
 		jm.server.Stop()
 		return nil, nil, err
 	}
-	if cc.HA != nil {
+	if cfg.HA != nil {
 		go func() {
 			select {
-			case <-cc.HA.Done():
+			case <-cfg.HA.Done():
 				jm.log.Error("lost the leadership: stopping the job here; the new leader restores it")
 				jm.lostLeadership.Store(true)
-				job.failHard(errors.New("this job manager lost its leadership"))
+				job.Abort(errors.New("this job manager lost its leadership"))
 			case <-job.Done():
 			}
 		}()
@@ -195,8 +185,9 @@ func (jm *JobManager) serveControl(lis net.Listener) {
 // Addr is the address the job manager listens on.
 func (jm *JobManager) Addr() string { return jm.lis.Addr().String() }
 
-// endJob tells the task managers the job ended and stops serving.
-func (jm *JobManager) endJob(err error) {
+// JobEnded implements runtime.JobEndListener: it tells the task managers
+// the job ended and stops serving.
+func (jm *JobManager) JobEnded(err error) {
 	jm.stopHB()
 	if jm.lostLeadership.Load() {
 		// The job goes on under the new leader: hang up without saying it
@@ -257,7 +248,7 @@ func (jm *JobManager) connect(stream grpc.ServerStream) error {
 		return fmt.Errorf("weir: this job manager runs job %q, not %q", jm.jobName, reg.Job)
 	}
 	jm.ctlLis.registered(peerAddr(ctx))
-	c := &tmConn{name: reg.Name, slots: reg.Slots, dataAddr: reg.DataAddr, out: NewQueue[ctlMsg](), kick: make(chan struct{}), lastSeen: time.Now()}
+	c := &tmConn{name: reg.Name, slots: reg.Slots, dataAddr: reg.DataAddr, out: runtime.NewQueue[ctlMsg](), kick: make(chan struct{}), lastSeen: time.Now()}
 	jm.mu.Lock()
 	if old := jm.mu.tms[c.name]; old != nil {
 		old.drop() // a restarted task manager replaces its old connection
@@ -353,26 +344,34 @@ func (jm *JobManager) watchHeartbeats(ctx context.Context) {
 
 // handleReport routes a task manager's report to the attempt it belongs
 // to; reports of older attempts are dropped.
-func (jm *JobManager) handleReport(c *tmConn, a *attempt, m ctlMsg) {
-	if a == nil || m.Attempt != a.number {
+func (jm *JobManager) handleReport(c *tmConn, ja *jmAttempt, m ctlMsg) {
+	if ja == nil || m.Attempt != ja.a.Number() {
 		return // a late report or confirmation of an earlier attempt
 	}
+	a := ja.a
 	switch m.Kind {
 	case msgAck:
 		if m.Snap != nil {
-			a.ack(m.ID, m.Task, *m.Snap)
+			a.Ack(m.ID, m.Task, *m.Snap)
 		}
 	case msgDecline:
-		a.decline(m.ID, m.Task, m.Why, errors.New(m.Err))
+		a.Decline(m.ID, m.Task, m.Why, errors.New(m.Err))
 	case msgSourceEnded:
-		a.sourceEnded(m.Task)
+		a.SourceEnded(m.Task)
 	case msgFinished:
-		a.taskFinished(m.Task)
+		a.TaskFinished(m.Task)
+		ja.ca.finished()
 	case msgFailed:
-		a.failWith(declassify(fmt.Sprintf("task manager %s: %s", c.name, m.Err), m.Class))
+		a.Fail(runtime.Declassify(fmt.Sprintf("task manager %s: %s", c.name, m.Err), m.Class))
 	case msgCancelled:
-		a.cluster.ended(c.name)
+		ja.ca.ended(c.name)
 	}
+}
+
+// jmAttempt is an attempt the job manager runs on task managers.
+type jmAttempt struct {
+	a  *runtime.Attempt
+	ca *clusterAttempt
 }
 
 // clusterAttempt is the job manager's view of an attempt's task managers.
@@ -385,6 +384,18 @@ type clusterAttempt struct {
 	done      chan struct{}   // closed when remaining reaches 0
 	stopped   map[string]bool // task managers that confirmed the end, or are gone
 	changed   chan struct{}   // signalled when stopped grows
+}
+
+// finished counts a finished subtask; done closes after the last.
+func (c *clusterAttempt) finished() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.remaining > 0 {
+		c.remaining--
+		if c.remaining == 0 {
+			close(c.done)
+		}
+	}
 }
 
 // ended records that task manager name ran no task of the attempt any
@@ -421,17 +432,14 @@ func (c *clusterAttempt) waitStopped(timeout time.Duration) bool {
 	}
 }
 
-func (a *attempt) tmLost(c *tmConn, why string) {
-	ca := a.cluster
-	if ca == nil {
-		return
-	}
+func (ja *jmAttempt) tmLost(c *tmConn, why string) {
+	ca := ja.ca
 	i, ok := ca.index[c.name]
 	if !ok || ca.tms[i] != c {
 		return
 	}
 	ca.ended(c.name)
-	a.failWith(fmt.Errorf("task manager %s lost: %s", c.name, why))
+	ja.a.Fail(fmt.Errorf("task manager %s lost: %s", c.name, why))
 }
 
 // waitSlots waits until the registered task managers offer need slots.
@@ -462,17 +470,18 @@ func (jm *JobManager) waitSlots(ctx context.Context, need int) ([]*tmConn, error
 	}
 }
 
-// runRemote runs an attempt on the task managers: wait for slots, place
-// and deploy the subtasks, drive checkpoints, and wait until every subtask
-// finished or the attempt failed; then make sure every task manager
-// stopped the attempt's tasks before the next attempt starts.
-func (a *attempt) runRemote(jm *JobManager) error {
-	g := a.job.graph
+// Execute implements runtime.Executor: it runs an attempt on the task
+// managers. It waits for slots, places and deploys the subtasks, drives
+// checkpoints, and waits until every subtask finished or the attempt
+// failed; then it makes sure every task manager stopped the attempt's
+// tasks before the next attempt starts.
+func (jm *JobManager) Execute(a *runtime.Attempt) error {
+	g := a.Graph()
 	need := 0
 	for _, v := range g.Vertices {
 		need = max(need, v.Parallelism)
 	}
-	tms, err := jm.waitSlots(a.ctx, need)
+	tms, err := jm.waitSlots(a.Context(), need)
 	if err != nil {
 		return err
 	}
@@ -484,45 +493,26 @@ func (a *attempt) runRemote(jm *JobManager) error {
 			slotTM = append(slotTM, i)
 		}
 	}
-	pl := &Placement{Self: -1, Where: map[checkpoint.TaskID]int{}}
-	var where []placed
-	for _, v := range g.Vertices {
-		for s := range v.Parallelism {
-			id := checkpoint.TaskID{Vertex: v.ID, Subtask: s}
-			pl.Where[id] = slotTM[s]
-			where = append(where, placed{Task: id, Process: slotTM[s]})
-		}
+	where := map[checkpoint.TaskID]int{}
+	var placedList []placed
+	for _, t := range a.Tasks() {
+		where[t.ID] = slotTM[t.ID.Subtask]
+		placedList = append(placedList, placed{Task: t.ID, Process: slotTM[t.ID.Subtask]})
 	}
 	addrs := make([]string, len(tms))
-	ca := &clusterAttempt{tms: tms, index: map[string]int{}, done: make(chan struct{}), stopped: map[string]bool{}, changed: make(chan struct{}, 1)}
+	ca := &clusterAttempt{tms: tms, index: map[string]int{}, done: make(chan struct{}), stopped: map[string]bool{},
+		changed: make(chan struct{}, 1), remaining: len(a.Tasks())}
 	for i, c := range tms {
 		addrs[i] = c.dataAddr
 		ca.index[c.name] = i
 	}
-	pl.Addrs = addrs
-	a.placement = pl
-	a.cluster = ca
-	a.remoteMail = func(id checkpoint.TaskID, m Mail) {
-		tms[pl.Where[id]].out.Put(ctlMsg{Kind: msgMail, Attempt: a.number, Task: id, Mail: &m})
-	}
-	if err := a.deploy(); err != nil {
-		return err
-	}
-	ca.remaining = len(a.all)
-	a.remoteFinished = func(checkpoint.TaskID) {
-		ca.mu.Lock()
-		ca.remaining--
-		if ca.remaining == 0 {
-			close(ca.done)
-		}
-		ca.mu.Unlock()
-	}
+	ja := &jmAttempt{a: a, ca: ca}
 	jm.mu.Lock()
-	jm.mu.current = a
+	jm.mu.current = ja
 	jm.mu.Unlock()
 	defer func() {
 		jm.mu.Lock()
-		if jm.mu.current == a {
+		if jm.mu.current == ja {
 			jm.mu.current = nil
 		}
 		jm.mu.Unlock()
@@ -536,56 +526,59 @@ func (a *attempt) runRemote(jm *JobManager) error {
 		}
 	}
 	jm.mu.Unlock()
-	var restore *checkpoint.Metadata
-	fromJob, owned := false, false
-	if a.restore != nil {
-		restore, fromJob, owned = a.restore.md, a.restore.storage == a.job.cfg.Storage, a.restore.owned
+	dm := deployMsg{Where: placedList, Addrs: addrs}
+	if rp := a.Restore(); rp != nil {
+		dm.Restore, dm.FromJobStorage, dm.Owned = rp.Metadata, rp.Storage == a.Config().Storage, rp.Owned
+	}
+	mail := func(id checkpoint.TaskID, m runtime.Mail) {
+		tms[where[id]].out.Put(ctlMsg{Kind: msgMail, Attempt: a.Number(), Task: id, Mail: &m})
 	}
 	// The driver exists before any task runs (a source may end, and
 	// report it, at once), and its loop, which mails triggers, starts
 	// after the deployments are queued ahead of any mail.
-	stop, err := a.startDriver(func() {
+	stop, err := a.StartDriver(mail, func() {
 		for i, c := range tms {
-			c.out.Put(ctlMsg{Kind: msgDeploy, Attempt: a.number, Deploy: &deployMsg{Self: i, Where: where, Addrs: addrs, Restore: restore, FromJobStorage: fromJob, Owned: owned}})
+			d := dm
+			d.Self = i
+			c.out.Put(ctlMsg{Kind: msgDeploy, Attempt: a.Number(), Deploy: &d})
 		}
-		jm.log.Info("deployed", "attempt", a.number, "taskmanagers", len(tms), "subtasks", len(a.all))
+		jm.log.Info("deployed", "attempt", a.Number(), "taskmanagers", len(tms), "subtasks", len(a.Tasks()))
 	})
 	if err != nil {
 		return err
 	}
 	select {
 	case <-ca.done:
-	case <-a.ctx.Done():
+	case <-a.Context().Done():
 	}
 	// Stop the attempt everywhere and wait until every task manager has
 	// (or is gone), so that no task of this attempt outlives it.
 	for _, c := range tms {
-		c.out.Put(ctlMsg{Kind: msgCancel, Attempt: a.number})
+		c.out.Put(ctlMsg{Kind: msgCancel, Attempt: a.Number()})
 	}
 	if !ca.waitStopped(30 * time.Second) {
-		jm.log.Warn("task managers did not confirm the end of the attempt in time", "attempt", a.number)
+		jm.log.Warn("task managers did not confirm the end of the attempt in time", "attempt", a.Number())
 	}
 	stop()
-	a.mu.Lock()
-	err = a.mu.firstErr
-	a.mu.Unlock()
-	return err
+	return a.Err()
 }
 
 // RunTaskManager runs a task manager of job g: it registers with the job
 // manager at cc.JobManager, runs the subtasks deployed to it, and returns
 // when the job ends (nil if it finished) or ctx is cancelled. A lost job
 // manager is dialled again until ctx ends.
-func RunTaskManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterConfig) error {
+func RunTaskManager(ctx context.Context, g *runtime.JobGraph, cfg runtime.Config, cc Config) error {
 	cc.defaults()
-	cfg.defaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if cc.DataPlane == nil {
 		return errors.New("a task manager needs a data plane")
 	}
 	if cc.Name == "" {
 		cc.Name = cc.DataPlane.Addr()
 	}
-	if err := validateGraph(g); err != nil {
+	if err := runtime.ValidateGraph(g); err != nil {
 		return err
 	}
 	tm := &taskManager{g: g, cfg: cfg, cc: cc, log: cfg.Logger.With("role", "taskmanager", "name", cc.Name)}
@@ -615,9 +608,9 @@ func RunTaskManager(ctx context.Context, g *JobGraph, cfg Config, cc ClusterConf
 }
 
 type taskManager struct {
-	g   *JobGraph
-	cfg Config
-	cc  ClusterConfig
+	g   *runtime.JobGraph
+	cfg runtime.Config
+	cc  Config
 	log *slog.Logger
 
 	mu struct {
@@ -626,9 +619,11 @@ type taskManager struct {
 	}
 }
 
+// tmAttempt is the part of an attempt a task manager runs.
 type tmAttempt struct {
-	a    *attempt
-	done chan struct{}
+	number int
+	dep    *runtime.Deployment
+	done   chan struct{}
 }
 
 func (tm *taskManager) dataPlaneError(attempt int, err error) {
@@ -637,9 +632,32 @@ func (tm *taskManager) dataPlaneError(attempt int, err error) {
 	tm.mu.Unlock()
 	// Channels of an older attempt break as it is torn down: only the
 	// current attempt's channels matter.
-	if cur != nil && cur.a.number&0xFFFF == attempt && cur.a.ctx.Err() == nil {
-		cur.a.failWith(fmt.Errorf("data plane: %w", err))
+	if cur != nil && cur.number&0xFFFF == attempt && cur.dep.Err() == nil {
+		cur.dep.Fail(fmt.Errorf("data plane: %w", err))
 	}
+}
+
+// reporter is the task host of a task manager's subtasks: what they
+// report goes to the job manager over the control stream.
+type reporter struct {
+	attempt int
+	out     *runtime.Queue[ctlMsg]
+}
+
+func (r reporter) Ack(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.TaskSnapshot) {
+	r.out.Put(ctlMsg{Kind: msgAck, Attempt: r.attempt, ID: id, Task: task, Snap: &snap})
+}
+
+func (r reporter) Decline(id checkpoint.ID, task checkpoint.TaskID, why coordinator.DeclineReason, err error) {
+	r.out.Put(ctlMsg{Kind: msgDecline, Attempt: r.attempt, ID: id, Task: task, Err: err.Error(), Why: why})
+}
+
+func (r reporter) SourceEnded(task checkpoint.TaskID) {
+	r.out.Put(ctlMsg{Kind: msgSourceEnded, Attempt: r.attempt, Task: task})
+}
+
+func (r reporter) TaskFinished(task checkpoint.TaskID) {
+	r.out.Put(ctlMsg{Kind: msgFinished, Attempt: r.attempt, Task: task})
 }
 
 // session is one control connection to the job manager. ended is true
@@ -666,7 +684,7 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 	if err != nil {
 		return false, ctlError(err)
 	}
-	out := NewQueue[ctlMsg]()
+	out := runtime.NewQueue[ctlMsg]()
 	defer tm.stopCurrent()
 	if err := stream.SendMsg(&ctlMsg{Kind: msgRegister, Name: tm.cc.Name, Slots: tm.cc.Slots, DataAddr: tm.cc.DataPlane.Addr(), Job: tm.g.Name}); err != nil {
 		return false, ctlError(err)
@@ -718,11 +736,11 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 			tm.mu.Lock()
 			cur := tm.mu.current
 			tm.mu.Unlock()
-			if cur == nil || cur.a.number != m.Attempt {
+			if cur == nil || cur.number != m.Attempt {
 				out.Put(ctlMsg{Kind: msgCancelled, Attempt: m.Attempt})
 				continue
 			}
-			cur.a.cancel(errors.New("cancelled by the job manager"))
+			cur.dep.Fail(errCancelledByJobManager)
 			go func() {
 				<-cur.done
 				out.Put(ctlMsg{Kind: msgCancelled, Attempt: m.Attempt})
@@ -731,8 +749,8 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 			tm.mu.Lock()
 			cur := tm.mu.current
 			tm.mu.Unlock()
-			if cur != nil && cur.a.number == m.Attempt && m.Mail != nil {
-				cur.a.mail(m.Task, *m.Mail)
+			if cur != nil && cur.number == m.Attempt && m.Mail != nil {
+				cur.dep.Mail(m.Task, *m.Mail)
 			}
 		case msgJobEnded:
 			tm.log.Info("the job ended", "err", m.Err)
@@ -750,67 +768,52 @@ func (tm *taskManager) stopCurrent() {
 	tm.mu.current = nil
 	tm.mu.Unlock()
 	if cur != nil {
-		cur.a.cancel(errors.New("superseded"))
+		cur.dep.Fail(errors.New("superseded by a new deployment"))
 		<-cur.done
 	}
 }
 
+// errCancelledByJobManager ends a task manager's part of an attempt the job
+// manager ended (it is not a failure to report).
+var errCancelledByJobManager = errors.New("cancelled by the job manager")
+
 // deploy starts this task manager's subtasks of an attempt.
-func (tm *taskManager) deploy(ctx context.Context, m ctlMsg, out *Queue[ctlMsg]) error {
+func (tm *taskManager) deploy(ctx context.Context, m ctlMsg, out *runtime.Queue[ctlMsg]) error {
 	d := m.Deploy
 	if d == nil {
 		return errors.New("deployment without content")
 	}
-	job := &Job{graph: tm.g, cfg: tm.cfg, log: tm.log, done: make(chan struct{})}
-	a := &attempt{job: job, number: m.Attempt}
-	a.ctx, a.cancel = context.WithCancelCause(ctx)
-	pl := &Placement{Self: d.Self, Where: map[checkpoint.TaskID]int{}, Addrs: d.Addrs, DataPlane: tm.cc.DataPlane}
+	pl := &runtime.Placement{Self: d.Self, Where: map[checkpoint.TaskID]int{}, Addrs: d.Addrs, DataPlane: tm.cc.DataPlane}
 	for _, p := range d.Where {
 		pl.Where[p.Task] = p.Process
 	}
-	a.placement = pl
+	var rp *runtime.RestorePoint
 	if d.Restore != nil {
 		st := tm.cfg.Storage
 		if !d.FromJobStorage {
 			st = tm.cfg.RestoreStorage
 		}
 		if st == nil {
-			a.cancel(nil)
 			return errors.New("cannot restore: this task manager has no checkpoint storage configured for the restore")
 		}
-		a.restore = &restorePoint{storage: st, md: d.Restore, owned: d.Owned}
+		rp = &runtime.RestorePoint{Storage: st, Metadata: d.Restore, Owned: d.Owned}
 	}
-	a.report = func(r ctlMsg) {
-		r.Attempt = a.number
-		out.Put(r)
-	}
-	if err := a.deploy(); err != nil {
-		a.cancel(nil)
+	dep, err := runtime.Deploy(ctx, runtime.DeploySpec{Graph: tm.g, Config: tm.cfg, Attempt: m.Attempt, Restore: rp,
+		Placement: pl, Host: reporter{attempt: m.Attempt, out: out}})
+	if err != nil {
 		return err
 	}
-	cur := &tmAttempt{a: a, done: make(chan struct{})}
+	cur := &tmAttempt{number: m.Attempt, dep: dep, done: make(chan struct{})}
 	tm.mu.Lock()
 	tm.mu.current = cur
 	tm.mu.Unlock()
-	tm.log.Info("running subtasks", "attempt", a.number, "count", len(a.tasks))
+	tm.log.Info("running subtasks", "attempt", m.Attempt, "count", dep.NumTasks())
 	go func() {
 		defer close(cur.done)
-		defer a.cancel(nil)
-		a.runTasks()
-		a.mu.Lock()
-		err := a.mu.firstErr
-		a.mu.Unlock()
-		if err != nil {
-			out.Put(ctlMsg{Kind: msgFailed, Attempt: a.number, Err: err.Error(), Class: classify(err)})
+		err := dep.Run()
+		if err != nil && !errors.Is(err, errCancelledByJobManager) && ctx.Err() == nil {
+			out.Put(ctlMsg{Kind: msgFailed, Attempt: m.Attempt, Err: err.Error(), Class: runtime.Classify(err)})
 		}
 	}()
-	return nil
-}
-
-// haLeadership is the job manager's leadership, if the job runs with HA.
-func (a *attempt) haLeadership() HALeadership {
-	if jm := a.job.jm; jm != nil {
-		return jm.cfg.HA
-	}
 	return nil
 }
