@@ -243,6 +243,10 @@ func (jm *JobManager) connect(stream grpc.ServerStream) error {
 		jm.log.Warn("refused a task manager: bad registration", "peer", peerAddr(ctx), "msg", reg.Kind)
 		return fmt.Errorf("weir: expected a registration, got %q", reg.Kind)
 	}
+	if reg.Version != ctlVersion {
+		jm.log.Warn("refused a task manager speaking another control protocol version", "peer", peerAddr(ctx), "version", reg.Version, "want", ctlVersion)
+		return fmt.Errorf("weir: this job manager speaks control protocol version %d, the task manager %d: run the same weir build on every process", ctlVersion, reg.Version)
+	}
 	if reg.Job != jm.jobName {
 		jm.log.Warn("refused a task manager of another job", "peer", peerAddr(ctx), "job", reg.Job)
 		return fmt.Errorf("weir: this job manager runs job %q, not %q", jm.jobName, reg.Job)
@@ -686,7 +690,7 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 	}
 	out := runtime.NewQueue[ctlMsg]()
 	defer tm.stopCurrent()
-	if err := stream.SendMsg(&ctlMsg{Kind: msgRegister, Name: tm.cc.Name, Slots: tm.cc.Slots, DataAddr: tm.cc.DataPlane.Addr(), Job: tm.g.Name}); err != nil {
+	if err := stream.SendMsg(&ctlMsg{Kind: msgRegister, Version: ctlVersion, Name: tm.cc.Name, Slots: tm.cc.Slots, DataAddr: tm.cc.DataPlane.Addr(), Job: tm.g.Name}); err != nil {
 		return false, ctlError(err)
 	}
 	sendErr := make(chan error, 1)

@@ -41,6 +41,12 @@ const (
 	tokenHeader    = "weir-token"
 )
 
+// ctlVersion is the version of the control messages. A task manager sends
+// it in its registration; a job manager refuses another version, so that
+// processes of different weir builds never exchange messages whose fields
+// they read differently. Bump it when a message changes meaning.
+const ctlVersion = 2
+
 type msgKind string
 
 const (
@@ -66,6 +72,7 @@ type ctlMsg struct {
 	Kind    msgKind `json:"kind"`
 	Attempt int     `json:"attempt,omitempty"`
 	// register
+	Version  int    `json:"version,omitempty"`
 	Name     string `json:"name,omitempty"`
 	Slots    int    `json:"slots,omitempty"`
 	DataAddr string `json:"dataAddr,omitempty"`

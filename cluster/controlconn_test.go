@@ -206,7 +206,7 @@ func TestControlRegistrationBound(t *testing.T) {
 
 	conn, local := dialControl(t, jm.Addr())
 	reg := openStream(t, conn, "s3cret")
-	if err := reg.SendMsg(&ctlMsg{Kind: msgRegister, Name: "tm", Slots: 1, DataAddr: "127.0.0.1:1", Job: "job"}); err != nil {
+	if err := reg.SendMsg(&ctlMsg{Kind: msgRegister, Version: ctlVersion, Name: "tm", Slots: 1, DataAddr: "127.0.0.1:1", Job: "job"}); err != nil {
 		t.Fatal(err)
 	}
 	var m ctlMsg
@@ -270,4 +270,21 @@ func TestWarnLimit(t *testing.T) {
 			t.Fatalf("%s at %s: ok=%v held=%d, want %v %d", step.kind, step.at, ok, held, step.ok, step.heldTo)
 		}
 	}
+}
+
+// A task manager of another weir build (another control protocol version)
+// is refused with a message that says so.
+func TestControlRefusesOtherVersion(t *testing.T) {
+	jm, logs := startControl(t, Config{RegistrationTimeout: time.Minute})
+	conn, local := dialControl(t, jm.Addr())
+	reg := openStream(t, conn, "")
+	if err := reg.SendMsg(&ctlMsg{Kind: msgRegister, Version: ctlVersion - 1, Name: "tm", Slots: 1, DataAddr: "127.0.0.1:1", Job: "job"}); err != nil {
+		t.Fatal(err)
+	}
+	var m ctlMsg
+	err := reg.RecvMsg(&m)
+	if err == nil || !strings.Contains(err.Error(), "control protocol version") {
+		t.Fatalf("another version: %v %+v", err, m)
+	}
+	logs.waitLine(t, "level=WARN", "another control protocol version", "peer="+local())
 }
