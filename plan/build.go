@@ -44,16 +44,26 @@ type planner struct {
 	nodes     []*Node
 	par       []int
 	kinds     [][]runtime.PartitionKind // resolved partitioning of each input
-	consumers [][]*Node
+	consumers [][]consumer
+	// outputIndex[n][i] is the index, among its producer vertex's outputs,
+	// of the network edge of node n's input i.
+	outputIndex [][]int
+}
+
+// consumer is a node reading a producer, through its input number input.
+type consumer struct {
+	n     *Node
+	input int
 }
 
 // resolve resolves parallelism and partitioning and checks the rules.
 func resolve(g *Graph, cfg Config) (*planner, error) {
 	p := &planner{
-		nodes:     g.Nodes,
-		par:       make([]int, len(g.Nodes)),
-		kinds:     make([][]runtime.PartitionKind, len(g.Nodes)),
-		consumers: make([][]*Node, len(g.Nodes)),
+		nodes:       g.Nodes,
+		par:         make([]int, len(g.Nodes)),
+		kinds:       make([][]runtime.PartitionKind, len(g.Nodes)),
+		consumers:   make([][]consumer, len(g.Nodes)),
+		outputIndex: make([][]int, len(g.Nodes)),
 	}
 	earlier := func(n, m *Node) bool { return m != nil && m.ID < n.ID && g.Nodes[m.ID] == m }
 	hasSink := false
@@ -100,7 +110,7 @@ func resolve(g *Graph, cfg Config) (*planner, error) {
 				return nil, fmt.Errorf("operator %s reads from sink %s", n.Name, in.From.Name)
 			}
 			kinds[i] = kind
-			p.consumers[in.From.ID] = append(p.consumers[in.From.ID], n)
+			p.consumers[in.From.ID] = append(p.consumers[in.From.ID], consumer{n, i})
 		}
 		p.kinds[n.ID] = kinds
 		if n.IsSink {
@@ -135,17 +145,16 @@ func (p *planner) jobGraph(cfg Config) *runtime.JobGraph {
 		vertexOf[n.ID] = v
 		members[v] = []*Node{n}
 	}
-	// Network edges, and for each (producer, consumer) pair the index of its
-	// edge among the producer vertex's outputs.
-	edgeIndex := map[[2]int]int{}
+	// Network edges: one per input of each vertex's head.
 	for _, n := range p.nodes {
 		if p.chained(n) {
 			continue
 		}
+		p.outputIndex[n.ID] = make([]int, len(n.Inputs))
 		for i, in := range n.Inputs {
 			src, dst := vertexOf[in.From.ID], vertexOf[n.ID]
 			edge := &runtime.Edge{Source: src, Target: dst, Kind: p.kinds[n.ID][i], Type: in.Type}
-			edgeIndex[[2]int{in.From.ID, n.ID}] = len(src.Outputs)
+			p.outputIndex[n.ID][i] = len(src.Outputs)
 			src.Outputs = append(src.Outputs, edge)
 			dst.Inputs = append(dst.Inputs, edge)
 		}
@@ -159,7 +168,7 @@ func (p *planner) jobGraph(cfg Config) *runtime.JobGraph {
 		}
 		v.Name = strings.Join(names, " -> ")
 		v.Build = func(subtask int, outputs []any) (*runtime.Chain, error) {
-			return p.buildChain(ms, edgeIndex, subtask, outputs)
+			return p.buildChain(ms, subtask, outputs)
 		}
 	}
 	return g
@@ -169,7 +178,7 @@ func (p *planner) jobGraph(cfg Config) *runtime.JobGraph {
 // ms, tail first, so that each operator's output exists when it is made:
 // the inputs of its chained consumers and the collectors of its network
 // edges.
-func (p *planner) buildChain(ms []*Node, edgeIndex map[[2]int]int, subtask int, outputs []any) (*runtime.Chain, error) {
+func (p *planner) buildChain(ms []*Node, subtask int, outputs []any) (*runtime.Chain, error) {
 	ins := make(map[*Node]any, len(ms))
 	ops := make([]runtime.Operator, len(ms))
 	var src runtime.SourceDriver
@@ -177,10 +186,10 @@ func (p *planner) buildChain(ms []*Node, edgeIndex map[[2]int]int, subtask int, 
 		n := ms[i]
 		var outs []any
 		for _, c := range p.consumers[n.ID] {
-			if p.chained(c) {
-				outs = append(outs, ins[c])
+			if p.chained(c.n) {
+				outs = append(outs, ins[c.n])
 			} else {
-				outs = append(outs, outputs[edgeIndex[[2]int{n.ID, c.ID}]])
+				outs = append(outs, outputs[p.outputIndex[c.n.ID][c.input]])
 			}
 		}
 		var out any
