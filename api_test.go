@@ -64,6 +64,10 @@ func TestTransformations(t *testing.T) {
 	unionSink := weir.NewCollectSink[int]()
 	union.SinkTo(unionSink)
 
+	// A union of a stream with itself: two edges between the same vertices.
+	selfSink := weir.NewCollectSink[int]()
+	weir.Union(evens, evens).SinkTo(selfSink)
+
 	bc := weir.FromSlice(env, []int{7}).Broadcast()
 	bcSink := weir.NewCollectSink[int]()
 	weir.Map(bc, func(n int) int { return n }).SetParallelism(3).SinkTo(bcSink)
@@ -85,6 +89,9 @@ func TestTransformations(t *testing.T) {
 	}
 	if got, want := sorted(unionSink.Committed(), cmpInt), []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 100, 200}; !slices.Equal(got, want) {
 		t.Errorf("union: %v, want %v", got, want)
+	}
+	if got, want := sorted(selfSink.Committed(), cmpInt), []int{4, 4, 8, 8, 12, 12, 16, 16, 20, 20}; !slices.Equal(got, want) {
+		t.Errorf("union with itself: %v, want %v", got, want)
 	}
 	if got := bcSink.Committed(); !slices.Equal(got, []int{7, 7, 7}) {
 		t.Errorf("broadcast to 3 subtasks: %v", got)

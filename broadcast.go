@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/plan"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/runtime/network"
 	"github.com/weirstream/weir/state"
@@ -391,7 +392,7 @@ func connectedType[IN, B any](newHash func() func(connected[IN, B]) uint32) runt
 // pointer to a struct. Set a UID on the result: its keyed state, broadcast
 // state and operator state are found under it.
 func ConnectBroadcast[K comparable, IN, B, OUT any](keyed KeyedStream[K, IN], bc Stream[B], fn KeyedBroadcastProcessFunction[K, IN, B, OUT]) Stream[OUT] {
-	env := keyed.s.n.env
+	env := keyed.s.env
 	bc = broadcastSide(bc)
 	key, codec := keyed.key, keyed.codec
 	main := tagInput[IN, connected[IN, B]](keyed.s, "Connect keyed side", func(r IN) connected[IN, B] { return connected[IN, B]{in: r} })
@@ -400,18 +401,18 @@ func ConnectBroadcast[K comparable, IN, B, OUT any](keyed KeyedStream[K, IN], bc
 		h := state.HasherFor(codec)
 		return func(r connected[IN, B]) uint32 { return h(key(r.in)) }
 	}
-	n := addNode[OUT](env, "KeyedBroadcastProcess", []input{
-		{from: main, kind: runtime.Hash, typ: connectedType[IN, B](newHash)},
-		{from: side, kind: runtime.Broadcast, typ: connectedType[IN, B](nil)},
+	n := addNode[OUT](env, "KeyedBroadcastProcess", []plan.Input{
+		{From: main, Partitioning: runtime.Hash, Type: connectedType[IN, B](newHash)},
+		{From: side, Partitioning: runtime.Broadcast, Type: connectedType[IN, B](nil)},
 	})
-	if bc.n.env != env {
-		env.setErr(fmt.Errorf("operator %s: ConnectBroadcast of streams from different environments", n.name))
+	if bc.env != env {
+		env.setErr(fmt.Errorf("operator %s: ConnectBroadcast of streams from different environments", n.Name))
 	}
 	if fn == nil {
-		env.setErr(fmt.Errorf("operator %s: ConnectBroadcast needs a function, got nil", n.name))
+		env.setErr(fmt.Errorf("operator %s: ConnectBroadcast needs a function, got nil", n.Name))
 	}
 	backend := env.cfg.stateBackend
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		l := &keyedBroadcastLogic[K, IN, B, OUT]{fn: perSubtask(fn), out: out.(runtime.Collector[OUT])}
 		op := &keyedBroadcastOp[K, IN, B, OUT]{
 			keyedOp: &keyedOp[K, connected[IN, B]]{
@@ -424,7 +425,7 @@ func ConnectBroadcast[K comparable, IN, B, OUT any](keyed KeyedStream[K, IN], bc
 		}
 		return runtime.Collector[connected[IN, B]](op), op, nil, nil
 	}
-	return Stream[OUT]{n}
+	return Stream[OUT]{env, n}
 }
 
 // ConnectBroadcastNonKeyed connects a non-keyed stream with a broadcast
@@ -434,25 +435,25 @@ func ConnectBroadcast[K comparable, IN, B, OUT any](keyed KeyedStream[K, IN], bc
 // round robin otherwise), where fn.ProcessElement reads broadcast state.
 // See ConnectBroadcast.
 func ConnectBroadcastNonKeyed[IN, B, OUT any](s Stream[IN], bc Stream[B], fn BroadcastProcessFunction[IN, B, OUT]) Stream[OUT] {
-	env := s.n.env
+	env := s.env
 	bc = broadcastSide(bc)
 	main := tagInput[IN, connected[IN, B]](s, "Connect main side", func(r IN) connected[IN, B] { return connected[IN, B]{in: r} })
 	side := tagInput[B, connected[IN, B]](bc, "Connect broadcast side", func(b B) connected[IN, B] { return connected[IN, B]{fromBroadcast: true, b: b} })
-	n := addNode[OUT](env, "BroadcastProcess", []input{
-		{from: main, kind: runtime.Forward, auto: true, typ: connectedType[IN, B](nil)},
-		{from: side, kind: runtime.Broadcast, typ: connectedType[IN, B](nil)},
+	n := addNode[OUT](env, "BroadcastProcess", []plan.Input{
+		{From: main, Partitioning: runtime.Forward, Auto: true, Type: connectedType[IN, B](nil)},
+		{From: side, Partitioning: runtime.Broadcast, Type: connectedType[IN, B](nil)},
 	})
-	if bc.n.env != env {
-		env.setErr(fmt.Errorf("operator %s: ConnectBroadcastNonKeyed of streams from different environments", n.name))
+	if bc.env != env {
+		env.setErr(fmt.Errorf("operator %s: ConnectBroadcastNonKeyed of streams from different environments", n.Name))
 	}
 	if fn == nil {
-		env.setErr(fmt.Errorf("operator %s: ConnectBroadcastNonKeyed needs a function, got nil", n.name))
+		env.setErr(fmt.Errorf("operator %s: ConnectBroadcastNonKeyed needs a function, got nil", n.Name))
 	}
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &broadcastOp[IN, B, OUT]{fn: perSubtask(fn), out: out.(runtime.Collector[OUT])}
 		return runtime.Collector[connected[IN, B]](op), op, nil, nil
 	}
-	return Stream[OUT]{n}
+	return Stream[OUT]{env, n}
 }
 
 // broadcastSide returns the stream a broadcast side reads: the input of an
@@ -460,8 +461,8 @@ func ConnectBroadcastNonKeyed[IN, B, OUT any](s Stream[IN], bc Stream[B], fn Bro
 // each subtask once per subtask of that Broadcast operator.
 func broadcastSide[B any](bc Stream[B]) Stream[B] {
 	n := bc.n
-	if n.kind == "Broadcast" && !n.isSource && len(n.inputs) == 1 && n.inputs[0].kind == runtime.Broadcast && !n.inputs[0].auto {
-		return Stream[B]{n.inputs[0].from}
+	if n.Kind == "Broadcast" && !n.IsSource && len(n.Inputs) == 1 && n.Inputs[0].Partitioning == runtime.Broadcast && !n.Inputs[0].Auto {
+		return Stream[B]{bc.env, n.Inputs[0].From}
 	}
 	return bc
 }
@@ -469,11 +470,11 @@ func broadcastSide[B any](bc Stream[B]) Stream[B] {
 // tagInput adds the internal operator that wraps the records of s into the
 // connected type. It takes the parallelism of s, so it is always chained
 // to it (no extra network hop).
-func tagInput[T, C any](s Stream[T], name string, wrap func(T) C) *node {
-	n := addNode[C](s.n.env, "Tag", []input{forwardInput(s)})
-	n.name = name
-	n.parallelismOf = s.n
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+func tagInput[T, C any](s Stream[T], name string, wrap func(T) C) *plan.Node {
+	n := addNode[C](s.env, "Tag", []plan.Input{forwardInput(s)})
+	n.Name = name
+	n.ParallelismOf = s.n
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &mapOp[T, C]{f: wrap, out: out.(runtime.Collector[C])}
 		return runtime.Collector[T](op), op, nil, nil
 	}

@@ -35,6 +35,7 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/plan"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
@@ -268,7 +269,7 @@ func Stdout(w io.Writer) Option {
 type Environment struct {
 	cfg   config
 	err   error
-	nodes []*node
+	graph plan.Graph // the logical graph of the job
 	print *lockedWriter
 }
 
@@ -394,12 +395,17 @@ func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, er
 	return &JobClient{job: j, storage: stor}, nil
 }
 
+// jobGraph plans the job graph of the program defined so far.
+func (e *Environment) jobGraph(jobName string) (*runtime.JobGraph, error) {
+	return plan.Build(&e.graph, plan.Config{JobName: jobName, Parallelism: e.cfg.parallelism, MaxParallelism: e.cfg.maxParallelism})
+}
+
 // prepare builds the job graph and the runtime configuration.
 func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config, storage.Storage, error) {
 	if e.err != nil {
 		return nil, runtime.Config{}, nil, e.err
 	}
-	g, err := e.buildGraph(jobName)
+	g, err := e.jobGraph(jobName)
 	if err != nil {
 		return nil, runtime.Config{}, nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/plan"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
 )
@@ -192,14 +193,14 @@ type keyedLogic[K comparable, IN any] interface {
 }
 
 func keyedNode[K comparable, IN, OUT any](ks KeyedStream[K, IN], kind string, newLogic func(out runtime.Collector[OUT]) keyedLogic[K, IN]) Stream[OUT] {
-	n := addNode[OUT](ks.s.n.env, kind, []input{ks.hashInput()})
+	n := addNode[OUT](ks.s.env, kind, []plan.Input{ks.hashInput()})
 	key, codec := ks.key, ks.codec
-	backend := ks.s.n.env.cfg.stateBackend
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	backend := ks.s.env.cfg.stateBackend
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &keyedOp[K, IN]{key: key, codec: codec, backend: backend, logic: newLogic(out.(runtime.Collector[OUT]))}
 		return runtime.Collector[IN](op), op, nil, nil
 	}
-	return Stream[OUT]{n}
+	return Stream[OUT]{ks.s.env, n}
 }
 
 // keyedOp runs keyed logic over a keyed state backend.

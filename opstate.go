@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/plan"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
 )
@@ -213,44 +214,44 @@ type FilterFunction[T any] interface {
 // own shallow copy of fn when fn is a pointer to a struct, so state handles
 // kept in fields are per subtask.
 func MapWith[T, U any](s Stream[T], fn MapFunction[T, U]) Stream[U] {
-	n := addNode[U](s.n.env, "Map", []input{forwardInput(s)})
+	n := addNode[U](s.env, "Map", []plan.Input{forwardInput(s)})
 	if fn == nil {
-		s.n.env.setErr(fmt.Errorf("operator %s: MapWith needs a function, got nil", n.name))
+		s.env.setErr(fmt.Errorf("operator %s: MapWith needs a function, got nil", n.Name))
 	}
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &richMapOp[T, U]{fn: perSubtask(fn), out: out.(runtime.Collector[U])}
 		op.richOp.fn = op.fn
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[U]{n}
+	return Stream[U]{s.env, n}
 }
 
 // FlatMapWith is FlatMap with a function object; see MapWith.
 func FlatMapWith[T, U any](s Stream[T], fn FlatMapFunction[T, U]) Stream[U] {
-	n := addNode[U](s.n.env, "FlatMap", []input{forwardInput(s)})
+	n := addNode[U](s.env, "FlatMap", []plan.Input{forwardInput(s)})
 	if fn == nil {
-		s.n.env.setErr(fmt.Errorf("operator %s: FlatMapWith needs a function, got nil", n.name))
+		s.env.setErr(fmt.Errorf("operator %s: FlatMapWith needs a function, got nil", n.Name))
 	}
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &richFlatMapOp[T, U]{fn: perSubtask(fn), out: out.(runtime.Collector[U])}
 		op.richOp.fn = op.fn
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[U]{n}
+	return Stream[U]{s.env, n}
 }
 
 // FilterWith is Filter with a function object; see MapWith.
 func FilterWith[T any](s Stream[T], fn FilterFunction[T]) Stream[T] {
-	n := addNode[T](s.n.env, "Filter", []input{forwardInput(s)})
+	n := addNode[T](s.env, "Filter", []plan.Input{forwardInput(s)})
 	if fn == nil {
-		s.n.env.setErr(fmt.Errorf("operator %s: FilterWith needs a function, got nil", n.name))
+		s.env.setErr(fmt.Errorf("operator %s: FilterWith needs a function, got nil", n.Name))
 	}
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &richFilterOp[T]{fn: perSubtask(fn), out: out.(runtime.Collector[T])}
 		op.richOp.fn = op.fn
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[T]{n}
+	return Stream[T]{s.env, n}
 }
 
 // richOp is the lifecycle shared by the operators of function objects:

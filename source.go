@@ -62,13 +62,13 @@ const sourceStateName = "source-positions"
 // FromSource adds a source to the job.
 func FromSource[T any](env *Environment, src Source[T], name string) Stream[T] {
 	n := addNode[T](env, "Source: "+name, nil)
-	n.isSource = true
+	n.IsSource = true
 	bufSize := env.cfg.bufferSize
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &sourceOp[T]{src: src, out: out.(runtime.Collector[T]), buf: make([]T, 0, bufSize)}
 		return nil, op, op, nil
 	}
-	return Stream[T]{n}
+	return Stream[T]{env, n}
 }
 
 type sourceOp[T any] struct {

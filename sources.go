@@ -164,8 +164,8 @@ type SliceSource[T any] struct{ Elements []T }
 // Flink's fromElements).
 func FromSlice[T any](env *Environment, elems []T) Stream[T] {
 	s := FromSource[T](env, &SliceSource[T]{Elements: elems}, "slice")
-	s.n.fixedPar = true
-	s.n.parallelism = 1
+	s.n.FixedParallelism = true
+	s.n.Parallelism = 1
 	return s
 }
 
@@ -220,8 +220,8 @@ func (r *sliceReader[T]) Close() error { return nil }
 // connection.
 func SocketTextStream(env *Environment, addr string) Stream[string] {
 	s := FromSource[string](env, socketSource{addr: addr}, "socket "+addr)
-	s.n.fixedPar = true
-	s.n.parallelism = 1
+	s.n.FixedParallelism = true
+	s.n.Parallelism = 1
 	return s
 }
 
@@ -312,8 +312,8 @@ func (r *socketReader) Close() error {
 // non-parallel source that ends at the end of the file.
 func TextFile(env *Environment, path string) Stream[string] {
 	s := FromSource[string](env, textFileSource{path: path}, "file "+path)
-	s.n.fixedPar = true
-	s.n.parallelism = 1
+	s.n.FixedParallelism = true
+	s.n.Parallelism = 1
 	return s
 }
 

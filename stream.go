@@ -3,66 +3,32 @@ package weir
 import (
 	"fmt"
 
+	"github.com/weirstream/weir/plan"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
 )
 
-// node is one transformation of the logical graph.
-type node struct {
-	env         *Environment
-	id          int
-	kind        string
-	name        string
-	uid         string
-	parallelism int // 0: the environment's default
-	fixedPar    bool
-	inputs      []input
-	isSource    bool
-	isSink      bool
-	// parallelismOf, when set, gives the node the resolved parallelism of
-	// that node: internal operators that must chain to their input
-	// (ConnectBroadcast's input tagging) follow its parallelism.
-	parallelismOf *node
-	// build creates the operator of one subtask; out is the node's
-	// Collector[OUT] (nil for sinks); it returns the Collector[IN] the
-	// upstream feeds (nil for sources) and, for sources, the driver.
-	build func(subtask int, out any) (in any, op runtime.Operator, src runtime.SourceDriver, err error)
-	// fanOut joins several Collector[OUT] into one.
-	fanOut func(outs []any) any
-}
-
-type input struct {
-	from *node
-	kind runtime.PartitionKind
-	auto bool // partitioning not chosen by the user: forward or rebalance
-	typ  runtime.EdgeType
-}
-
 // Stream is a stream of records of type T: the output of one transformation.
 type Stream[T any] struct {
-	n *node
+	env *Environment
+	n   *plan.Node
 }
 
-func addNode[OUT any](env *Environment, kind string, inputs []input) *node {
-	n := &node{env: env, id: len(env.nodes), kind: kind, name: kind, inputs: inputs}
-	n.fanOut = func(outs []any) any {
-		cs := make([]runtime.Collector[OUT], len(outs))
-		for i, o := range outs {
-			cs[i] = o.(runtime.Collector[OUT])
-		}
-		return runtime.FanOut(cs)
-	}
-	env.nodes = append(env.nodes, n)
-	return n
+// addNode adds a transformation whose records are of type OUT to env's
+// logical graph.
+func addNode[OUT any](env *Environment, kind string, inputs []plan.Input) *plan.Node {
+	return env.graph.Add(&plan.Node{Kind: kind, Inputs: inputs, FanOut: plan.FanOut[OUT]})
 }
 
-func forwardInput[T any](s Stream[T]) input {
-	return input{from: s.n, kind: runtime.Forward, auto: true, typ: edgeTypeOf[T](nil)}
+// forwardInput reads s with the partitioning left to the planner: forward
+// at equal parallelism, rebalance otherwise.
+func forwardInput[T any](s Stream[T]) plan.Input {
+	return plan.Input{From: s.n, Partitioning: runtime.Forward, Auto: true, Type: edgeTypeOf[T](nil)}
 }
 
 // Name sets the operator's display name.
 func (s Stream[T]) Name(name string) Stream[T] {
-	s.n.name = name
+	s.n.Name = name
 	return s
 }
 
@@ -70,21 +36,21 @@ func (s Stream[T]) Name(name string) Stream[T] {
 // checkpoint. Set it on every stateful operator of a long-lived job: without
 // it the UID is derived from the operator's position in the program.
 func (s Stream[T]) UID(uid string) Stream[T] {
-	s.n.uid = uid
+	s.n.UID = uid
 	return s
 }
 
 // SetParallelism sets the operator's number of parallel subtasks.
 func (s Stream[T]) SetParallelism(p int) Stream[T] {
 	if p < 1 {
-		s.n.env.setErr(fmt.Errorf("operator %s: parallelism must be at least 1, got %d", s.n.name, p))
+		s.env.setErr(fmt.Errorf("operator %s: parallelism must be at least 1, got %d", s.n.Name, p))
 		return s
 	}
-	if s.n.fixedPar && p != 1 {
-		s.n.env.setErr(fmt.Errorf("operator %s is not parallel: its parallelism must be 1", s.n.name))
+	if s.n.FixedParallelism && p != 1 {
+		s.env.setErr(fmt.Errorf("operator %s is not parallel: its parallelism must be 1", s.n.Name))
 		return s
 	}
-	s.n.parallelism = p
+	s.n.Parallelism = p
 	return s
 }
 
@@ -102,70 +68,70 @@ func (s Stream[T]) Broadcast() Stream[T] {
 // partitioning, so the next transformation reads it with that partitioning.
 func partitioned[T any](s Stream[T], kind runtime.PartitionKind, name string) Stream[T] {
 	in := forwardInput(s)
-	in.kind, in.auto = kind, false
-	n := addNode[T](s.n.env, name, []input{in})
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	in.Partitioning, in.Auto = kind, false
+	n := addNode[T](s.env, name, []plan.Input{in})
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		o := out.(runtime.Collector[T])
 		return o, &baseOp{}, nil, nil
 	}
-	return Stream[T]{n}
+	return Stream[T]{s.env, n}
 }
 
 // Map applies f to every record.
 func Map[T, U any](s Stream[T], f func(T) U) Stream[U] {
-	n := addNode[U](s.n.env, "Map", []input{forwardInput(s)})
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n := addNode[U](s.env, "Map", []plan.Input{forwardInput(s)})
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &mapOp[T, U]{f: f, out: out.(runtime.Collector[U])}
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[U]{n}
+	return Stream[U]{s.env, n}
 }
 
 // MapErr applies f to every record; an error fails the task (and the job
 // fails over under its restart strategy).
 func MapErr[T, U any](s Stream[T], f func(T) (U, error)) Stream[U] {
-	n := addNode[U](s.n.env, "Map", []input{forwardInput(s)})
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n := addNode[U](s.env, "Map", []plan.Input{forwardInput(s)})
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &mapErrOp[T, U]{f: f, out: out.(runtime.Collector[U])}
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[U]{n}
+	return Stream[U]{s.env, n}
 }
 
 // FlatMap calls f for every record; f emits any number of records.
 func FlatMap[T, U any](s Stream[T], f func(T, Collector[U])) Stream[U] {
-	n := addNode[U](s.n.env, "FlatMap", []input{forwardInput(s)})
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n := addNode[U](s.env, "FlatMap", []plan.Input{forwardInput(s)})
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &flatMapOp[T, U]{f: f, out: out.(runtime.Collector[U])}
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[U]{n}
+	return Stream[U]{s.env, n}
 }
 
 // Filter keeps the records for which keep returns true.
 func Filter[T any](s Stream[T], keep func(T) bool) Stream[T] {
-	n := addNode[T](s.n.env, "Filter", []input{forwardInput(s)})
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n := addNode[T](s.env, "Filter", []plan.Input{forwardInput(s)})
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &filterOp[T]{keep: keep, out: out.(runtime.Collector[T])}
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[T]{n}
+	return Stream[T]{s.env, n}
 }
 
 // Union merges streams of the same type into one.
 func Union[T any](first Stream[T], more ...Stream[T]) Stream[T] {
-	ins := []input{forwardInput(first)}
+	ins := []plan.Input{forwardInput(first)}
 	for _, s := range more {
-		if s.n.env != first.n.env {
-			first.n.env.setErr(fmt.Errorf("union of streams from different environments"))
+		if s.env != first.env {
+			first.env.setErr(fmt.Errorf("union of streams from different environments"))
 		}
 		ins = append(ins, forwardInput(s))
 	}
-	n := addNode[T](first.n.env, "Union", ins)
-	n.build = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n := addNode[T](first.env, "Union", ins)
+	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		return out.(runtime.Collector[T]), &baseOp{}, nil, nil
 	}
-	return Stream[T]{n}
+	return Stream[T]{first.env, n}
 }
 
 // KeyedStream is a stream partitioned by key: records with equal keys go to
@@ -192,36 +158,36 @@ func KeyByWithCodec[T any, K comparable](s Stream[T], key func(T) K, codec state
 	return KeyedStream[K, T]{s: s, key: key, codec: codec}
 }
 
-func (ks KeyedStream[K, T]) hashInput() input {
+func (ks KeyedStream[K, T]) hashInput() plan.Input {
 	key, codec := ks.key, ks.codec
 	newHash := func() func(T) uint32 {
 		h := state.HasherFor(codec)
 		return func(r T) uint32 { return h(key(r)) }
 	}
-	return input{from: ks.s.n, kind: runtime.Hash, typ: edgeTypeOf[T](newHash)}
+	return plan.Input{From: ks.s.n, Partitioning: runtime.Hash, Type: edgeTypeOf[T](newHash)}
 }
 
 // Print writes every record to the environment's stdout, prefixed with the
 // subtask number ("2> ...") when the sink runs with parallelism above 1.
 // Like Flink's print(), it prints records again after a restore.
 func (s Stream[T]) Print() Stream[T] {
-	n := addNode[T](s.n.env, "Print", []input{forwardInput(s)})
-	n.isSink = true
-	w := s.n.env.print
-	n.build = func(subtask int, _ any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n := addNode[T](s.env, "Print", []plan.Input{forwardInput(s)})
+	n.IsSink = true
+	w := s.env.print
+	n.NewOperator = func(subtask int, _ any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &printOp[T]{w: w, subtask: subtask}
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[T]{n}
+	return Stream[T]{s.env, n}
 }
 
 // SinkTo writes the stream into sink.
 func (s Stream[T]) SinkTo(sink Sink[T]) Stream[T] {
-	n := addNode[T](s.n.env, "Sink", []input{forwardInput(s)})
-	n.isSink = true
-	n.build = func(subtask int, _ any) (any, runtime.Operator, runtime.SourceDriver, error) {
+	n := addNode[T](s.env, "Sink", []plan.Input{forwardInput(s)})
+	n.IsSink = true
+	n.NewOperator = func(subtask int, _ any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &sinkOp[T]{sink: sink}
 		return runtime.Collector[T](op), op, nil, nil
 	}
-	return Stream[T]{n}
+	return Stream[T]{s.env, n}
 }
