@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/files"
+	"github.com/weirstream/weir/connector/socket"
 	"github.com/weirstream/weir/restart"
 )
 
@@ -133,7 +135,7 @@ func TestTextFileSourceRestore(t *testing.T) {
 	env := weir.NewEnvironment(weir.Checkpointing(5*time.Millisecond, weir.ExactlyOnce), weir.CheckpointStorage(t.TempDir()),
 		weir.RestartStrategy(restart.FixedDelay(3, 0)), weir.BufferSize(16))
 	failed := false
-	lines := weir.TextFile(env, path)
+	lines := files.TextFile(env, path)
 	slow := weir.MapErr(lines, func(s string) (string, error) {
 		if s == "line 1500" && !failed {
 			failed = true
@@ -191,7 +193,7 @@ func TestSocketTextStream(t *testing.T) {
 	}()
 	env := weir.NewEnvironment()
 	sink := weir.NewCollectSink[string]()
-	weir.SocketTextStream(env, ln.Addr().String()).SinkTo(sink)
+	socket.TextStream(env, ln.Addr().String()).SinkTo(sink)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := env.Execute(ctx, "socket"); err != nil {
@@ -202,7 +204,7 @@ func TestSocketTextStream(t *testing.T) {
 	}
 	// An unreachable server is a clear error.
 	env = weir.NewEnvironment()
-	weir.SocketTextStream(env, "127.0.0.1:1").Print()
+	socket.TextStream(env, "127.0.0.1:1").Print()
 	if err := env.Execute(ctx, "socket"); err == nil || !strings.Contains(err.Error(), "cannot connect to socket source 127.0.0.1:1") {
 		t.Fatalf("unreachable: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/files"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/state/pebblestate"
 )
@@ -88,7 +89,7 @@ func BenchmarkFileSink(b *testing.B) {
 		b.Run(mode.String(), func(b *testing.B) {
 			env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(time.Second, mode), weir.CheckpointStorage(b.TempDir()))
 			weir.FromSource(env, weir.Generator(2, int64(b.N/2+1), func(_ int, off int64) int64 { return off }), "gen").
-				SinkTo(weir.FileSink(b.TempDir(), ".txt", weir.Lines[int64])).UID("files")
+				SinkTo(files.Sink(b.TempDir(), ".txt", files.Lines[int64])).UID("files")
 			b.ResetTimer()
 			start := time.Now()
 			if err := env.Execute(context.Background(), "files"); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/cluster"
+	"github.com/weirstream/weir/connector/files"
 	"github.com/weirstream/weir/internal/tlstest"
 	"github.com/weirstream/weir/restart"
 )
@@ -127,7 +128,7 @@ func TestClusterSavepointThenLostTaskManager(t *testing.T) {
 	const keys, perKey = 4, 8000
 	dir, out := t.TempDir(), t.TempDir()
 	jm := freeAddr(t)
-	sink := weir.FileSinkWith(out, weir.FileSinkOptions{Suffix: ".txt", RollSize: 400}, func(dst []byte, o seqOut) []byte {
+	sink := files.SinkWith(out, files.SinkOptions{Suffix: ".txt", RollSize: 400}, func(dst []byte, o seqOut) []byte {
 		return fmt.Appendf(dst, "%d %d %d\n", o.Key, o.Seq, o.Cnt)
 	})
 	pause := weir.MinPauseBetweenCheckpoints(300 * time.Millisecond)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/files"
 	"github.com/weirstream/weir/internal/sinktest"
 	"github.com/weirstream/weir/restart"
 )
@@ -26,7 +27,7 @@ func TestFileSinkConformance(t *testing.T) {
 		for seed := uint64(1); seed <= 3; seed++ {
 			t.Run(fmt.Sprintf("%s/seed%d", mode, seed), func(t *testing.T) {
 				out := t.TempDir()
-				c := weir.FileCommitter(out, ".txt", func(dst []byte, r sinktest.Row) []byte {
+				c := files.Committer(out, ".txt", func(dst []byte, r sinktest.Row) []byte {
 					return fmt.Appendf(dst, "%d %d %d\n", r.Key, r.Seq, r.Cnt)
 				})
 				sinktest.Run(t, c, mode, seed)
@@ -66,7 +67,7 @@ func readRows(t *testing.T, dir string) []sinktest.Row {
 func TestFileSinkWithoutCheckpoints(t *testing.T) {
 	out := t.TempDir()
 	env := weir.NewEnvironment()
-	weir.FromSlice(env, []string{"a", "b", "c"}).SinkTo(weir.FileSink(out, ".txt", weir.Lines[string])).UID("files")
+	weir.FromSlice(env, []string{"a", "b", "c"}).SinkTo(files.Sink(out, ".txt", files.Lines[string])).UID("files")
 	if err := env.Execute(context.Background(), "files"); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestFileSinkWithoutCheckpoints(t *testing.T) {
 // together: the conformance run still holds every row exactly once.
 func TestFileSinkRollsBySize(t *testing.T) {
 	out := t.TempDir()
-	c := weir.FileCommitterWith(out, weir.FileSinkOptions{Suffix: ".txt", RollSize: 2000}, func(dst []byte, r sinktest.Row) []byte {
+	c := files.CommitterWith(out, files.SinkOptions{Suffix: ".txt", RollSize: 2000}, func(dst []byte, r sinktest.Row) []byte {
 		return fmt.Appendf(dst, "%d %d %d\n", r.Key, r.Seq, r.Cnt)
 	})
 	sinktest.Run(t, c, weir.ExactlyOnce, 4)
@@ -119,7 +120,7 @@ func TestFileSinkRescale(t *testing.T) {
 			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None())}
 		env := weir.NewEnvironment(append(base, opts...)...)
 		src := weir.FromSource(env, weir.Generator(4, perPartition, func(p int, off int64) int64 { return int64(p)*perPartition + off }).WithRate(5000), "gen").UID("gen")
-		src.Rebalance().SinkTo(weir.FileSink(out, ".txt", weir.Lines[int64])).UID("files")
+		src.Rebalance().SinkTo(files.Sink(out, ".txt", files.Lines[int64])).UID("files")
 		return env
 	}
 	for i, p := range []int{2, 4, 1} {
@@ -169,7 +170,7 @@ func TestFileSinkRescale(t *testing.T) {
 // the failover replayed them, and later transactions reused their names.
 func TestFileSinkSavepointThenFailure(t *testing.T) {
 	out := t.TempDir()
-	c := weir.FileCommitterWith(out, weir.FileSinkOptions{Suffix: ".txt", RollSize: 300}, func(dst []byte, r sinktest.Row) []byte {
+	c := files.CommitterWith(out, files.SinkOptions{Suffix: ".txt", RollSize: 300}, func(dst []byte, r sinktest.Row) []byte {
 		return fmt.Appendf(dst, "%d %d %d\n", r.Key, r.Seq, r.Cnt)
 	})
 	sinktest.SavepointThenFailure(t, c, func() ([]string, error) { return committedFiles(out) }, func() []sinktest.Row { return readRows(t, out) })
@@ -200,7 +201,7 @@ func committedFiles(dir string) ([]string, error) {
 // name exists fails loudly, and the committed file keeps its content.
 func TestFileSinkRefusesToReplaceCommittedFile(t *testing.T) {
 	dir := t.TempDir()
-	c := weir.FileCommitter(dir, ".txt", weir.Lines[int])
+	c := files.Committer(dir, ".txt", files.Lines[int])
 	tc := weir.TxnContext{Prefix: "weir-j-s-0", Seq: 7}
 	txn, err := c.Begin(tc)
 	if err != nil {

@@ -59,10 +59,19 @@ type SourceReader[T any] interface {
 
 const sourceStateName = "source-positions"
 
+// NonParallel is implemented by sources that must run as a single
+// subtask (one socket, one text file): FromSource gives them parallelism 1,
+// and SetParallelism refuses anything else.
+type NonParallel interface{ NonParallel() }
+
 // FromSource adds a source to the job.
 func FromSource[T any](env *Environment, src Source[T], name string) Stream[T] {
 	n := addNode[T](env, "Source: "+name, nil)
 	n.IsSource = true
+	if _, ok := src.(NonParallel); ok {
+		n.FixedParallelism = true
+		n.Parallelism = 1
+	}
 	bufSize := env.cfg.bufferSize
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &sourceOp[T]{src: src, out: out.(runtime.Collector[T]), buf: make([]T, 0, bufSize)}

@@ -441,5 +441,3 @@ func TestSourceTaskLifecycle(t *testing.T) {
 		}
 	})
 }
-
-

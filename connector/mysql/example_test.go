@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/files"
 	"github.com/weirstream/weir/connector/mysql"
 )
 
 // Words into MariaDB or MySQL, exactly once, through XA transactions.
 func ExampleExactlyOnce() {
 	env := weir.NewEnvironment(weir.Checkpointing(time.Second, weir.ExactlyOnce), weir.CheckpointStorage("/var/lib/weir/words"))
-	words := weir.TextFile(env, "/var/log/words.txt").UID("words")
+	words := files.TextFile(env, "/var/log/words.txt").UID("words")
 	sink, err := mysql.ExactlyOnce("weir@tcp(localhost:3306)/app", "words", []string{"word"},
 		func(w string) []any { return []any{w} })
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/files"
 	"github.com/weirstream/weir/connector/kafka"
 	"github.com/weirstream/weir/connector/mysql"
 	"github.com/weirstream/weir/connector/postgres"
@@ -93,7 +94,7 @@ func run(args []string) error {
 		if *sinkURL == "" {
 			return errors.New("--sink file needs --sink-url DIR")
 		}
-		rows.SinkTo(weir.FileSink(*sinkURL, ".txt", func(dst []byte, r Row) []byte {
+		rows.SinkTo(files.Sink(*sinkURL, ".txt", func(dst []byte, r Row) []byte {
 			return fmt.Appendf(dst, "%d %d %d\n", r.Key, r.Seq, r.Cnt)
 		})).Name("files").UID("sink")
 	case "postgres":

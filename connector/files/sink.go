@@ -1,4 +1,7 @@
-package weir
+// Package files writes streams into files exactly once (Sink: in-progress,
+// pending and committed files, through two-phase commit) and reads text
+// files as replayable sources (TextFile: the byte offset is checkpointed).
+package files
 
 import (
 	"bufio"
@@ -9,9 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/weirstream/weir"
 )
 
-// FileSink writes a stream exactly once into files in dir, through the
+// Sink writes a stream exactly once into files in dir, through the
 // two-phase-commit protocol:
 //
 //   - each subtask writes the records of one checkpoint epoch into hidden
@@ -24,14 +29,14 @@ import (
 //
 // Readers must ignore names starting with a dot: they then see only
 // committed files, and each record exactly once. Files roll at every
-// checkpoint; see FileSinkWith to roll by size and age too. encode appends
+// checkpoint; see SinkWith to roll by size and age too. encode appends
 // one record's bytes (a line, say) to dst.
-func FileSink[T any](dir, suffix string, encode func(dst []byte, record T) []byte) Sink[T] {
-	return FileSinkWith(dir, FileSinkOptions{Suffix: suffix}, encode)
+func Sink[T any](dir, suffix string, encode func(dst []byte, record T) []byte) weir.Sink[T] {
+	return SinkWith(dir, SinkOptions{Suffix: suffix}, encode)
 }
 
-// FileSinkOptions tune FileSink.
-type FileSinkOptions struct {
+// SinkOptions tune Sink.
+type SinkOptions struct {
 	// Suffix ends every committed file name (".txt", ".jsonl").
 	Suffix string
 	// RollSize starts a new part file once the current one has this many
@@ -42,27 +47,27 @@ type FileSinkOptions struct {
 	RollInterval time.Duration
 }
 
-// FileSinkWith is FileSink with options.
-func FileSinkWith[T any](dir string, o FileSinkOptions, encode func(dst []byte, record T) []byte) Sink[T] {
-	return TwoPhaseCommitSink(FileCommitterWith(dir, o, encode))
+// SinkWith is Sink with options.
+func SinkWith[T any](dir string, o SinkOptions, encode func(dst []byte, record T) []byte) weir.Sink[T] {
+	return weir.TwoPhaseCommitSink(CommitterWith(dir, o, encode))
 }
 
-// FileCommitter is FileSink's TwoPhaseCommitter, for wrapping or testing.
-func FileCommitter[T any](dir, suffix string, encode func(dst []byte, record T) []byte) TwoPhaseCommitter[T, *FileTxn] {
-	return FileCommitterWith(dir, FileSinkOptions{Suffix: suffix}, encode)
+// Committer is Sink's TwoPhaseCommitter, for wrapping or testing.
+func Committer[T any](dir, suffix string, encode func(dst []byte, record T) []byte) weir.TwoPhaseCommitter[T, *Txn] {
+	return CommitterWith(dir, SinkOptions{Suffix: suffix}, encode)
 }
 
-// FileCommitterWith is FileCommitter with options.
-func FileCommitterWith[T any](dir string, o FileSinkOptions, encode func(dst []byte, record T) []byte) TwoPhaseCommitter[T, *FileTxn] {
+// CommitterWith is Committer with options.
+func CommitterWith[T any](dir string, o SinkOptions, encode func(dst []byte, record T) []byte) weir.TwoPhaseCommitter[T, *Txn] {
 	return &fileCommitter[T]{dir: dir, o: o, encode: encode}
 }
 
-// Lines encodes a record as fmt's %v and a newline, for FileSink.
+// Lines encodes a record as fmt's %v and a newline, for Sink.
 func Lines[T any](dst []byte, record T) []byte { return fmt.Appendf(dst, "%v\n", record) }
 
-// FileTxn is the transaction handle of FileSink: the transaction's name and
+// Txn is the transaction handle of Sink: the transaction's name and
 // how many part files it wrote.
-type FileTxn struct {
+type Txn struct {
 	Name   string
 	Parts  int
 	f      *os.File
@@ -74,7 +79,7 @@ type FileTxn struct {
 
 type fileCommitter[T any] struct {
 	dir    string
-	o      FileSinkOptions
+	o      SinkOptions
 	encode func([]byte, T) []byte
 }
 
@@ -89,15 +94,15 @@ func (c *fileCommitter[T]) final(name string, n int) string {
 	return filepath.Join(c.dir, c.part(name, n)+c.o.Suffix)
 }
 
-func (c *fileCommitter[T]) Begin(ctx TxnContext) (*FileTxn, error) {
+func (c *fileCommitter[T]) Begin(ctx weir.TxnContext) (*Txn, error) {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create file sink directory: %w", err)
 	}
-	txn := &FileTxn{Name: ctx.Name()}
+	txn := &Txn{Name: ctx.Name()}
 	return txn, c.openPart(txn)
 }
 
-func (c *fileCommitter[T]) openPart(txn *FileTxn) error {
+func (c *fileCommitter[T]) openPart(txn *Txn) error {
 	f, err := os.OpenFile(c.inProgress(txn.Name, txn.Parts), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("cannot open in-progress file: %w", err)
@@ -113,7 +118,7 @@ func (c *fileCommitter[T]) openPart(txn *FileTxn) error {
 }
 
 // closePart flushes, syncs and closes the current part.
-func (c *fileCommitter[T]) closePart(txn *FileTxn) error {
+func (c *fileCommitter[T]) closePart(txn *Txn) error {
 	if err := txn.w.Flush(); err != nil {
 		return fmt.Errorf("cannot write %s: %w", txn.f.Name(), err)
 	}
@@ -127,7 +132,7 @@ func (c *fileCommitter[T]) closePart(txn *FileTxn) error {
 	return nil
 }
 
-func (c *fileCommitter[T]) Write(txn *FileTxn, r T) error {
+func (c *fileCommitter[T]) Write(txn *Txn, r T) error {
 	if txn.f == nil {
 		return fmt.Errorf("transaction %s is not open", txn.Name)
 	}
@@ -145,7 +150,7 @@ func (c *fileCommitter[T]) Write(txn *FileTxn, r T) error {
 	return err
 }
 
-func (c *fileCommitter[T]) PreCommit(txn *FileTxn) error {
+func (c *fileCommitter[T]) PreCommit(txn *Txn) error {
 	if txn.f == nil {
 		return fmt.Errorf("transaction %s is not open", txn.Name)
 	}
@@ -163,7 +168,7 @@ func (c *fileCommitter[T]) PreCommit(txn *FileTxn) error {
 // Commit renames every pending part to its final name, never over an
 // existing file: a committed file is never replaced. A part already
 // renamed (before a crash) counts as committed.
-func (c *fileCommitter[T]) Commit(txn *FileTxn) error {
+func (c *fileCommitter[T]) Commit(txn *Txn) error {
 	for n := range txn.Parts {
 		pending, final := c.pending(txn.Name, n), c.final(txn.Name, n)
 		err := renameNoReplace(pending, final)
@@ -173,7 +178,7 @@ func (c *fileCommitter[T]) Commit(txn *FileTxn) error {
 			if _, serr := os.Stat(final); serr == nil {
 				continue
 			}
-			return fmt.Errorf("cannot commit transaction %s: neither %s nor %s exists: %w", txn.Name, pending, final, ErrTransactionLost)
+			return fmt.Errorf("cannot commit transaction %s: neither %s nor %s exists: %w", txn.Name, pending, final, weir.ErrTransactionLost)
 		case errors.Is(err, os.ErrExist):
 			return fmt.Errorf("cannot commit transaction %s: %s exists already and a committed file is never replaced (was the sink directory shared by two jobs, or restored by hand?)", txn.Name, final)
 		default:
@@ -202,7 +207,7 @@ func renameNoReplace(from, to string) error {
 	return os.Remove(from)
 }
 
-func (c *fileCommitter[T]) Abort(txn *FileTxn) error {
+func (c *fileCommitter[T]) Abort(txn *Txn) error {
 	if txn.f != nil {
 		txn.f.Close()
 		txn.f = nil
@@ -217,7 +222,7 @@ func (c *fileCommitter[T]) Abort(txn *FileTxn) error {
 	return nil
 }
 
-func (c *fileCommitter[T]) AbortLingering(tc TxnContext, keep []*FileTxn) error {
+func (c *fileCommitter[T]) AbortLingering(tc weir.TxnContext, keep []*Txn) error {
 	entries, err := os.ReadDir(c.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -249,11 +254,11 @@ func (c *fileCommitter[T]) AbortLingering(tc TxnContext, keep []*FileTxn) error 
 }
 
 // EncodeHandle writes uvarint(parts) followed by the transaction name.
-func (c *fileCommitter[T]) EncodeHandle(txn *FileTxn) ([]byte, error) {
+func (c *fileCommitter[T]) EncodeHandle(txn *Txn) ([]byte, error) {
 	return append(binary.AppendUvarint(nil, uint64(txn.Parts)), txn.Name...), nil
 }
 
-func (c *fileCommitter[T]) DecodeHandle(b []byte) (*FileTxn, error) {
+func (c *fileCommitter[T]) DecodeHandle(b []byte) (*Txn, error) {
 	parts, n := binary.Uvarint(b)
 	if n <= 0 || parts > 1<<20 {
 		return nil, fmt.Errorf("invalid file sink transaction handle %q", b)
@@ -262,7 +267,7 @@ func (c *fileCommitter[T]) DecodeHandle(b []byte) (*FileTxn, error) {
 	if name == "" || strings.ContainsAny(name, "/\\") {
 		return nil, fmt.Errorf("invalid file sink transaction name %q", name)
 	}
-	return &FileTxn{Name: name, Parts: int(parts)}, nil
+	return &Txn{Name: name, Parts: int(parts)}, nil
 }
 
 func syncDir(dir string) error {

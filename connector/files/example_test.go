@@ -1,4 +1,4 @@
-package weir_test
+package files_test
 
 import (
 	"context"
@@ -8,15 +8,16 @@ import (
 	"path/filepath"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/files"
 )
 
 // Records into files, exactly once: only committed files have names that do
 // not start with a dot.
-func ExampleFileSink() {
+func ExampleSink() {
 	dir, _ := os.MkdirTemp("", "weir-example")
 	defer os.RemoveAll(dir)
 	env := weir.NewEnvironment()
-	weir.FromSlice(env, []string{"to", "be", "or", "not"}).SinkTo(weir.FileSink(dir, ".txt", weir.Lines[string])).UID("files")
+	weir.FromSlice(env, []string{"to", "be", "or", "not"}).SinkTo(files.Sink(dir, ".txt", files.Lines[string])).UID("files")
 	if err := env.Execute(context.Background(), "files"); err != nil {
 		log.Fatal(err)
 	}
