@@ -26,6 +26,7 @@ import (
 	drv "github.com/go-sql-driver/mysql"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/internal/prepared"
 )
 
 // Options tune the sink.
@@ -218,10 +219,22 @@ func unknownXID(err error) bool {
 func (c *Committer[T]) Commit(txn *Txn) error {
 	ctx, cancel := c.ctx()
 	defer cancel()
-	if err := c.settle(ctx, "XA COMMIT", txn.XID); err != nil {
-		return fmt.Errorf("cannot commit XA transaction %s: %w", txn.XID, err)
+	return prepared.Commit(ctx, dialect[T]{c}, txn.XID)
+}
+
+// dialect is MariaDB's and MySQL's side of package prepared.
+type dialect[T any] struct{ c *Committer[T] }
+
+func (d dialect[T]) Settle(ctx context.Context, xid string, commit bool) (bool, error) {
+	stmt := "XA ROLLBACK"
+	if commit {
+		stmt = "XA COMMIT"
 	}
-	return nil
+	return d.c.settle(ctx, stmt, xid)
+}
+
+func (d dialect[T]) Prepared(_ context.Context, prefix string) ([]string, error) {
+	return d.c.Recover(prefix)
 }
 
 // settleRetry is the pause between tries of an XA COMMIT or ROLLBACK of a
@@ -233,23 +246,23 @@ const settleRetry = 10 * time.Millisecond
 // settled before and for one whose preparing session is still connected
 // (it closes asynchronously after PreCommit); XA RECOVER tells them apart,
 // and the second kind is tried again until the session is gone.
-func (c *Committer[T]) settle(ctx context.Context, stmt, xid string) error {
+func (c *Committer[T]) settle(ctx context.Context, stmt, xid string) (known bool, err error) {
 	for {
 		_, err := c.db.ExecContext(ctx, stmt+" '"+xid+"'")
 		if err == nil || !unknownXID(err) {
-			return err
+			return err == nil, err
 		}
 		listed, rerr := c.Recover(xid)
 		if rerr != nil {
-			return rerr
+			return false, rerr
 		}
 		if !slices.Contains(listed, xid) {
-			return nil // settled before
+			return false, nil // settled before
 		}
 		select {
 		case <-time.After(settleRetry):
 		case <-ctx.Done():
-			return fmt.Errorf("still held by the session that prepared it: %w", ctx.Err())
+			return true, fmt.Errorf("still held by the session that prepared it: %w", ctx.Err())
 		}
 	}
 }
@@ -268,32 +281,19 @@ func (c *Committer[T]) Abort(txn *Txn) error {
 		}
 		return nil
 	}
-	if err := c.settle(ctx, "XA ROLLBACK", txn.XID); err != nil {
-		return fmt.Errorf("cannot roll back XA transaction %s: %w", txn.XID, err)
-	}
-	return nil
+	return prepared.Rollback(ctx, dialect[T]{c}, txn.XID)
 }
 
 // AbortLingering rolls back every prepared transaction of the prefix that
 // is not kept (XA RECOVER lists them).
 func (c *Committer[T]) AbortLingering(tc weir.TxnContext, keep []*Txn) error {
-	prefix := tc.Prefix
-	xids, err := c.Recover(xidPrefix(prefix) + "-")
-	if err != nil {
-		return err
-	}
-	kept := map[string]bool{}
+	ctx, cancel := c.ctx()
+	defer cancel()
+	var kept []string
 	for _, k := range keep {
-		kept[k.XID] = true
+		kept = append(kept, k.XID)
 	}
-	for _, x := range xids {
-		if !kept[x] {
-			if err := c.Abort(&Txn{XID: x}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return prepared.AbortLingering(ctx, dialect[T]{c}, xidPrefix(tc.Prefix)+"-", kept)
 }
 
 // Recover lists the prepared XA transactions whose id starts with prefix.

@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/internal/prepared"
 	"github.com/weirstream/weir/checkpoint"
 )
 
@@ -343,10 +344,30 @@ func undefinedObject(err error) bool {
 func (c *Committer[T]) Commit(txn *Txn) error {
 	ctx, cancel := c.ctx()
 	defer cancel()
-	if _, err := c.pool.Exec(ctx, "COMMIT PREPARED '"+txn.GID+"'"); err != nil && !undefinedObject(err) {
-		return fmt.Errorf("cannot commit prepared transaction %s: %w", txn.GID, err)
+	return prepared.Commit(ctx, dialect{c.pool}, txn.GID)
+}
+
+// dialect is PostgreSQL's side of package prepared.
+type dialect struct{ pool *pgxpool.Pool }
+
+func (d dialect) Settle(ctx context.Context, gid string, commit bool) (bool, error) {
+	stmt := "ROLLBACK PREPARED '"
+	if commit {
+		stmt = "COMMIT PREPARED '"
 	}
-	return nil
+	_, err := d.pool.Exec(ctx, stmt+gid+"'")
+	if undefinedObject(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (d dialect) Prepared(ctx context.Context, prefix string) ([]string, error) {
+	rows, err := d.pool.Query(ctx, "SELECT gid FROM pg_prepared_xacts WHERE starts_with(gid, $1)", prefix)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // Abort rolls back an open or prepared transaction.
@@ -362,40 +383,19 @@ func (c *Committer[T]) Abort(txn *Txn) error {
 		}
 		return nil
 	}
-	if _, err := c.pool.Exec(ctx, "ROLLBACK PREPARED '"+txn.GID+"'"); err != nil && !undefinedObject(err) {
-		return fmt.Errorf("cannot roll back prepared transaction %s: %w", txn.GID, err)
-	}
-	return nil
+	return prepared.Rollback(ctx, dialect{c.pool}, txn.GID)
 }
 
 // AbortLingering rolls back every prepared transaction of the prefix that
 // is not kept.
 func (c *Committer[T]) AbortLingering(tc weir.TxnContext, keep []*Txn) error {
-	prefix := tc.Prefix
 	ctx, cancel := c.ctx()
 	defer cancel()
-	p := gidOf(prefix) + "-"
-	rows, err := c.pool.Query(ctx, "SELECT gid FROM pg_prepared_xacts WHERE starts_with(gid, $1)", p)
-	if err != nil {
-		return fmt.Errorf("cannot list prepared transactions: %w", err)
-	}
-	gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("cannot list prepared transactions: %w", err)
-	}
-	kept := map[string]bool{}
+	var kept []string
 	for _, k := range keep {
-		kept[k.GID] = true
+		kept = append(kept, k.GID)
 	}
-	for _, g := range gids {
-		if kept[g] {
-			continue
-		}
-		if err := c.Abort(&Txn{GID: g}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return prepared.AbortLingering(ctx, dialect{c.pool}, gidOf(tc.Prefix)+"-", kept)
 }
 
 func (c *Committer[T]) EncodeHandle(txn *Txn) ([]byte, error) { return []byte(txn.GID), nil }
