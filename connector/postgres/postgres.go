@@ -32,8 +32,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/weirstream/weir"
-	"github.com/weirstream/weir/connector/internal/prepared"
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/connector/internal/prepared"
 )
 
 // Options tune the sink.
