@@ -917,7 +917,7 @@ func (a *attempt) writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) (ch
 	if err != nil {
 		return checkpoint.KeyedStateHandle{}, err
 	}
-	return checkpoint.KeyedStateHandle{Stream: h, Offsets: offsets}, nil
+	return checkpoint.KeyedStateHandle{Stream: h, Offsets: offsets, States: state.SnapshotStates(s)}, nil
 }
 
 // assignListState picks subtask s's operator list state out of a

@@ -310,7 +310,7 @@ func TestCorruptedStream(t *testing.T) {
 	if err := os.WriteFile(path, bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wantErr := fmt.Sprintf(`cannot read keyed state of operator "count" subtask 1 (%s): cannot restore keyed state: key group %d: checksum mismatch`, h.Stream.Path, h.Range.Start+kg)
+	wantErr := fmt.Sprintf(`cannot read keyed state of operator "count" subtask 1 (%s): cannot read key group %d: checksum mismatch`, h.Stream.Path, h.Range.Start+kg)
 
 	out, err := runCmd("checkpoint", "inspect", dir)
 	if err == nil || !strings.Contains(err.Error(), wantErr) {
