@@ -85,7 +85,9 @@
 // codec, and the identity and version of the operator's key codec. The
 // canonical stream (heap checkpoints, pebble full checkpoints, every
 // savepoint) and pebble's native incremental snapshots record it alike;
-// the stream format itself is unchanged.
+// the stream format itself is unchanged. A native snapshot (HandleWriter)
+// puts the schema into the handle it writes; for a key-group stream the
+// writer of the handle (the runtime) copies SnapshotStates into it.
 //
 // A codec's identity (CodecIdentity) is what it declares as a
 // VersionedCodec, else its Go type; the built-in codecs are identified by

@@ -181,8 +181,10 @@ type valueTable[K comparable, V any] struct {
 	k     stateKind
 	meta  checkpoint.StateMeta
 	// decode decodes restored values: codec.Decode, or a migration from
-	// the codec the restored snapshot recorded (see useStored).
-	decode func([]byte) (V, error)
+	// the codec the restored snapshot recorded, migrateFrom (see
+	// useStored).
+	decode      func([]byte) (V, error)
+	migrateFrom string
 	// ttl is set for a state with a time-to-live: snapshots leave
 	// expired entries out.
 	ttl    *ttlAccess[V]
@@ -250,11 +252,14 @@ func (t *valueTable[K, V]) kind() stateKind { return t.k }
 func (t *valueTable[K, V]) schema() checkpoint.StateMeta { return t.meta }
 
 func (t *valueTable[K, V]) useStored(stored checkpoint.StateMeta) error {
-	dec, _, err := restoreDecoder(stored, t.meta, t.codec)
+	dec, migrate, err := restoreDecoder(stored, t.meta, t.codec)
 	if err != nil {
 		return err
 	}
-	t.decode = dec
+	t.decode, t.migrateFrom = dec, ""
+	if migrate {
+		t.migrateFrom = codecRef(stored.Codec, stored.CodecVersion)
+	}
 	return nil
 }
 
@@ -342,6 +347,9 @@ func (t *valueTable[K, V]) restoreEntry(kg int, key, val []byte) error {
 	}
 	v, err := t.decode(val)
 	if err != nil {
+		if t.migrateFrom != "" {
+			return fmt.Errorf("state %q, key group %d: cannot migrate a value from codec %s to %s: %w", t.name, kg+b.r.Start, t.migrateFrom, codecRef(t.meta.Codec, t.meta.CodecVersion), err)
+		}
 		return fmt.Errorf("state %q, key group %d: bad value for codec %s: %w", t.name, kg+b.r.Start, codecRef(t.meta.Codec, t.meta.CodecVersion), err)
 	}
 	h := b.hash(k)

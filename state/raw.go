@@ -318,7 +318,7 @@ func (b *RawKeyedBackend[K]) rewrite(name string, fn func(dst, old []byte) ([]by
 			err := b.store.Scan(lower, upper, chunk, func(k, v []byte) error {
 				nv, err := fn(nil, v)
 				if err != nil {
-					return fmt.Errorf("key group %d, key %x: %w", kg, k[len(lower):], err)
+					return fmt.Errorf("key group %d, key %x: %w", kg, k[2+len(name)+1:], err)
 				}
 				keys, vals = append(keys, append([]byte(nil), k...)), append(vals, nv)
 				return nil

@@ -19,7 +19,9 @@ import (
 // identity and version are recorded per state in every checkpoint, and a
 // restore decodes a state only with a codec of the same identity and
 // version (or a MigratingCodec that reads the recorded one). A Codec
-// without it is identified by its Go type (fmt's %T) and version 0.
+// without it is identified by its Go type (fmt's %T) and version 0, so
+// renaming or moving that type changes its identity: declare the old one
+// with CodecID to keep restoring checkpoints written before.
 type VersionedCodec interface {
 	// CodecID names the encoding: codecs with the same id read each
 	// other's bytes. Keep it stable while checkpoints written with it are

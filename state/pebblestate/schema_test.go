@@ -244,3 +244,58 @@ func int64Backend(t *testing.T, kind string) state.KeyedBackend[int64] {
 	t.Cleanup(func() { b.Close() })
 	return b
 }
+
+// failingV2 is personV2Codec whose migration fails on one name.
+type failingV2 struct{ personV2Codec }
+
+func (failingV2) DecodeFrom(id string, version int, src []byte) (personV2, error) {
+	p, err := personV2Codec{}.DecodeFrom(id, version, src)
+	if err == nil && p.Last == "bad" {
+		err = errors.New("cannot split this name")
+	}
+	return p, err
+}
+
+// A migration of a backend keeping bytes rewrites more entries than one
+// scan chunk holds, in one key group; a value that does not migrate fails
+// the registration with an error naming the state, the codecs and the key
+// group.
+func TestConformanceMigrationLargeKeyGroup(t *testing.T) {
+	r := checkpoint.KeyGroupRange{Start: 0, End: 0}
+	var ks []string
+	for i := 0; len(ks) < 2500; i++ {
+		if k := fmt.Sprintf("k%d", i); owns(r, k) {
+			ks = append(ks, k)
+		}
+	}
+	for _, k := range allKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			st := storage.NewMemory("schema")
+			b := k.new(t, r)
+			p := must[state.ValueState[personV1]](t)(state.GetValueState[string, personV1](b, "person", personV1Codec{}))
+			for _, key := range ks {
+				setKey(b, key)
+				p.Update(personV1{Name: "Ada " + key})
+			}
+			h := snapshot(t, b, st, 1, checkpoint.KindCheckpoint)
+			b2 := restore(t, k, r, st, h)
+			p2 := must[state.ValueState[personV2]](t)(state.GetValueState[string, personV2](b2, "person", personV2Codec{}))
+			for _, key := range ks {
+				setKey(b2, key)
+				if v, ok := p2.Value(); !ok || v != (personV2{"Ada", key}) {
+					t.Fatalf("%s: %v %v", key, v, ok)
+				}
+			}
+
+			setKey(b, ks[1234])
+			p.Update(personV1{Name: "Ada bad"})
+			h = snapshot(t, b, st, 2, checkpoint.KindCheckpoint)
+			b3 := restore(t, k, r, st, h)
+			_, err := state.GetValueState[string, personV2](b3, "person", failingV2{})
+			if err == nil || !strings.Contains(err.Error(), `state "person"`) || !strings.Contains(err.Error(), "person@1") ||
+				!strings.Contains(err.Error(), "key group 0") || !strings.Contains(err.Error(), "cannot split this name") {
+				t.Fatalf("failing migration: %v", err)
+			}
+		})
+	}
+}
