@@ -60,8 +60,9 @@ type MigratingCodec[T any] interface {
 // declares as a VersionedCodec, else its Go type (%T) and 0. The built-in
 // codecs (CodecFor) are identified by encoding and type:
 //
-//   - signed integers "varint:int64" (also int, int8, int16, int32),
-//     unsigned ones "uvarint:uint64" (also uint, uint8, ..., uintptr);
+//   - signed integers "varint:" and their type ("varint:int64",
+//     "varint:int32", ...), unsigned ones "uvarint:" and theirs
+//     ("uvarint:uint64", ..., "uvarint:uintptr");
 //   - "float64", "float32", "bool", "string", "bytes";
 //   - a named type over one of these has the identity of its underlying
 //     type: type UserID int64 is "varint:int64", like int64. Both encode
