@@ -35,7 +35,21 @@ func (c *KeyedContext[K]) Parallelism() int { return c.op.Parallelism }
 // Values are written into checkpoints with state.CodecFor[V] (built-in for
 // numbers, strings and bytes; JSON for other types).
 func GetValueState[V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (ValueState[V], error) {
-	return state.GetValueState[K, V](ctx.backend, name, state.CodecFor[V](), opts...)
+	s, err := state.GetValueState[K, V](ctx.backend, name, state.CodecFor[V](), opts...)
+	return s, ctx.registerError(err)
+}
+
+// registerError names the operator, and the checkpoint it restored, in an
+// error registering a keyed state (a state whose checkpointed schema the
+// job cannot read, see state.SchemaError).
+func (c *KeyedContext[K]) registerError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if c.op.Restored {
+		return fmt.Errorf("cannot register keyed state of operator %s (uid %q) restored from checkpoint %d: %w", c.op.OperatorName, c.op.OperatorUID, c.op.RestoredCheckpoint, err)
+	}
+	return fmt.Errorf("cannot register keyed state of operator %s (uid %q): %w", c.op.OperatorName, c.op.OperatorUID, err)
 }
 
 // StateOption configures a keyed state when it is registered (WithTTL).
@@ -61,8 +75,12 @@ func WithTTL(ttl time.Duration) StateOption { return state.WithTTL(state.TTLConf
 func WithTTLConfig(c TTLConfig) StateOption { return state.WithTTL(c) }
 
 // GetValueStateWithCodec is GetValueState with an explicit value codec.
+// The codec's identity and version (state.CodecIdentity) are recorded in
+// checkpoints; a codec that reads what an earlier codec wrote
+// (state.MigratingCodec) migrates the state on restore.
 func GetValueStateWithCodec[V any, K comparable](ctx *KeyedContext[K], name string, codec state.Codec[V], opts ...StateOption) (ValueState[V], error) {
-	return state.GetValueState[K, V](ctx.backend, name, codec, opts...)
+	s, err := state.GetValueState[K, V](ctx.backend, name, codec, opts...)
+	return s, ctx.registerError(err)
 }
 
 // ListState is a list per key (keyed) or per subtask (operator state).
@@ -80,7 +98,8 @@ type Aggregator[IN, ACC, OUT any] = state.Aggregator[IN, ACC, OUT]
 // GetListState returns the keyed list state called name. Get returns the
 // stored list, which must not be modified; Add copies the list.
 func GetListState[V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (ListState[V], error) {
-	return state.GetKeyedListState[K, V](ctx.backend, name, state.CodecFor[V](), opts...)
+	s, err := state.GetKeyedListState[K, V](ctx.backend, name, state.CodecFor[V](), opts...)
+	return s, ctx.registerError(err)
 }
 
 // MapState is a map per key.
@@ -89,17 +108,20 @@ type MapState[UK comparable, UV any] = state.MapState[UK, UV]
 // GetMapState returns the keyed map state called name (suited to small
 // per-key maps: a Put copies the key's map).
 func GetMapState[UK comparable, UV any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (MapState[UK, UV], error) {
-	return state.GetMapState[K, UK, UV](ctx.backend, name, state.CodecFor[UK](), state.CodecFor[UV](), opts...)
+	s, err := state.GetMapState[K, UK, UV](ctx.backend, name, state.CodecFor[UK](), state.CodecFor[UV](), opts...)
+	return s, ctx.registerError(err)
 }
 
 // GetReducingState returns the keyed reducing state called name.
 func GetReducingState[V any, K comparable](ctx *KeyedContext[K], name string, reduce func(a, b V) V, opts ...StateOption) (ReducingState[V], error) {
-	return state.GetReducingState[K, V](ctx.backend, name, state.CodecFor[V](), reduce, opts...)
+	s, err := state.GetReducingState[K, V](ctx.backend, name, state.CodecFor[V](), reduce, opts...)
+	return s, ctx.registerError(err)
 }
 
 // GetAggregatingState returns the keyed aggregating state called name.
 func GetAggregatingState[IN, ACC, OUT any, K comparable](ctx *KeyedContext[K], name string, agg Aggregator[IN, ACC, OUT], opts ...StateOption) (AggregatingState[IN, OUT], error) {
-	return state.GetAggregatingState[K, IN, ACC, OUT](ctx.backend, name, state.CodecFor[ACC](), agg, opts...)
+	s, err := state.GetAggregatingState[K, IN, ACC, OUT](ctx.backend, name, state.CodecFor[ACC](), agg, opts...)
+	return s, ctx.registerError(err)
 }
 
 // KeyedProcessFunction processes the records of a keyed stream one at a
@@ -238,7 +260,7 @@ func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 	o.ctx = KeyedContext[K]{backend: b, op: oc}
 	if len(oc.RestoredKeyed) > 0 {
 		if err := b.RestoreHandles(oc.RestoredKeyed, oc.OpenStream); err != nil {
-			return fmt.Errorf("cannot restore keyed state of %s from checkpoint %d: %w", oc.OperatorName, oc.RestoredCheckpoint, err)
+			return fmt.Errorf("cannot restore keyed state of %s (uid %q) from checkpoint %d: %w", oc.OperatorName, oc.OperatorUID, oc.RestoredCheckpoint, err)
 		}
 	}
 	return o.logic.open(&o.ctx)

@@ -147,6 +147,30 @@ type KeyedStateHandle struct {
 	Offsets []int64       `json:"offsets"`
 	// Incremental is set for a native incremental snapshot.
 	Incremental *IncrementalHandle `json:"incremental,omitempty"`
+	// States is the schema of the keyed states in the snapshot, sorted by
+	// name (metadata version 2). A state missing here (every state of a
+	// version 1 checkpoint) restores without a schema check.
+	States []StateMeta `json:"states,omitempty"`
+}
+
+// StateMeta is the schema of one keyed state in a snapshot: what a
+// restore checks before it decodes the state's keys and values with the
+// codecs the job registers it with (see package state, "State schema").
+type StateMeta struct {
+	Name string `json:"name"`
+	// Kind is the state's kind as the key-group stream records it:
+	// "value" or "value-with-ttl". List, map, reducing and aggregating
+	// states are value states of their encoded form, told apart by Codec.
+	Kind string `json:"kind"`
+	// Codec identifies the encoding of the values ("varint:int64",
+	// "string", "json:main.Order", "list(varint:int64)", or what a user
+	// codec declares) and CodecVersion its version.
+	Codec        string `json:"codec"`
+	CodecVersion int    `json:"codecVersion,omitempty"`
+	// KeyCodec identifies the encoding of the keys: the operator's key
+	// type. KeyCodecVersion is its version.
+	KeyCodec        string `json:"keyCodec"`
+	KeyCodecVersion int    `json:"keyCodecVersion,omitempty"`
 }
 
 // IncrementalHandle is a native snapshot of a keyed state backend made of
@@ -216,8 +240,9 @@ type TaskSnapshot struct {
 }
 
 // MetadataVersion is the version of the checkpoint metadata format written
-// by this build. Readers accept every version up to it.
-const MetadataVersion = 1
+// by this build. Readers accept every version up to it. Version 2 added
+// KeyedStateHandle.States.
+const MetadataVersion = 2
 
 // Metadata is the content of a completed checkpoint's _metadata file: the
 // commit point of the checkpoint. A checkpoint without a readable _metadata

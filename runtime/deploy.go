@@ -412,7 +412,7 @@ func (d *Deployment) writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) 
 	if err != nil {
 		return checkpoint.KeyedStateHandle{}, err
 	}
-	return checkpoint.KeyedStateHandle{Stream: h, Offsets: offsets}, nil
+	return checkpoint.KeyedStateHandle{Stream: h, Offsets: offsets, States: state.SnapshotStates(s)}, nil
 }
 
 // assignListState picks subtask s's operator list state out of a

@@ -26,7 +26,8 @@ type KeyedBackend[K comparable] interface {
 	SnapshotFor(id checkpoint.ID, kind checkpoint.Kind) (KeyedSnapshot, error)
 	// RestoreHandles restores the key groups of the backend's range from
 	// every handle (the ones intersecting the range), reading streams with
-	// open.
+	// open. A handle whose recorded key codec is not the backend's is a
+	// *SchemaError; value codecs are checked when states are registered.
 	RestoreHandles(handles []checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error)) error
 	// NotifyCheckpointComplete and NotifyCheckpointAborted let backends
 	// with incremental snapshots know which uploads are durable.
@@ -44,9 +45,12 @@ type HandleWriter interface {
 }
 
 // GetValueState registers the value state called name, or returns it if it
-// is already registered. Registering a name again with another value type,
-// or under a name a restored snapshot holds as another kind of state, is an
-// error.
+// is already registered. Registering a name again with another value type
+// or codec, or under a name a restored snapshot holds as another kind of
+// state, is an error; so is registering a restored state with a codec that
+// cannot read what the snapshot recorded (a *SchemaError; see State schema
+// in the package documentation). A MigratingCodec that reads the recorded
+// codec migrates the restored values here.
 func GetValueState[K comparable, V any](b KeyedBackend[K], name string, c Codec[V], opts ...Option) (ValueState[V], error) {
 	var o options
 	for _, f := range opts {
@@ -102,13 +106,27 @@ func (b *HeapKeyedBackend[K]) RestoreHandles(handles []checkpoint.KeyedStateHand
 	return nil
 }
 
+// restoreStream restores the key-group stream of h with restore; errors
+// name the stream.
 func restoreStream(h checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error), restore func(io.Reader, checkpoint.KeyedStateHandle) error) error {
 	rc, err := open(h.Stream)
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot read %s: %w", StreamName(h.Stream), err)
 	}
 	defer rc.Close()
-	return restore(rc, h)
+	if err := restore(rc, h); err != nil {
+		return fmt.Errorf("cannot read %s: %w", StreamName(h.Stream), err)
+	}
+	return nil
+}
+
+// StreamName names a stream in errors: its path, or "inline keyed state
+// stream" when the checkpoint metadata holds the bytes.
+func StreamName(s checkpoint.StreamHandle) string {
+	if s.Path == "" {
+		return "inline keyed state stream"
+	}
+	return s.Path
 }
 
 // NotifyCheckpointComplete implements KeyedBackend (nothing to do).

@@ -36,7 +36,8 @@ type Codec[T any] interface {
 //     Codec when that is not what you want, or for speed.
 //
 // The choice is made once, here; the returned codec does no reflection per
-// call. Codecs are stateless and safe for concurrent use.
+// call. Codecs are stateless and safe for concurrent use. Each is a
+// VersionedCodec; CodecIdentity lists their identities.
 func CodecFor[T any]() Codec[T] {
 	var zero T
 	var c any
@@ -139,6 +140,11 @@ func (v viaCodec[T, U]) Decode(src []byte) (T, error) {
 	return *(*T)(unsafe.Pointer(&u)), nil
 }
 
+// CodecID implements VersionedCodec: a named type has the identity of its
+// underlying type (same bytes, same range).
+func (v viaCodec[T, U]) CodecID() string   { id, _ := CodecIdentity(v.c); return id }
+func (v viaCodec[T, U]) CodecVersion() int { _, ver := CodecIdentity(v.c); return ver }
+
 var errTrailing = errors.New("trailing bytes after value")
 
 type signed interface {
@@ -149,6 +155,9 @@ type unsigned interface {
 }
 
 type intCodec[T signed] struct{}
+
+func (intCodec[T]) CodecID() string   { return "varint:" + reflect.TypeFor[T]().String() }
+func (intCodec[T]) CodecVersion() int { return 0 }
 
 func (intCodec[T]) Append(dst []byte, v T) []byte { return binary.AppendVarint(dst, int64(v)) }
 func (intCodec[T]) Decode(src []byte) (T, error) {
@@ -167,6 +176,9 @@ func (intCodec[T]) Decode(src []byte) (T, error) {
 
 type uintCodec[T unsigned] struct{}
 
+func (uintCodec[T]) CodecID() string   { return "uvarint:" + reflect.TypeFor[T]().String() }
+func (uintCodec[T]) CodecVersion() int { return 0 }
+
 func (uintCodec[T]) Append(dst []byte, v T) []byte { return binary.AppendUvarint(dst, uint64(v)) }
 func (uintCodec[T]) Decode(src []byte) (T, error) {
 	v, n := binary.Uvarint(src)
@@ -184,6 +196,9 @@ func (uintCodec[T]) Decode(src []byte) (T, error) {
 
 type float64Codec struct{}
 
+func (float64Codec) CodecID() string   { return "float64" }
+func (float64Codec) CodecVersion() int { return 0 }
+
 func (float64Codec) Append(dst []byte, v float64) []byte {
 	return binary.BigEndian.AppendUint64(dst, math.Float64bits(v))
 }
@@ -196,6 +211,9 @@ func (float64Codec) Decode(src []byte) (float64, error) {
 
 type float32Codec struct{}
 
+func (float32Codec) CodecID() string   { return "float32" }
+func (float32Codec) CodecVersion() int { return 0 }
+
 func (float32Codec) Append(dst []byte, v float32) []byte {
 	return binary.BigEndian.AppendUint32(dst, math.Float32bits(v))
 }
@@ -207,6 +225,9 @@ func (float32Codec) Decode(src []byte) (float32, error) {
 }
 
 type boolCodec struct{}
+
+func (boolCodec) CodecID() string   { return "bool" }
+func (boolCodec) CodecVersion() int { return 0 }
 
 func (boolCodec) Append(dst []byte, v bool) []byte {
 	if v {
@@ -223,15 +244,24 @@ func (boolCodec) Decode(src []byte) (bool, error) {
 
 type stringCodec struct{}
 
+func (stringCodec) CodecID() string   { return "string" }
+func (stringCodec) CodecVersion() int { return 0 }
+
 func (stringCodec) Append(dst []byte, v string) []byte { return append(dst, v...) }
 func (stringCodec) Decode(src []byte) (string, error)  { return string(src), nil }
 
 type bytesCodec struct{}
 
+func (bytesCodec) CodecID() string   { return "bytes" }
+func (bytesCodec) CodecVersion() int { return 0 }
+
 func (bytesCodec) Append(dst []byte, v []byte) []byte { return append(dst, v...) }
 func (bytesCodec) Decode(src []byte) ([]byte, error)  { return append([]byte{}, src...), nil }
 
 type jsonCodec[T any] struct{}
+
+func (jsonCodec[T]) CodecID() string   { return "json:" + typeName(reflect.TypeFor[T]()) }
+func (jsonCodec[T]) CodecVersion() int { return 0 }
 
 func (jsonCodec[T]) Append(dst []byte, v T) []byte {
 	b, err := json.Marshal(v)

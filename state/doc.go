@@ -55,7 +55,9 @@
 // checksum, the version, that the section holds exactly its blocks, that
 // each key decodes and hashes into the section's key group, and that a
 // state's kind matches the kind it is registered as; any failure is an error
-// naming the key group (and state), never a panic.
+// naming the stream (its path in the checkpoint storage) and the key group
+// (and state), never a panic. The schema of each state (codecs and their
+// versions) is not in the stream but in its handle: see State schema.
 //
 // The built-in codecs (CodecFor) are part of the format: varint for
 // integers, big-endian IEEE 754 bits for floats, one byte 0/1 for bool, raw
@@ -73,6 +75,52 @@
 // savepoints and for checkpoints in full mode. A savepoint therefore
 // restores into either backend. WalkKeyGroups reads it without knowing the
 // Go types.
+//
+// # State schema
+//
+// Every snapshot records the schema of each keyed state in its handle
+// (checkpoint.KeyedStateHandle.States, JSON in the checkpoint's
+// _metadata, metadata version 2; see package storage): the state's kind
+// ("value", "value-with-ttl"), the identity and version of its value
+// codec, and the identity and version of the operator's key codec. The
+// canonical stream (heap checkpoints, pebble full checkpoints, every
+// savepoint) and pebble's native incremental snapshots record it alike;
+// the stream format itself is unchanged. A native snapshot (HandleWriter)
+// puts the schema into the handle it writes; for a key-group stream the
+// writer of the handle (the runtime) copies SnapshotStates into it.
+//
+// A codec's identity (CodecIdentity) is what it declares as a
+// VersionedCodec, else its Go type; the built-in codecs are identified by
+// encoding and type ("varint:int64", "string", "json:main.Order"; a named
+// type over a basic type has the identity of the basic type), and list
+// and map states compose their element codecs ("list(varint:int64)",
+// "map(string,json:main.Order)", "id@version" for elements of a version
+// other than 0). List, map, reducing and aggregating states are value
+// states of their encoded form, so their kind is "value".
+//
+// Restore checks the schema without any per-record cost:
+//
+//   - the key codec when the handles are restored: keys decide key
+//     groups, so a changed key type is an error naming both key codecs;
+//   - the value codec when the state is registered (GetValueState and the
+//     other kinds): the registered codec must have the recorded identity
+//     and version. The heap backend keeps the entries of states nobody
+//     registered yet as bytes and checks them at registration; a restored
+//     state nobody registers keeps its recorded schema in later snapshots.
+//     A mismatch is a *SchemaError naming the state and both codecs
+//     (package weir adds the operator and the checkpoint), never values
+//     decoded with the wrong codec.
+//   - a codec that reads the recorded identity and version
+//     (MigratingCodec) migrates the state: the heap backend decodes the
+//     restored entries with DecodeFrom, a RawKeyedBackend (pebble)
+//     rewrites every entry of the state in its key groups when the state
+//     is registered, so later reads and snapshots use the current
+//     encoding, and the schema recorded from then on is the new one.
+//
+// A state whose handle records no schema (a checkpoint written before
+// version 2 of the metadata, or a restored state that was written without
+// one and never registered since) restores without a check: nothing says
+// what its bytes were written with.
 //
 // # Backends
 //

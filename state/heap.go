@@ -36,6 +36,9 @@ type HeapKeyedBackend[K comparable] struct {
 	hash     HashFunc[K]
 	maxP     int
 	r        checkpoint.KeyGroupRange
+	// keyID and keyVersion identify keyCodec (CodecIdentity).
+	keyID      string
+	keyVersion int
 
 	kg      keyGrouper
 	nGroups int
@@ -49,6 +52,9 @@ type HeapKeyedBackend[K comparable] struct {
 	// decoded when the state is registered (states may be created lazily
 	// while processing) and written back unchanged by snapshots until then.
 	restored map[string]*rawState
+	// stored holds the schemas restored snapshots recorded for states not
+	// registered yet, checked when they are registered.
+	stored map[string]checkpoint.StateMeta
 
 	epoch uint64
 	live  atomic.Int64 // snapshots not yet released
@@ -81,6 +87,12 @@ func (k stateKind) String() string {
 // keyedTable is one registered state, type-erased for snapshots.
 type keyedTable interface {
 	kind() stateKind
+	// schema is the state's schema as snapshots record it.
+	schema() checkpoint.StateMeta
+	// useStored prepares restoreEntry for entries a snapshot recorded
+	// with schema stored (zero: recorded none): a *SchemaError if the
+	// state's codec cannot read them.
+	useStored(stored checkpoint.StateMeta) error
 	// frozen captures the current key group tables (under copy-on-write).
 	frozen() frozenTable
 	// reserve makes room for n more entries in key group kg (relative to
@@ -110,8 +122,10 @@ func NewHeapKeyedBackend[K comparable](keyCodec Codec[K], hash HashFunc[K], maxP
 	if maxParallelism <= 0 || maxParallelism > 1<<31-1 || r.Start < 0 || r.End >= maxParallelism || r.Len() == 0 {
 		panic(fmt.Sprintf("weir: bad keyed backend: key groups %s of max parallelism %d", r, maxParallelism))
 	}
-	return &HeapKeyedBackend[K]{keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, kg: newKeyGrouper(maxParallelism),
-		nGroups: r.Len(), states: map[string]keyedTable{}, restored: map[string]*rawState{}, epoch: 1}
+	keyID, keyVersion := CodecIdentity(keyCodec)
+	return &HeapKeyedBackend[K]{keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, keyID: keyID, keyVersion: keyVersion,
+		kg: newKeyGrouper(maxParallelism), nGroups: r.Len(), states: map[string]keyedTable{}, restored: map[string]*rawState{},
+		stored: map[string]checkpoint.StateMeta{}, epoch: 1}
 }
 
 // KeyGroupRange is the range of key groups the backend holds.
@@ -165,6 +179,12 @@ type valueTable[K comparable, V any] struct {
 	name  string
 	codec Codec[V]
 	k     stateKind
+	meta  checkpoint.StateMeta
+	// decode decodes restored values: codec.Decode, or a migration from
+	// the codec the restored snapshot recorded, migrateFrom (see
+	// useStored).
+	decode      func([]byte) (V, error)
+	migrateFrom string
 	// ttl is set for a state with a time-to-live: snapshots leave
 	// expired entries out.
 	ttl    *ttlAccess[V]
@@ -177,10 +197,12 @@ type valueTable[K comparable, V any] struct {
 	cleanKG, cleanSlot int
 }
 
-// GetValueState registers the value state called name, or returns it if it
-// is already registered. Registering a name again with another value type,
-// or under a name a restored snapshot holds as another kind of state, is an
-// error. Entries restored before the registration are decoded with c here.
+// getHeapValueState registers the value state called name, or returns it
+// if it is already registered. Registering a name again with another value
+// type or codec, or under a name a restored snapshot holds as another kind
+// of state or with a codec c cannot read, is an error. Entries restored
+// before the registration are decoded with c here (migrated, if c reads
+// the recorded codec as a MigratingCodec).
 func getHeapValueState[K comparable, V any](b *HeapKeyedBackend[K], name string, c Codec[V]) (*valueTable[K, V], error) {
 	return getHeapTable(b, name, c, kindValue, nil)
 }
@@ -194,9 +216,16 @@ func getHeapTable[K comparable, V any](b *HeapKeyedBackend[K], name string, c Co
 		if vt.k != kind {
 			return nil, fmt.Errorf("state %q is already registered as %s state, not %s state", name, vt.k, kind)
 		}
+		if id, v := CodecIdentity(c); id != vt.meta.Codec || v != vt.meta.CodecVersion {
+			return nil, fmt.Errorf("state %q is already registered with codec %s, not %s", name, codecRef(vt.meta.Codec, vt.meta.CodecVersion), codecRef(id, v))
+		}
 		return vt, nil
 	}
-	t := &valueTable[K, V]{b: b, name: name, codec: c, k: kind, ttl: ttl, groups: make([]*kgTable[K, V], b.nGroups)}
+	t := &valueTable[K, V]{b: b, name: name, codec: c, k: kind, ttl: ttl, groups: make([]*kgTable[K, V], b.nGroups),
+		meta: stateMeta(name, kind, c, b.keyID, b.keyVersion)}
+	if err := t.useStored(b.stored[name]); err != nil {
+		return nil, err
+	}
 	if raw, ok := b.restored[name]; ok {
 		if raw.k != kind {
 			return nil, fmt.Errorf("state %q was checkpointed as %s state, cannot restore it as %s state", name, raw.k, kind)
@@ -213,11 +242,26 @@ func getHeapTable[K comparable, V any](b *HeapKeyedBackend[K], name string, c Co
 		}
 		delete(b.restored, name)
 	}
+	delete(b.stored, name)
 	b.states[name] = t
 	return t, nil
 }
 
 func (t *valueTable[K, V]) kind() stateKind { return t.k }
+
+func (t *valueTable[K, V]) schema() checkpoint.StateMeta { return t.meta }
+
+func (t *valueTable[K, V]) useStored(stored checkpoint.StateMeta) error {
+	dec, migrate, err := restoreDecoder(stored, t.meta, t.codec)
+	if err != nil {
+		return err
+	}
+	t.decode, t.migrateFrom = dec, ""
+	if migrate {
+		t.migrateFrom = codecRef(stored.Codec, stored.CodecVersion)
+	}
+	return nil
+}
 
 func (t *valueTable[K, V]) Value() (V, bool) {
 	b := t.b
@@ -299,15 +343,18 @@ func (t *valueTable[K, V]) restoreEntry(kg int, key, val []byte) error {
 	b := t.b
 	k, err := b.keyCodec.Decode(key)
 	if err != nil {
-		return fmt.Errorf("state %q, key group %d: bad key: %w", t.name, kg+b.r.Start, err)
+		return fmt.Errorf("state %q, key group %d: bad key (encoded %x) for key codec %s: %w", t.name, kg+b.r.Start, key, b.keyID, err)
 	}
-	v, err := t.codec.Decode(val)
+	v, err := t.decode(val)
 	if err != nil {
-		return fmt.Errorf("state %q, key group %d: bad value: %w", t.name, kg+b.r.Start, err)
+		if t.migrateFrom != "" {
+			return fmt.Errorf("state %q, key group %d: cannot migrate a value from codec %s to %s: %w", t.name, kg+b.r.Start, t.migrateFrom, codecRef(t.meta.Codec, t.meta.CodecVersion), err)
+		}
+		return fmt.Errorf("state %q, key group %d: bad value for codec %s: %w", t.name, kg+b.r.Start, codecRef(t.meta.Codec, t.meta.CodecVersion), err)
 	}
 	h := b.hash(k)
 	if got := KeyGroupOf(h, b.maxP); got != kg+b.r.Start {
-		return fmt.Errorf("state %q: key %v belongs to key group %d, found in %d (wrong max parallelism or key type?)", t.name, k, got, kg+b.r.Start)
+		return wrongKeyGroupError(t.name, k, key, b.keyID, got, kg+b.r.Start)
 	}
 	t.writable(kg).put(k, h, v)
 	return nil
@@ -405,11 +452,16 @@ func (b *HeapKeyedBackend[K]) Snapshot() KeyedSnapshot {
 	}
 	sort.Strings(s.names)
 	s.tables = make([]frozenTable, len(s.names))
+	s.metas = make([]checkpoint.StateMeta, 0, len(s.names))
 	for i, name := range s.names {
 		if t, ok := b.states[name]; ok {
 			s.tables[i] = t.frozen()
+			s.metas = append(s.metas, t.schema())
 		} else {
 			s.tables[i] = b.restored[name]
+			if m, ok := b.stored[name]; ok { // else restored from a snapshot without schema
+				s.metas = append(s.metas, m)
+			}
 		}
 	}
 	return s

@@ -25,7 +25,40 @@ func (s sliceCodec[T]) Append(dst []byte, v []T) []byte {
 	return dst
 }
 
-func (s sliceCodec[T]) Decode(src []byte) ([]T, error) {
+func (s sliceCodec[T]) Decode(src []byte) ([]T, error) { return decodeList(src, s.c.Decode) }
+
+// CodecID implements VersionedCodec: "list(" the element codec ")".
+func (s sliceCodec[T]) CodecID() string   { return "list(" + refOf(s.c) + ")" }
+func (s sliceCodec[T]) CodecVersion() int { return 0 }
+
+// decoderFrom reads lists whose elements another codec wrote, when the
+// element codec reads that one.
+func (s sliceCodec[T]) decoderFrom(id string, version int) func([]byte) ([]T, error) {
+	args, ok := composedArgs(id, "list", 1)
+	if version != 0 || !ok {
+		return nil
+	}
+	dec := decoderForRef(s.c, args[0])
+	if dec == nil {
+		return nil
+	}
+	return func(src []byte) ([]T, error) { return decodeList(src, dec) }
+}
+
+// CanDecodeFrom and DecodeFrom implement MigratingCodec.
+func (s sliceCodec[T]) CanDecodeFrom(id string, version int) bool {
+	return s.decoderFrom(id, version) != nil
+}
+
+func (s sliceCodec[T]) DecodeFrom(id string, version int, src []byte) ([]T, error) {
+	dec := s.decoderFrom(id, version)
+	if dec == nil {
+		return nil, fmt.Errorf("cannot decode a list of codec %s", codecRef(id, version))
+	}
+	return dec(src)
+}
+
+func decodeList[T any](src []byte, dec func([]byte) (T, error)) ([]T, error) {
 	n, k := binary.Uvarint(src)
 	if k <= 0 || n > uint64(len(src)) {
 		return nil, fmt.Errorf("bad list length")
@@ -37,7 +70,7 @@ func (s sliceCodec[T]) Decode(src []byte) ([]T, error) {
 		if k <= 0 || l > uint64(len(src)-k) {
 			return nil, fmt.Errorf("list element %d is truncated", len(out))
 		}
-		v, err := s.c.Decode(src[k : k+int(l)])
+		v, err := dec(src[k : k+int(l)])
 		if err != nil {
 			return nil, fmt.Errorf("list element %d: %w", len(out), err)
 		}
@@ -205,6 +238,41 @@ func (m mapCodec[UK, UV]) Append(dst []byte, mv map[UK]UV) []byte {
 }
 
 func (m mapCodec[UK, UV]) Decode(src []byte) (map[UK]UV, error) {
+	return decodeMap(src, m.k.Decode, m.v.Decode)
+}
+
+// CodecID implements VersionedCodec: "map(" key codec "," value codec ")".
+func (m mapCodec[UK, UV]) CodecID() string   { return "map(" + refOf(m.k) + "," + refOf(m.v) + ")" }
+func (m mapCodec[UK, UV]) CodecVersion() int { return 0 }
+
+// decoderFrom reads maps whose keys or values other codecs wrote, when the
+// key and value codecs read those.
+func (m mapCodec[UK, UV]) decoderFrom(id string, version int) func([]byte) (map[UK]UV, error) {
+	args, ok := composedArgs(id, "map", 2)
+	if version != 0 || !ok {
+		return nil
+	}
+	kd, vd := decoderForRef(m.k, args[0]), decoderForRef(m.v, args[1])
+	if kd == nil || vd == nil {
+		return nil
+	}
+	return func(src []byte) (map[UK]UV, error) { return decodeMap(src, kd, vd) }
+}
+
+// CanDecodeFrom and DecodeFrom implement MigratingCodec.
+func (m mapCodec[UK, UV]) CanDecodeFrom(id string, version int) bool {
+	return m.decoderFrom(id, version) != nil
+}
+
+func (m mapCodec[UK, UV]) DecodeFrom(id string, version int, src []byte) (map[UK]UV, error) {
+	dec := m.decoderFrom(id, version)
+	if dec == nil {
+		return nil, fmt.Errorf("cannot decode a map of codec %s", codecRef(id, version))
+	}
+	return dec(src)
+}
+
+func decodeMap[UK comparable, UV any](src []byte, kd func([]byte) (UK, error), vd func([]byte) (UV, error)) (map[UK]UV, error) {
 	n, k := binary.Uvarint(src)
 	if k <= 0 || n > uint64(len(src)) {
 		return nil, fmt.Errorf("bad map length")
@@ -229,11 +297,11 @@ func (m mapCodec[UK, UV]) Decode(src []byte) (map[UK]UV, error) {
 		if err != nil {
 			return nil, err
 		}
-		key, err := m.k.Decode(kb)
+		key, err := kd(kb)
 		if err != nil {
 			return nil, fmt.Errorf("map key: %w", err)
 		}
-		val, err := m.v.Decode(vb)
+		val, err := vd(vb)
 		if err != nil {
 			return nil, fmt.Errorf("map value: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/storage"
 )
 
 // RawStore is a local, ordered key-value store that holds keyed state as
@@ -77,6 +78,9 @@ type RawKeyedBackend[K comparable] struct {
 	r        checkpoint.KeyGroupRange
 	kg       keyGrouper
 	fail     func(error)
+	// keyID and keyVersion identify keyCodec (CodecIdentity).
+	keyID      string
+	keyVersion int
 
 	curKey K
 	curKG  int    // absolute key group
@@ -85,6 +89,9 @@ type RawKeyedBackend[K comparable] struct {
 	states map[string]rawTable
 	kinds  map[string]stateKind    // every state known: registered or restored
 	clocks map[string]func() int64 // clocks of the registered TTL states
+	// stored holds the schemas restored snapshots recorded for states not
+	// registered yet, checked (and migrated) when they are registered.
+	stored map[string]checkpoint.StateMeta
 
 	// ReuseRestoredFiles lets incremental checkpoints after a restore
 	// reference the restored checkpoint's files instead of uploading them
@@ -107,7 +114,15 @@ type RawStoreFactory interface {
 	String() string
 }
 
-type rawTable interface{ kind() stateKind }
+type rawTable interface {
+	kind() stateKind
+	// schema is the state's schema as snapshots record it.
+	schema() checkpoint.StateMeta
+	// adopt takes over the entries restored with schema stored: nothing
+	// to do when it is the state's own, a rewrite of every entry when the
+	// state's codec migrates it, a *SchemaError when it cannot read it.
+	adopt(stored checkpoint.StateMeta) error
+}
 
 // NewRawKeyedBackend returns a backend over store for the key groups r of
 // maxParallelism. fail is called with store errors met while reading or
@@ -117,8 +132,10 @@ func NewRawKeyedBackend[K comparable](store RawStore, keyCodec Codec[K], hash Ha
 	if maxParallelism <= 0 || maxParallelism > MaxRawKeyGroups || r.Start < 0 || r.End >= maxParallelism || r.Len() == 0 {
 		return nil, fmt.Errorf("bad keyed backend: key groups %s of max parallelism %d (at most %d with this backend)", r, maxParallelism, MaxRawKeyGroups)
 	}
+	keyID, keyVersion := CodecIdentity(keyCodec)
 	b := &RawKeyedBackend[K]{store: store, keyCodec: keyCodec, hash: hash, maxP: maxParallelism, r: r, kg: newKeyGrouper(maxParallelism), fail: fail,
-		states: map[string]rawTable{}, kinds: map[string]stateKind{}, clocks: map[string]func() int64{}}
+		keyID: keyID, keyVersion: keyVersion, states: map[string]rawTable{}, kinds: map[string]stateKind{}, clocks: map[string]func() int64{},
+		stored: map[string]checkpoint.StateMeta{}}
 	if err := b.loadKinds(); err != nil {
 		return nil, err
 	}
@@ -257,11 +274,72 @@ type rawValue[K comparable, V any] struct {
 	name  string
 	k     stateKind
 	codec Codec[V]
+	meta  checkpoint.StateMeta
 	kbuf  []byte
 	vbuf  []byte
 }
 
 func (t *rawValue[K, V]) kind() stateKind { return t.k }
+
+func (t *rawValue[K, V]) schema() checkpoint.StateMeta { return t.meta }
+
+func (t *rawValue[K, V]) adopt(stored checkpoint.StateMeta) error {
+	dec, migrate, err := restoreDecoder(stored, t.meta, t.codec)
+	if err != nil || !migrate {
+		return err
+	}
+	err = t.b.rewrite(t.name, func(dst, old []byte) ([]byte, error) {
+		v, err := dec(old)
+		if err != nil {
+			return nil, err
+		}
+		return t.codec.Append(dst, v), nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot migrate state %q from codec %s to %s: %w", t.name, codecRef(stored.Codec, stored.CodecVersion), codecRef(t.meta.Codec, t.meta.CodecVersion), err)
+	}
+	return nil
+}
+
+// rewrite replaces the value of every entry of state name in the
+// backend's key groups with what fn makes of it (a migration), scanning
+// and writing in chunks.
+func (b *RawKeyedBackend[K]) rewrite(name string, fn func(dst, old []byte) ([]byte, error)) error {
+	const chunk = 1024
+	var lower, upper, last []byte
+	var keys, vals [][]byte
+	for kg := b.r.Start; kg <= b.r.End; kg++ {
+		// The state's entries in key group kg: [kg name 00, kg name 01).
+		lower = appendKGPrefix(lower[:0], kg, name)
+		upper = append(upper[:0], lower...)
+		upper[len(upper)-1] = 1
+		for {
+			keys, vals = keys[:0], vals[:0]
+			err := b.store.Scan(lower, upper, chunk, func(k, v []byte) error {
+				nv, err := fn(nil, v)
+				if err != nil {
+					return fmt.Errorf("key group %d, key %x: %w", kg, k[2+len(name)+1:], err)
+				}
+				keys, vals = append(keys, append([]byte(nil), k...)), append(vals, nv)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for i, k := range keys {
+				if err := b.store.Set(k, vals[i]); err != nil {
+					return err
+				}
+			}
+			if len(keys) < chunk {
+				break
+			}
+			last = append(last[:0], keys[len(keys)-1]...)
+			lower = append(append(lower[:0], last...), 0) // just after the last key
+		}
+	}
+	return nil
+}
 
 func (t *rawValue[K, V]) key() []byte {
 	t.kbuf = appendKGPrefix(t.kbuf[:0], t.b.curKG, t.name)
@@ -312,9 +390,13 @@ func getRawValueState[K comparable, V any](b *RawKeyedBackend[K], name string, c
 		}
 		kind = kindValueTTL
 	}
+	meta := stateMeta(name, kind, c, b.keyID, b.keyVersion)
 	if t, ok := b.states[name]; ok {
 		if t.kind() != kind {
 			return nil, fmt.Errorf("state %q is already registered as %s state, not %s state", name, t.kind(), kind)
+		}
+		if old := t.schema(); old.Codec != meta.Codec || old.CodecVersion != meta.CodecVersion {
+			return nil, fmt.Errorf("state %q is already registered with codec %s, not %s", name, codecRef(old.Codec, old.CodecVersion), codecRef(meta.Codec, meta.CodecVersion))
 		}
 		if kind == kindValueTTL {
 			if vt, ok := t.(*rawValue[K, ttlValue[V]]); ok {
@@ -329,15 +411,49 @@ func getRawValueState[K comparable, V any](b *RawKeyedBackend[K], name string, c
 		return nil, err
 	}
 	if kind == kindValueTTL {
-		t := &rawValue[K, ttlValue[V]]{b: b, name: name, k: kind, codec: ttlCodec[V]{c}}
-		b.states[name] = t
+		t := &rawValue[K, ttlValue[V]]{b: b, name: name, k: kind, codec: ttlCodec[V]{c}, meta: meta}
+		if err := b.register(t); err != nil {
+			return nil, err
+		}
 		now := ttl.nowFunc()
 		b.clocks[name] = now // full snapshots leave out what expired by this clock
 		return newTTLState[V](t, ttl, now, b.ttlCleaner(name, ttl)), nil
 	}
-	t := &rawValue[K, V]{b: b, name: name, k: kind, codec: c}
-	b.states[name] = t
+	t := &rawValue[K, V]{b: b, name: name, k: kind, codec: c, meta: meta}
+	if err := b.register(t); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// register adds a new state, after taking over (and migrating) what a
+// restored snapshot holds of it.
+func (b *RawKeyedBackend[K]) register(t rawTable) error {
+	name := t.schema().Name
+	if stored, ok := b.stored[name]; ok {
+		if err := t.adopt(stored); err != nil {
+			return err
+		}
+		delete(b.stored, name)
+	}
+	b.states[name] = t
+	return nil
+}
+
+// schemas is the schema of every state the backend knows, sorted by
+// name: registered ones, and restored ones not registered yet that the
+// restored snapshot recorded a schema for.
+func (b *RawKeyedBackend[K]) schemas() []checkpoint.StateMeta {
+	out := make([]checkpoint.StateMeta, 0, len(b.states)+len(b.stored))
+	for _, t := range b.states {
+		out = append(out, t.schema())
+	}
+	for name, m := range b.stored {
+		if _, ok := b.states[name]; !ok {
+			out = append(out, m)
+		}
+	}
+	return sortMetas(out)
 }
 
 // ttlCleaner returns the incremental cleanup of a TTL state: every 16th
@@ -404,8 +520,14 @@ func (b *RawKeyedBackend[K]) ttlCleaner(name string, cfg TTLConfig) func(now int
 func (b *RawKeyedBackend[K]) SnapshotFor(id checkpoint.ID, kind checkpoint.Kind) (KeyedSnapshot, error) {
 	if kind != checkpoint.KindSavepoint {
 		s, err := b.store.NativeSnapshot(id)
-		if err != nil || s != nil {
-			return s, err
+		if err != nil {
+			return nil, err
+		}
+		if hw, ok := s.(HandleWriter); ok {
+			return &nativeWithSchema{KeyedSnapshot: s, hw: hw, metas: b.schemas()}, nil
+		}
+		if s != nil {
+			return s, nil
 		}
 	}
 	v, err := b.store.View()
@@ -417,18 +539,40 @@ func (b *RawKeyedBackend[K]) SnapshotFor(id checkpoint.ID, kind checkpoint.Kind)
 	for name, c := range b.clocks {
 		nows[name] = c()
 	}
-	return &rawSnapshot{v: v, r: b.r, now: nowMillis(), nows: nows}, nil
+	return &rawSnapshot{v: v, r: b.r, now: nowMillis(), nows: nows, metas: b.schemas()}, nil
 }
 
+// nativeWithSchema adds the state schema to the handle of a store's
+// native snapshot.
+type nativeWithSchema struct {
+	KeyedSnapshot
+	hw    HandleWriter
+	metas []checkpoint.StateMeta
+}
+
+func (n *nativeWithSchema) WriteHandle(t storage.Target) (checkpoint.KeyedStateHandle, error) {
+	h, err := n.hw.WriteHandle(t)
+	if err == nil {
+		h.States = n.metas
+	}
+	return h, err
+}
+
+func (n *nativeWithSchema) states() []checkpoint.StateMeta { return n.metas }
+
 type rawSnapshot struct {
-	v    RawView
-	r    checkpoint.KeyGroupRange
-	now  int64            // reference time of TTL states without a clock of their own
-	nows map[string]int64 // per registered TTL state
-	once sync.Once
+	v     RawView
+	r     checkpoint.KeyGroupRange
+	now   int64            // reference time of TTL states without a clock of their own
+	nows  map[string]int64 // per registered TTL state
+	metas []checkpoint.StateMeta
+	once  sync.Once
 }
 
 func (s *rawSnapshot) Release() { s.once.Do(func() { s.v.Close() }) }
+
+// states returns the schema of the snapshot's states (SnapshotStates).
+func (s *rawSnapshot) states() []checkpoint.StateMeta { return s.metas }
 
 func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 	kinds := map[string]stateKind{}
@@ -495,9 +639,21 @@ func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 // RestoreHandles implements KeyedBackend: canonical streams are read entry
 // by entry into the store (checking that every key belongs to its key
 // group), native handles go to the store.
+//
+// The schemas the handles recorded are checked first for the key codec;
+// the value codecs of registered states are checked (and their entries
+// migrated) after the entries are in the store, those of the other states
+// when they are registered.
 func (b *RawKeyedBackend[K]) RestoreHandles(handles []checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error)) error {
 	var native []checkpoint.KeyedStateHandle
+	restored := map[string]checkpoint.StateMeta{}
 	for _, h := range handles {
+		if err := checkKeyCodec(h.States, b.keyID, b.keyVersion); err != nil {
+			return err
+		}
+		if err := mergeStored(restored, h.States); err != nil {
+			return err
+		}
 		if h.Incremental != nil {
 			native = append(native, h)
 		}
@@ -521,7 +677,17 @@ func (b *RawKeyedBackend[K]) RestoreHandles(handles []checkpoint.KeyedStateHandl
 			return err
 		}
 	}
-	return nil
+	var unregistered []checkpoint.StateMeta
+	for name, m := range restored {
+		if t, ok := b.states[name]; ok {
+			if err := t.adopt(m); err != nil {
+				return err
+			}
+			continue
+		}
+		unregistered = append(unregistered, m)
+	}
+	return mergeStored(b.stored, unregistered)
 }
 
 func (b *RawKeyedBackend[K]) restoreEntry(kg int, name string, kind byte, key, val []byte) error {
@@ -533,10 +699,10 @@ func (b *RawKeyedBackend[K]) restoreEntry(kg int, name string, kind byte, key, v
 	}
 	k, err := b.keyCodec.Decode(key)
 	if err != nil {
-		return fmt.Errorf("state %q: bad key: %w", name, err)
+		return fmt.Errorf("state %q: bad key (encoded %x) for key codec %s: %w", name, key, b.keyID, err)
 	}
 	if got := KeyGroupOf(b.hash(k), b.maxP); got != kg {
-		return fmt.Errorf("state %q: key %v belongs to key group %d, found in %d (wrong max parallelism or key type?)", name, k, got, kg)
+		return wrongKeyGroupError(name, k, key, b.keyID, got, kg)
 	}
 	full := appendKGPrefix(nil, kg, name)
 	return b.store.Set(append(full, key...), val)
@@ -574,7 +740,7 @@ func forEachSection(r io.Reader, h checkpoint.KeyedStateHandle, want checkpoint.
 			_, err = io.CopyN(io.Discard, r, first)
 		}
 		if err != nil {
-			return fmt.Errorf("cannot restore keyed state: cannot skip to key group %d at offset %d: %w", both.Start, first, truncated(err))
+			return fmt.Errorf("cannot skip to key group %d at offset %d: %w", both.Start, first, truncated(err))
 		}
 	}
 	var buf []byte
@@ -592,11 +758,11 @@ func forEachSection(r io.Reader, h checkpoint.KeyedStateHandle, want checkpoint.
 			buf = nil
 		}
 		if err != nil {
-			return fmt.Errorf("cannot restore keyed state: key group %d: %w", kg, err)
+			return fmt.Errorf("cannot read key group %d: %w", kg, err)
 		}
 		reuse, err := fn(kg, sec)
 		if err != nil {
-			return fmt.Errorf("cannot restore keyed state: key group %d: %w", kg, err)
+			return fmt.Errorf("cannot read key group %d: %w", kg, err)
 		}
 		if !reuse {
 			buf = nil
@@ -660,11 +826,11 @@ func (b *RawKeyedBackend[K]) StateNames() []string {
 // checkOffsets validates the key group offsets of a stream handle.
 func checkOffsets(h checkpoint.KeyedStateHandle) error {
 	if len(h.Offsets) != h.Range.Len() {
-		return fmt.Errorf("cannot restore keyed state: handle has %d offsets for key groups %s", len(h.Offsets), h.Range)
+		return fmt.Errorf("bad keyed state handle: %d offsets for key groups %s (corrupted metadata)", len(h.Offsets), h.Range)
 	}
 	for i, off := range h.Offsets {
 		if off < 0 || (i > 0 && off < h.Offsets[i-1]) || (h.Stream.Size > 0 && off > h.Stream.Size) {
-			return fmt.Errorf("cannot restore keyed state: key group %d has offset %d outside the %d-byte stream (corrupted handle)", h.Range.Start+i, off, h.Stream.Size)
+			return fmt.Errorf("bad keyed state handle: key group %d has offset %d outside the %d-byte stream (corrupted metadata)", h.Range.Start+i, off, h.Stream.Size)
 		}
 	}
 	return nil

@@ -40,10 +40,14 @@ type heapSnapshot struct {
 	r       checkpoint.KeyGroupRange
 	names   []string // sorted
 	tables  []frozenTable
+	metas   []checkpoint.StateMeta // sorted by name
 	once    sync.Once
 }
 
 func (s *heapSnapshot) Release() { s.once.Do(s.release) }
+
+// states returns the schema of the snapshot's states (SnapshotStates).
+func (s *heapSnapshot) states() []checkpoint.StateMeta { return s.metas }
 
 // WriteKeyGroups implements KeyedSnapshot. A panic of a codec (a value the
 // JSON codec cannot encode, a bug in a user codec) becomes an error: it
@@ -121,9 +125,12 @@ func appendLengthPrefixed(dst, b []byte) []byte {
 // once per handle; a job restoring at another parallelism passes every
 // handle whose range intersects the backend's.
 //
-// Entries of registered states are decoded now; entries of states not
-// registered yet are kept as bytes until GetValueState registers them (and
-// written back unchanged by snapshots until then). Corrupted or truncated
+// The schema h records (States) is checked first: the key codec, and the
+// value codecs of registered states. Entries of registered states are
+// decoded now (migrated, when the state's codec reads the recorded one);
+// entries of states not registered yet are kept as bytes, with their
+// recorded schema, until GetValueState registers them (and written back
+// unchanged by snapshots until then). Corrupted or truncated
 // input returns an error naming the key group (and state), never panics;
 // the backend may then hold part of the handle's entries and should be
 // discarded.
@@ -131,10 +138,36 @@ func (b *HeapKeyedBackend[K]) Restore(r io.Reader, h checkpoint.KeyedStateHandle
 	if err := checkOffsets(h); err != nil {
 		return err
 	}
+	if err := b.restoreSchema(h.States); err != nil {
+		return err
+	}
 	return forEachSection(r, h, b.r, func(kg int, sec []byte) (bool, error) {
 		aliased, err := b.restoreKeyGroup(kg, sec)
 		return !aliased, err // raw entries of unregistered states point into sec
 	})
+}
+
+// restoreSchema checks the schema a handle recorded (states) before its
+// entries are read: the key codec now, the value codecs of registered
+// states now, those of the others when they are registered.
+func (b *HeapKeyedBackend[K]) restoreSchema(states []checkpoint.StateMeta) error {
+	if err := checkKeyCodec(states, b.keyID, b.keyVersion); err != nil {
+		return err
+	}
+	byName := make(map[string]checkpoint.StateMeta, len(states))
+	var unregistered []checkpoint.StateMeta
+	for _, m := range states {
+		byName[m.Name] = m
+		if _, ok := b.states[m.Name]; !ok {
+			unregistered = append(unregistered, m)
+		}
+	}
+	for name, t := range b.states {
+		if err := t.useStored(byName[name]); err != nil {
+			return err
+		}
+	}
+	return mergeStored(b.stored, unregistered)
 }
 
 var errShort = errors.New("section ends early (truncated or corrupted)")

@@ -72,11 +72,27 @@ func (t ttlCodec[V]) Append(dst []byte, v ttlValue[V]) []byte {
 	return t.c.Append(dst, v.v)
 }
 
-func (t ttlCodec[V]) Decode(src []byte) (ttlValue[V], error) {
+func (t ttlCodec[V]) Decode(src []byte) (ttlValue[V], error) { return decodeTTL(src, t.c.Decode) }
+
+// CodecID implements VersionedCodec: the identity of the value's codec
+// (the state's kind, value-with-ttl, records the expiry).
+func (t ttlCodec[V]) CodecID() string   { id, _ := CodecIdentity(t.c); return id }
+func (t ttlCodec[V]) CodecVersion() int { _, v := CodecIdentity(t.c); return v }
+
+// decoderFrom migrates the values after the expiry.
+func (t ttlCodec[V]) decoderFrom(id string, version int) func([]byte) (ttlValue[V], error) {
+	dec := decoderFor(t.c, id, version)
+	if dec == nil {
+		return nil
+	}
+	return func(src []byte) (ttlValue[V], error) { return decodeTTL(src, dec) }
+}
+
+func decodeTTL[V any](src []byte, dec func([]byte) (V, error)) (ttlValue[V], error) {
 	if len(src) < 8 {
 		return ttlValue[V]{}, fmt.Errorf("value with time-to-live has %d bytes, needs at least 8", len(src))
 	}
-	v, err := t.c.Decode(src[8:])
+	v, err := dec(src[8:])
 	return ttlValue[V]{exp: int64(binary.BigEndian.Uint64(src)), v: v}, err
 }
 

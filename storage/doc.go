@@ -84,17 +84,26 @@
 // "cannot upload part 3 of s3://b/p/chk-7/3-1-0.keyed (gave up after 5
 // attempts): ... (SlowDown, HTTP 503)".
 //
-// # Metadata format (version 1)
+// # Metadata format (version 2)
 //
 //	offset  size  field
 //	0       8     magic "WEIRMETA"
-//	8       4     format version, uint32 big endian (1)
+//	8       4     format version, uint32 big endian (2)
 //	12      8     payload length N, uint64 big endian
 //	20      N     payload: JSON encoding of checkpoint.Metadata
 //	20+N    4     CRC-32C (Castagnoli) of the payload, uint32 big endian
 //
 // Readers reject a wrong magic, a version newer than they know, a length
-// that does not match the file, a checksum mismatch, and content that does
-// not make sense (an operator whose subtask count differs from its
-// parallelism, key group ranges outside the max parallelism).
+// that does not match the file, a checksum mismatch, unknown JSON fields,
+// and content that does not make sense (an operator whose subtask count
+// differs from its parallelism, key group ranges outside the max
+// parallelism).
+//
+// Version 2 adds "states" to each keyed state handle: the schema of every
+// keyed state in the snapshot (checkpoint.StateMeta: name, kind, value
+// codec and version, key codec and version), which a restore checks
+// before it decodes the state (see package state, "State schema"). This
+// build reads version 1 too; a version 1 handle has no "states" and its
+// states restore without a check. A build that reads only version 1
+// rejects version 2 metadata by its version.
 package storage

@@ -131,6 +131,60 @@ func parseCodec(name string) (*codec, error) {
 	return c, nil
 }
 
+// codecForIdentity names the codec that decodes what a codec of the
+// recorded identity (state.CodecIdentity, "@version" when not 0) wrote:
+// "" for an identity dump does not know (a job's own codec).
+func codecForIdentity(id string) string {
+	switch {
+	case strings.HasPrefix(id, "varint:"):
+		return "int64"
+	case strings.HasPrefix(id, "uvarint:"):
+		return "uint64"
+	case strings.HasPrefix(id, "json:"):
+		return "json"
+	case id == "float64", id == "float32", id == "bool", id == "string", id == "bytes":
+		return id
+	}
+	if args, ok := composedArgs(id, "list"); ok && len(args) == 1 {
+		if elem := codecForIdentity(args[0]); elem != "" {
+			return "list:" + elem
+		}
+	}
+	if args, ok := composedArgs(id, "map"); ok && len(args) == 2 {
+		k, v := codecForIdentity(args[0]), codecForIdentity(args[1])
+		if k != "" && v != "" && !strings.Contains(k, ":") {
+			return "map:" + k + ":" + v
+		}
+	}
+	return ""
+}
+
+// composedArgs splits the composed identity "name(a,b,...)" into its
+// arguments (commas inside parentheses do not split).
+func composedArgs(id, name string) ([]string, bool) {
+	rest, ok := strings.CutPrefix(id, name+"(")
+	if !ok || !strings.HasSuffix(rest, ")") {
+		return nil, false
+	}
+	rest = rest[:len(rest)-1]
+	var args []string
+	depth, start := 0, 0
+	for i := 0; i < len(rest); i++ {
+		switch rest[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth == 0 {
+				args = append(args, rest[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(args, rest[start:]), true
+}
+
 func decodeInt(b []byte) (int64, error) {
 	v, n := binary.Varint(b)
 	if n <= 0 || n != len(b) {

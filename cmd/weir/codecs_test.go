@@ -120,3 +120,43 @@ func FuzzStringJSON(f *testing.F) {
 		}
 	})
 }
+
+// A recorded codec identity picks the codec that reads it; a job's own
+// codec (or one with a version) is left to auto.
+func TestCodecForIdentity(t *testing.T) {
+	type order struct{ ID int }
+	id := func(c any) string {
+		switch c := c.(type) {
+		case state.Codec[int32]:
+			i, _ := state.CodecIdentity(c)
+			return i
+		case state.Codec[order]:
+			i, _ := state.CodecIdentity(c)
+			return i
+		}
+		return ""
+	}
+	for in, want := range map[string]string{
+		id(state.CodecFor[int32]()): "int64",
+		"uvarint:uint8":             "uint64",
+		"float32":                   "float32",
+		"bytes":                     "bytes",
+		id(state.CodecFor[order]()): "json",
+		"list(string)":              "list:string",
+		"list(list(varint:int64))":  "list:list:int64",
+		"map(string,list(bool))":    "map:string:list:bool",
+		"map(list(string),bool)":    "",
+		"list(person@2)":            "",
+		"person":                    "",
+		"varint":                    "",
+	} {
+		if got := codecForIdentity(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+		if want != "" {
+			if _, err := parseCodec(want); err != nil {
+				t.Errorf("%q: %v", want, err)
+			}
+		}
+	}
+}

@@ -46,16 +46,25 @@ or a checkpoint storage root (then --id, or the latest checkpoint).
 
 int64 is every signed integer type (zig-zag varint), uint64 every unsigned
 one (uvarint), json every other type; list:C is a ListState of C, map:K:V a
-MapState; auto prints printable UTF-8 as a string and anything else as hex.`,
+MapState; auto prints printable UTF-8 as a string and anything else as hex.
+Without the flags, dump uses the codecs the checkpoint recorded for the
+state (varint:int64 as int64, json:main.Order as json, list(string) as
+list:string, ...), and auto for codecs it does not know (a job's own) or
+for checkpoints that recorded none. The recorded codecs, and how they are
+printed, go to standard error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kc, err := parseCodec(o.keyCodec)
-			if err != nil {
-				return fmt.Errorf("--key-codec: %w", err)
+			var kc, vc *codec // nil: the recorded codec
+			var err error
+			if o.keyCodec != "" {
+				if kc, err = parseCodec(o.keyCodec); err != nil {
+					return fmt.Errorf("--key-codec: %w", err)
+				}
 			}
-			vc, err := parseCodec(o.valueCodec)
-			if err != nil {
-				return fmt.Errorf("--value-codec: %w", err)
+			if o.valueCodec != "" {
+				if vc, err = parseCodec(o.valueCodec); err != nil {
+					return fmt.Errorf("--value-codec: %w", err)
+				}
 			}
 			if o.limit < 0 {
 				return fmt.Errorf("--limit must not be negative, got %d", o.limit)
@@ -64,14 +73,14 @@ MapState; auto prints printable UTF-8 as a string and anything else as hex.`,
 			if err != nil {
 				return err
 			}
-			return dumpState(cmd.OutOrStdout(), st, md, o, kc, vc)
+			return dumpState(cmd.OutOrStdout(), cmd.ErrOrStderr(), st, md, o, kc, vc)
 		},
 	}
 	f := dump.Flags()
 	f.StringVar(&o.operator, "operator", "", "UID of the operator (required)")
 	f.StringVar(&o.state, "state", "", "name of the keyed state (required)")
-	f.StringVar(&o.keyCodec, "key-codec", "auto", "codec of the keys: "+codecNames)
-	f.StringVar(&o.valueCodec, "value-codec", "auto", "codec of the values (same choices)")
+	f.StringVar(&o.keyCodec, "key-codec", "", "codec of the keys: "+codecNames+" (default: as recorded in the checkpoint, else auto)")
+	f.StringVar(&o.valueCodec, "value-codec", "", "codec of the values (same choices; default: as recorded, else auto)")
 	f.BoolVar(&o.asJSON, "json", false, "print JSON lines")
 	f.IntVar(&o.limit, "limit", 0, "print at most this many entries (0: all)")
 	f.Int64Var(&o.id, "id", 0, "checkpoint id, when PATH is a storage root (default: the latest)")
@@ -88,7 +97,10 @@ var (
 	errPrint = errors.New("cannot print an entry")
 )
 
-func dumpState(w io.Writer, st storage.Storage, md *checkpoint.Metadata, o dumpOptions, kc, vc *codec) (err error) {
+// dumpState prints the entries of o.state to w, decoded with kc and vc
+// (nil: the codecs the checkpoint recorded, else auto); a note on the
+// recorded codecs goes to notes.
+func dumpState(w, notes io.Writer, st storage.Storage, md *checkpoint.Metadata, o dumpOptions, kc, vc *codec) (err error) {
 	op := md.Operator(o.operator)
 	if op == nil {
 		return fmt.Errorf("%s %d has no operator %q; its operators: %s", md.Kind, md.CheckpointID, o.operator, operatorList(md))
@@ -126,13 +138,34 @@ func dumpState(w io.Writer, st storage.Storage, md *checkpoint.Metadata, o dumpO
 		}
 	}
 
+	var recorded *checkpoint.StateMeta
+	schema := map[string]checkpoint.StateMeta{}
+	for _, p := range parts {
+		for _, m := range p.h.States {
+			schema[m.Name] = m
+		}
+	}
+	if m, ok := schema[o.state]; ok {
+		recorded = &m
+	}
+	if kc, err = recordedCodec(kc, recorded, true); err != nil {
+		return err
+	}
+	if vc, err = recordedCodec(vc, recorded, false); err != nil {
+		return err
+	}
+	if recorded != nil {
+		fmt.Fprintf(notes, "state %q of operator %q: %s state, keys %s printed as %s, values %s printed as %s\n", o.state, o.operator, recorded.Kind,
+			codecRef(recorded.KeyCodec, recorded.KeyCodecVersion), kc.name, codecRef(recorded.Codec, recorded.CodecVersion), vc.name)
+	}
+
 	bw := bufio.NewWriter(w)
 	defer func() {
 		if ferr := bw.Flush(); err == nil && ferr != nil {
 			err = fmt.Errorf("cannot write the entries: %w", ferr)
 		}
 	}()
-	d := &dumper{w: bw, o: o, kc: kc, vc: vc, seen: map[string]*seenState{}}
+	d := &dumper{w: bw, o: o, kc: kc, vc: vc, seen: map[string]*seenState{}, schema: schema}
 	for _, p := range parts {
 		err := d.read(st, p.h)
 		if err == nil {
@@ -158,7 +191,11 @@ func dumpState(w io.Writer, st storage.Storage, md *checkpoint.Metadata, o dumpO
 	if !d.found {
 		names := make([]string, 0, len(d.seen))
 		for n, s := range d.seen {
-			names = append(names, fmt.Sprintf("%q (%s, %d entries)", n, s.kind, s.entries))
+			codec := ""
+			if m, ok := d.schema[n]; ok {
+				codec = ", values " + codecRef(m.Codec, m.CodecVersion)
+			}
+			names = append(names, fmt.Sprintf("%q (%s%s, %d entries)", n, s.kind, codec, s.entries))
 		}
 		sort.Strings(names)
 		have := "none with entries"
@@ -168,6 +205,27 @@ func dumpState(w io.Writer, st storage.Storage, md *checkpoint.Metadata, o dumpO
 		return fmt.Errorf("operator %q has no keyed state %q (or no entries in it) in %s %d; its keyed states: %s", o.operator, o.state, md.Kind, md.CheckpointID, have)
 	}
 	return nil
+}
+
+// recordedCodec returns c, or when c is nil (no flag) the codec the
+// checkpoint recorded for the keys or values of a state, or auto when it
+// recorded none dump knows.
+func recordedCodec(c *codec, recorded *checkpoint.StateMeta, key bool) (*codec, error) {
+	if c != nil {
+		return c, nil
+	}
+	name := ""
+	if recorded != nil {
+		if key {
+			name = codecForIdentity(codecRef(recorded.KeyCodec, recorded.KeyCodecVersion))
+		} else {
+			name = codecForIdentity(codecRef(recorded.Codec, recorded.CodecVersion))
+		}
+	}
+	if name == "" {
+		name = "auto"
+	}
+	return parseCodec(name)
 }
 
 func operatorList(md *checkpoint.Metadata) string {
@@ -208,7 +266,8 @@ type dumper struct {
 	entries []dumpEntry // into buf
 	line    []byte
 
-	seen     map[string]*seenState // every state met, for the error when o.state is not one
+	seen     map[string]*seenState           // every state met, for the error when o.state is not one
+	schema   map[string]checkpoint.StateMeta // the recorded schema of the states, by name
 	lastSeen *seenState
 	lastName string
 }

@@ -77,11 +77,14 @@ type operatorReport struct {
 	Name        string          `json:"name,omitempty"`
 	Parallelism int             `json:"parallelism"`
 	Subtasks    []subtaskReport `json:"subtasks"`
-	// KeyedStates adds up the states of every subtask's keyed stream;
-	// Partial says some streams could not be read.
+	// KeyedStates adds up the states of every subtask's keyed stream,
+	// with the codecs the checkpoint recorded (with --sizes=false: only
+	// the recorded states and codecs, no sizes); Partial says some
+	// streams could not be read.
 	KeyedStates []stateReport `json:"keyedStates,omitempty"`
 	Partial     bool          `json:"partial,omitempty"`
 	Totals      totals        `json:"totals"`
+	read        bool          // some keyed state was read (KeyedStates has sizes)
 }
 
 type subtaskReport struct {
@@ -109,10 +112,16 @@ type keyedReport struct {
 }
 
 type stateReport struct {
-	Name    string `json:"name"`
-	Kind    string `json:"kind"`
-	Entries int64  `json:"entries"`
-	Bytes   int64  `json:"bytes"`
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Codec and KeyCodec are the value and key codecs the checkpoint
+	// recorded for the state ("identity" or "identity@version", see
+	// state.CodecIdentity); empty if it recorded none (metadata version
+	// 1).
+	Codec    string `json:"codec,omitempty"`
+	KeyCodec string `json:"keyCodec,omitempty"`
+	Entries  int64  `json:"entries"`
+	Bytes    int64  `json:"bytes"`
 }
 
 type incrementalReport struct {
@@ -169,8 +178,8 @@ func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) 
 	unreadable := 0
 	for _, op := range ops {
 		or := operatorReport{UID: op.UID, Name: op.Name, Parallelism: op.Parallelism}
-		type nameKind struct{ name, kind string }
-		byState := map[nameKind]*stateReport{}
+		type stateKey struct{ name, kind, codec, keyCodec string }
+		byState := map[stateKey]*stateReport{}
 		for i, sub := range op.Subtasks {
 			sr := subtaskReport{Subtask: i}
 			for _, h := range sub.Keyed {
@@ -192,14 +201,19 @@ func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) 
 					unreadable++
 					or.Partial = true
 				}
-				for _, s := range kr.States {
-					k := nameKind{s.Name, s.Kind}
+				states := kr.States
+				if !kr.read { // the recorded schema still names the states
+					states = schemaStates(h.States)
+				}
+				for _, s := range states {
+					k := stateKey{s.Name, s.Kind, s.Codec, s.KeyCodec}
 					if byState[k] == nil {
-						byState[k] = &stateReport{Name: s.Name, Kind: s.Kind}
+						byState[k] = &stateReport{Name: s.Name, Kind: s.Kind, Codec: s.Codec, KeyCodec: s.KeyCodec}
 					}
 					byState[k].Entries += s.Entries
 					byState[k].Bytes += s.Bytes
 				}
+				or.read = or.read || kr.read
 				or.Totals.add(t)
 				sr.Keyed = append(sr.Keyed, kr)
 			}
@@ -218,7 +232,7 @@ func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) 
 		}
 		sort.Slice(or.KeyedStates, func(i, j int) bool {
 			a, b := or.KeyedStates[i], or.KeyedStates[j]
-			return a.Name < b.Name || a.Name == b.Name && a.Kind < b.Kind
+			return a.Name < b.Name || a.Name == b.Name && (a.Kind < b.Kind || a.Kind == b.Kind && a.Codec < b.Codec)
 		})
 		rep.Totals.add(or.Totals)
 		rep.Operators = append(rep.Operators, or)
@@ -263,8 +277,8 @@ func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, maxParallel
 			return kr, t, err
 		}
 		kr.read = true
+		kr.States = withSchema(ss, h.States)
 		for _, s := range ss {
-			kr.States = append(kr.States, stateReport{Name: s.Name, Kind: s.Kind.String(), Entries: s.Entries, Bytes: s.Bytes})
 			t.KeyedEntries += s.Entries
 		}
 		return kr, t, nil
@@ -284,11 +298,54 @@ func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, maxParallel
 		return kr, t, err
 	}
 	kr.read = true
+	kr.States = withSchema(ss, h.States)
 	for _, s := range ss {
-		kr.States = append(kr.States, stateReport{Name: s.Name, Kind: s.Kind.String(), Entries: s.Entries, Bytes: s.Bytes})
 		t.KeyedEntries += s.Entries
 	}
 	return kr, t, nil
+}
+
+// withSchema reports the states read from a snapshot with the codecs its
+// handle recorded.
+func withSchema(ss []state.StateSize, schema []checkpoint.StateMeta) []stateReport {
+	byName := map[string]checkpoint.StateMeta{}
+	for _, m := range schema {
+		byName[m.Name] = m
+	}
+	out := make([]stateReport, 0, len(ss))
+	for _, s := range ss {
+		r := stateReport{Name: s.Name, Kind: s.Kind.String(), Entries: s.Entries, Bytes: s.Bytes}
+		if m, ok := byName[s.Name]; ok {
+			r.Codec, r.KeyCodec = codecRef(m.Codec, m.CodecVersion), codecRef(m.KeyCodec, m.KeyCodecVersion)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// schemaStates reports the states a handle recorded, without sizes.
+func schemaStates(schema []checkpoint.StateMeta) []stateReport {
+	out := make([]stateReport, 0, len(schema))
+	for _, m := range schema {
+		out = append(out, stateReport{Name: m.Name, Kind: m.Kind, Codec: codecRef(m.Codec, m.CodecVersion), KeyCodec: codecRef(m.KeyCodec, m.KeyCodecVersion)})
+	}
+	return out
+}
+
+// codecRef formats a recorded codec as "identity" or "identity@version".
+func codecRef(id string, version int) string {
+	if version == 0 {
+		return id
+	}
+	return fmt.Sprintf("%s@%d", id, version)
+}
+
+// schemaText is how the text report shows a state's codecs.
+func schemaText(s stateReport) string {
+	if s.Codec == "" {
+		return ""
+	}
+	return fmt.Sprintf(", values %s, keys %s", s.Codec, s.KeyCodec)
 }
 
 func modeName(m checkpoint.Redistribution) string {
@@ -322,7 +379,11 @@ func printReport(w io.Writer, rep *report) {
 			where = "the readable subtasks"
 		}
 		for _, s := range op.KeyedStates {
-			fmt.Fprintf(w, "  keyed state %q (%s) in %s: %d entries, %d bytes\n", s.Name, s.Kind, where, s.Entries, s.Bytes)
+			if !op.read {
+				fmt.Fprintf(w, "  keyed state %q (%s)%s\n", s.Name, s.Kind, schemaText(s))
+				continue
+			}
+			fmt.Fprintf(w, "  keyed state %q (%s) in %s: %d entries, %d bytes%s\n", s.Name, s.Kind, where, s.Entries, s.Bytes, schemaText(s))
 		}
 		fmt.Fprintf(w, "  total: %d bytes, %d uploaded by this %s\n", op.Totals.Bytes, op.Totals.Uploaded, rep.Kind)
 	}
@@ -351,7 +412,7 @@ func printKeyed(w io.Writer, kr keyedReport) {
 	} else {
 		fmt.Fprintf(w, "    keyed state: key groups %s, %d bytes in %s\n", kr.KeyGroups, kr.Bytes, kr.Stream)
 		for _, s := range kr.States {
-			fmt.Fprintf(w, "      state %q (%s): %d entries, %d bytes\n", s.Name, s.Kind, s.Entries, s.Bytes)
+			fmt.Fprintf(w, "      state %q (%s): %d entries, %d bytes%s\n", s.Name, s.Kind, s.Entries, s.Bytes, schemaText(s))
 		}
 		if kr.read && len(kr.States) == 0 {
 			fmt.Fprintln(w, "      (no entries)")

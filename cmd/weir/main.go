@@ -11,7 +11,8 @@
 //	    range, its operator list states (name, mode, entries, bytes) and its
 //	    keyed state: the states in the snapshot stream with their entries
 //	    and bytes (read from the stream and checked; --sizes=false skips
-//	    that); for an incremental (pebble) snapshot also its files, shared
+//	    that) and the value and key codecs the checkpoint recorded for
+//	    them; for an incremental (pebble) snapshot also its files, shared
 //	    or private, with their sizes and the bytes this checkpoint uploaded
 //	    (its states are read from the downloaded files);
 //	    then totals per operator and for the checkpoint
@@ -30,8 +31,11 @@
 // every unsigned integer type), float64, float32, bool, json (structs and
 // other types), bytes (printed as hex), list:C (ListState of C),
 // map:K:V (MapState), and auto, the default: printable UTF-8 as a string,
-// anything else as hex. A value of a state with a time-to-live is printed
-// with its expiry. An incremental (pebble) checkpoint is dumped by
+// anything else as hex. Without the flags, dump decodes with the codecs the
+// checkpoint recorded for the state (state.CodecIdentity: varint:int64 as
+// int64, list(string) as list:string, json:... as json), auto for a job's
+// own codecs, and says on standard error which it used. A value of a state
+// with a time-to-live is printed with its expiry. An incremental (pebble) checkpoint is dumped by
 // downloading its files and reading them with Pebble.
 //
 // Every read checks the snapshot stream as a restore does (checksums,

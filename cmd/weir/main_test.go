@@ -12,11 +12,18 @@ import (
 )
 
 func runCmd(args ...string) (string, error) {
-	var out bytes.Buffer
-	root := newRoot(&out)
+	out, _, err := runCmdNotes(args...)
+	return out, err
+}
+
+// runCmdNotes is runCmd that also returns what went to standard error.
+func runCmdNotes(args ...string) (out, notes string, err error) {
+	var o, e bytes.Buffer
+	root := newRoot(&o)
+	root.SetErr(&e)
 	root.SetArgs(args)
-	err := root.Execute()
-	return out.String(), err
+	err = root.Execute()
+	return o.String(), e.String(), err
 }
 
 func TestCheckpointListAndInspect(t *testing.T) {

@@ -124,6 +124,11 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 		`keyed state "seen" (value) in all subtasks: 4 entries`,
 		`keyed state "letters" (value) in all subtasks: 4 entries`,
 		`keyed state "flag" (value-with-ttl) in all subtasks: 4 entries`,
+		// The codecs the checkpoint recorded, per subtask and operator.
+		`state "sum" (value): 3 entries, 20 bytes, values varint:int64, keys string`,
+		`bytes, values list(string), keys string`,
+		`bytes, values map(string,varint:int64), keys string`,
+		`bytes, values bool, keys string`,
 		"operator words (", `list state "`,
 		"total: 5 operators, ", "20 keyed state entries",
 	} {
@@ -151,7 +156,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 		}
 	}
 	if rep.Job != "words" || rep.Kind != "checkpoint" || count == nil || len(count.Subtasks) != 2 ||
-		len(count.KeyedStates) != 1 || count.KeyedStates[0] != (stateReport{Name: "sum", Kind: "value", Entries: 4, Bytes: count.KeyedStates[0].Bytes}) ||
+		len(count.KeyedStates) != 1 || count.KeyedStates[0] != (stateReport{Name: "sum", Kind: "value", Codec: "varint:int64", KeyCodec: "string", Entries: 4, Bytes: count.KeyedStates[0].Bytes}) ||
 		rep.Totals.KeyedEntries != 20 || rep.Totals.Bytes == 0 || rep.Totals.Uploaded != rep.Totals.Bytes {
 		t.Fatalf("inspect --json: %+v", rep)
 	}
@@ -186,8 +191,17 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 		t.Fatalf("dump counts:\n%s\nwant:\n%s", got, want.String())
 	}
 	// auto: the keys are text, the varints are not (3 is zig-zag 06).
-	if got := dump("--operator", "count", "--state", "sum"); !strings.Contains(got, "apple\t06\n") || !strings.Contains(got, "banana\t04\n") {
+	if got := dump("--operator", "count", "--state", "sum", "--key-codec", "auto", "--value-codec", "auto"); !strings.Contains(got, "apple\t06\n") || !strings.Contains(got, "banana\t04\n") {
 		t.Fatalf("dump auto:\n%s", got)
+	}
+	// Without codecs: the ones the checkpoint recorded, said on stderr.
+	got, notes, err := runCmdNotes("state", "dump", dir, "--operator", "count", "--state", "sum")
+	if err != nil || got != want.String() || notes != "state \"sum\" of operator \"count\": value state, keys string printed as string, values varint:int64 printed as int64\n" {
+		t.Fatalf("dump with the recorded codecs: %v\n%s\nnotes: %q", err, got, notes)
+	}
+	got, _, err = runCmdNotes("state", "dump", dir, "--operator", "words-state", "--state", "letters")
+	if err != nil || !strings.Contains(got, "apple\t{\"a\":3}\n") {
+		t.Fatalf("dump a map state with the recorded codecs: %v\n%s", err, got)
 	}
 	// --limit keeps the first lines of the same order.
 	lines := strings.SplitAfter(want.String(), "\n")
@@ -195,7 +209,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 		t.Fatalf("dump --limit 2:\n%s", got)
 	}
 	// JSON lines.
-	got := dump("--operator", "count", "--state", "sum", "--key-codec", "string", "--value-codec", "int64", "--json")
+	got = dump("--operator", "count", "--state", "sum", "--key-codec", "string", "--value-codec", "int64", "--json")
 	jl := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if len(jl) != len(order) {
 		t.Fatalf("dump --json:\n%s", got)
@@ -239,7 +253,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 	}{
 		{[]string{"--operator", "nope", "--state", "sum"}, `has no operator "nope"; its operators: "count" (Count), "count-sink" (Sink), "state-sink" (Sink), "words" (Source: words), "words-state" (Words)`},
 		{[]string{"--operator", "count", "--state", "nope"}, `operator "count" has no keyed state "nope" (or no entries in it) in checkpoint `},
-		{[]string{"--operator", "words-state", "--state", "nope"}, `"flag" (value-with-ttl, 4 entries), "length" (value, 4 entries), "letters" (value, 4 entries), "seen" (value, 4 entries)`},
+		{[]string{"--operator", "words-state", "--state", "nope"}, `"flag" (value-with-ttl, values bool, 4 entries), "length" (value, values varint:int64, 4 entries), "letters" (value, values map(string,varint:int64), 4 entries), "seen" (value, values list(string), 4 entries)`},
 		{[]string{"--operator", "words", "--state", "offsets"}, `operator "words" has no keyed state in checkpoint`},
 		{[]string{"--operator", "words-state", "--state", "seen", "--key-codec", "string", "--value-codec", "int64"}, `operator "words-state": key group `},
 		{[]string{"--operator", "words-state", "--state", "seen", "--key-codec", "string", "--value-codec", "int64"}, `cannot decode the value of key apple as int64: `},
@@ -311,7 +325,7 @@ func TestCorruptedStream(t *testing.T) {
 	if err := os.WriteFile(path, bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wantErr := fmt.Sprintf(`cannot read keyed state of operator "count" subtask 1 (%s): cannot restore keyed state: key group %d: checksum mismatch`, h.Stream.Path, h.Range.Start+kg)
+	wantErr := fmt.Sprintf(`cannot read keyed state of operator "count" subtask 1 (%s): cannot read key group %d: checksum mismatch`, h.Stream.Path, h.Range.Start+kg)
 
 	out, err := runCmd("checkpoint", "inspect", dir)
 	if err == nil || !strings.Contains(err.Error(), wantErr) {
@@ -321,7 +335,9 @@ func TestCorruptedStream(t *testing.T) {
 		!strings.Contains(out, `keyed state "sum" (value) in the readable subtasks: `) {
 		t.Fatalf("inspect output:\n%s", out)
 	}
-	if out, err := runCmd("checkpoint", "inspect", "--sizes=false", dir); err != nil {
+	// Without reading streams, the states and codecs are those the
+	// metadata recorded.
+	if out, err := runCmd("checkpoint", "inspect", "--sizes=false", dir); err != nil || !strings.Contains(out, `keyed state "sum" (value), values varint:int64, keys string`+"\n") {
 		t.Fatalf("inspect --sizes=false reads no stream: %v\n%s", err, out)
 	}
 	out, err = runCmd("state", "dump", dir, "--operator", "count", "--state", "sum", "--key-codec", "string", "--value-codec", "int64")
@@ -355,7 +371,7 @@ func TestIncrementalCheckpoint(t *testing.T) {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
 	for _, want := range []string{"incremental pebble-v1 snapshot: ", "      private  ", "uploaded by this checkpoint",
-		`keyed state "sum" (value) in all subtasks: 4 entries`} {
+		`keyed state "sum" (value) in all subtasks: 4 entries`, "values varint:int64, keys string\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}

@@ -109,7 +109,7 @@ func writeSnapshot(s state.KeyedSnapshot, st storage.Storage, id checkpoint.ID, 
 		return checkpoint.KeyedStateHandle{}, err
 	}
 	sh, err := w.Close()
-	return checkpoint.KeyedStateHandle{Stream: sh, Offsets: offs}, err
+	return checkpoint.KeyedStateHandle{Stream: sh, Offsets: offs, States: state.SnapshotStates(s)}, err
 }
 
 func restore(t *testing.T, k backendKind, r checkpoint.KeyGroupRange, st storage.Storage, hs ...checkpoint.KeyedStateHandle) state.KeyedBackend[string] {
