@@ -2,6 +2,7 @@ package weir_test
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/internal/s3test"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/state/pebblestate"
@@ -280,5 +282,67 @@ func TestPebbleIncrementalOnS3(t *testing.T) {
 		if !slices.Contains(names, n) {
 			t.Errorf("shared file %s referenced by a retained checkpoint is missing from S3", n)
 		}
+	}
+}
+
+// No-claim restores: a job that restores an incremental pebble checkpoint
+// it does not own (here another job's, in the same storage) references
+// none of its files: its first checkpoint uploads everything again, so
+// the owner may delete its checkpoint. A job restoring its own checkpoint
+// keeps referencing the files it already uploaded. (The restored job's
+// input is over, so its first checkpoint holds the restored files, and
+// whatever reopening the database flushed.)
+func TestIncrementalRestoreNoClaim(t *testing.T) {
+	dir := t.TempDir()
+	pebbleOpt := func() weir.Option { return weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})) }
+	env, _ := countJob(t, dir, 500, pebbleOpt())
+	if err := env.Execute(context.Background(), "count"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, ok, err := st.Latest()
+	if err != nil || !ok {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	firstCheckpointAfter := func(job string) (checkpoint.ID, map[string]bool) {
+		t.Helper()
+		env, _ := countJob(t, dir, 500, pebbleOpt(), weir.Restore(fmt.Sprintf("%s/chk-%d", dir, restored)))
+		j, err := env.Start(context.Background(), job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		first := j.LatestCheckpoint()
+		md, err := st.ReadMetadata(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs := map[string]bool{}
+		storage.SharedReferences(md, refs)
+		if len(refs) == 0 {
+			t.Fatal("the checkpoint references no shared file: not incremental")
+		}
+		return first, refs
+	}
+	other, refs := firstCheckpointAfter("other")
+	for name := range refs {
+		if creator, _ := storage.SharedCreator(name); creator != other {
+			t.Errorf("checkpoint %d of a job that does not own checkpoint %d references %s, written by checkpoint %d", other, restored, name, creator)
+		}
+	}
+	own, refs := firstCheckpointAfter("count")
+	reused := 0
+	for name := range refs {
+		if creator, _ := storage.SharedCreator(name); creator <= restored {
+			reused++
+		}
+	}
+	if reused == 0 {
+		t.Errorf("checkpoint %d of the owner uploaded every file again instead of reusing checkpoint %d's", own, restored)
 	}
 }
