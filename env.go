@@ -28,13 +28,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
-	"github.com/weirstream/weir/checkpoint/coordinator"
 	"github.com/weirstream/weir/plan"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/runtime"
@@ -60,22 +58,15 @@ type Collector[T any] = runtime.Collector[T]
 // Option configures an Environment.
 type Option func(*config) error
 
+// config is what the options set: the runtime's configuration (its
+// defaults come from runtime.DefaultConfig, the one place defaults live)
+// and what only the API needs.
 type config struct {
+	rc             runtime.Config
 	parallelism    int
 	maxParallelism int
-	checkpointing  bool
-	mode           Mode
-	coord          coordinator.Config
 	storageURL     string
-	storage        storage.Storage
 	restore        string
-	allowNonRest   bool
-	retainOnCancel bool
-	restart        restart.Strategy
-	bufferTimeout  time.Duration
-	bufferSize     int
-	credits        int
-	logger         *slog.Logger
 	stdout         io.Writer
 	stateBackend   state.RawStoreFactory
 	launcher       runtime.Launcher
@@ -133,33 +124,33 @@ func Checkpointing(interval time.Duration, mode Mode) Option {
 		if interval <= 0 {
 			return fmt.Errorf("checkpoint interval must be positive, got %s", interval)
 		}
-		c.checkpointing = true
-		c.coord.Interval = interval
-		c.mode = mode
+		c.rc.Checkpointing = true
+		c.rc.Coordinator.Interval = interval
+		c.rc.Mode = mode
 		return nil
 	}
 }
 
 // CheckpointTimeout expires checkpoints that take longer (default 10 min).
 func CheckpointTimeout(d time.Duration) Option {
-	return func(c *config) error { c.coord.Timeout = d; return nil }
+	return func(c *config) error { c.rc.Coordinator.Timeout = d; return nil }
 }
 
 // MinPauseBetweenCheckpoints is the least time between the end of one
 // checkpoint and the start of the next (default 0).
 func MinPauseBetweenCheckpoints(d time.Duration) Option {
-	return func(c *config) error { c.coord.MinPause = d; return nil }
+	return func(c *config) error { c.rc.Coordinator.MinPause = d; return nil }
 }
 
 // MaxConcurrentCheckpoints bounds the checkpoints in flight (default 1).
 func MaxConcurrentCheckpoints(n int) Option {
-	return func(c *config) error { c.coord.MaxConcurrent = n; return nil }
+	return func(c *config) error { c.rc.Coordinator.MaxConcurrent = n; return nil }
 }
 
 // TolerableCheckpointFailures is the number of consecutive failed
 // checkpoints after which the job fails over (default 0; -1 unlimited).
 func TolerableCheckpointFailures(n int) Option {
-	return func(c *config) error { c.coord.TolerableFailures = n; return nil }
+	return func(c *config) error { c.rc.Coordinator.TolerableFailures = n; return nil }
 }
 
 // FinalCheckpointTimeout bounds the time from the end of the input (or a
@@ -172,20 +163,20 @@ func FinalCheckpointTimeout(d time.Duration) Option {
 		if d <= 0 {
 			return fmt.Errorf("final checkpoint timeout must be positive, got %s", d)
 		}
-		c.coord.FinalTimeout = d
+		c.rc.Coordinator.FinalTimeout = d
 		return nil
 	}
 }
 
 // RetainedCheckpoints is the number of completed checkpoints kept (default 1).
 func RetainedCheckpoints(n int) Option {
-	return func(c *config) error { c.coord.NumRetained = n; return nil }
+	return func(c *config) error { c.rc.Coordinator.NumRetained = n; return nil }
 }
 
 // RetainOnCancel keeps completed checkpoints when the job is cancelled
 // (default true), so that it can be resumed with Restore("latest").
 func RetainOnCancel(retain bool) Option {
-	return func(c *config) error { c.retainOnCancel = retain; return nil }
+	return func(c *config) error { c.rc.RetainOnCancel = retain; return nil }
 }
 
 // CheckpointStorage sets where checkpoints go: "file:///path", a plain path,
@@ -201,7 +192,7 @@ func CheckpointStorageOf(s storage.Storage) Option {
 		if s == nil {
 			return errors.New("checkpoint storage must not be nil")
 		}
-		c.storage = s
+		c.rc.Storage = s
 		return nil
 	}
 }
@@ -217,7 +208,7 @@ func Restore(from string) Option {
 // AllowNonRestoredState lets a job restore from a checkpoint that has state
 // for operators the job no longer has (that state is dropped).
 func AllowNonRestoredState() Option {
-	return func(c *config) error { c.allowNonRest = true; return nil }
+	return func(c *config) error { c.rc.AllowNonRestoredState = true; return nil }
 }
 
 // RestartStrategy sets what happens when a task fails (default: fixed delay,
@@ -227,7 +218,7 @@ func RestartStrategy(s restart.Strategy) Option {
 		if s == nil {
 			return errors.New("restart strategy must not be nil")
 		}
-		c.restart = s
+		c.rc.Restart = s
 		return nil
 	}
 }
@@ -239,7 +230,7 @@ func BufferTimeout(d time.Duration) Option {
 		if d < 0 {
 			return fmt.Errorf("buffer timeout must not be negative, got %s", d)
 		}
-		c.bufferTimeout = d
+		c.rc.BufferTimeout = d
 		return nil
 	}
 }
@@ -250,14 +241,14 @@ func BufferSize(n int) Option {
 		if n < 1 {
 			return fmt.Errorf("buffer size must be at least 1, got %d", n)
 		}
-		c.bufferSize = n
+		c.rc.BufferSize = n
 		return nil
 	}
 }
 
 // Logger sets the structured logger (default: discard).
 func Logger(l *slog.Logger) Option {
-	return func(c *config) error { c.logger = l; return nil }
+	return func(c *config) error { c.rc.Logger = l; return nil }
 }
 
 // Stdout is where Print writes (default os.Stdout).
@@ -276,12 +267,7 @@ type Environment struct {
 // NewEnvironment returns an environment configured by opts. An invalid
 // option is reported by Execute.
 func NewEnvironment(opts ...Option) *Environment {
-	e := &Environment{cfg: config{
-		parallelism: 1, maxParallelism: state.DefaultMaxParallelism, retainOnCancel: true,
-		bufferTimeout: 5 * time.Millisecond, bufferSize: 1024, credits: 4, stdout: os.Stdout,
-	}}
-	e.cfg.coord.Timeout = 10 * time.Minute
-	e.cfg.coord.FinalTimeout = 30 * time.Minute
+	e := &Environment{cfg: config{rc: runtime.DefaultConfig(), parallelism: 1, maxParallelism: state.DefaultMaxParallelism, stdout: os.Stdout}}
 	for _, o := range opts {
 		if err := o(&e.cfg); err != nil && e.err == nil {
 			e.err = fmt.Errorf("invalid configuration: %w", err)
@@ -410,23 +396,9 @@ func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config
 		return nil, runtime.Config{}, nil, err
 	}
 	c := e.cfg
-	rc := runtime.Config{
-		Checkpointing: c.checkpointing, Mode: c.mode, Coordinator: c.coord,
-		AllowNonRestoredState: c.allowNonRest, RetainOnCancel: c.retainOnCancel,
-		Restart: c.restart, BufferSize: c.bufferSize, BufferTimeout: c.bufferTimeout,
-		Credits: c.credits, Logger: c.logger,
-	}
-	if rc.Restart == nil {
-		if c.checkpointing {
-			rc.Restart = restart.FixedDelay(math.MaxInt32, time.Second)
-		} else {
-			rc.Restart = restart.None()
-		}
-	}
-	stor := c.storage
-	if stor != nil {
-		rc.Storage = stor
-	} else if c.checkpointing || c.restore != "" {
+	rc := c.rc
+	stor := rc.Storage
+	if stor == nil && (rc.Checkpointing || c.restore != "") {
 		loc := c.storageURL
 		if loc == "" {
 			loc = "memory://"

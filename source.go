@@ -72,7 +72,7 @@ func FromSource[T any](env *Environment, src Source[T], name string) Stream[T] {
 		n.FixedParallelism = true
 		n.Parallelism = 1
 	}
-	bufSize := env.cfg.bufferSize
+	bufSize := env.cfg.rc.BufferSize
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
 		op := &sourceOp[T]{src: src, out: out.(runtime.Collector[T]), buf: make([]T, 0, bufSize)}
 		return nil, op, op, nil

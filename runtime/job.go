@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -78,18 +79,52 @@ type JobEndListener interface {
 	JobEnded(err error)
 }
 
+// The defaults of a job's configuration, in one place: DefaultConfig
+// returns them, and a Config with zero values gets them when a job starts.
+const (
+	DefaultBufferSize        = 1024
+	DefaultBufferTimeout     = 5 * time.Millisecond
+	DefaultCredits           = 4
+	DefaultCheckpointTimeout = 10 * time.Minute
+	DefaultFinalTimeout      = 30 * time.Minute
+	// DefaultRestartDelay is the delay of the default restart strategy of
+	// a job with checkpoints (fixed delay, unlimited attempts); a job
+	// without checkpoints does not restart by default.
+	DefaultRestartDelay = time.Second
+)
+
+// DefaultConfig is the configuration of a job nobody configured:
+// checkpoints off (when enabled: a 10 min timeout, 30 min for the final
+// one, one at a time, one retained, no failure tolerated, kept when the
+// job is cancelled), buffers of 1024 records flushed after 5 ms, 4 credits
+// per channel, logs discarded.
+func DefaultConfig() Config {
+	return Config{
+		Coordinator:    coordinator.Config{Timeout: DefaultCheckpointTimeout, FinalTimeout: DefaultFinalTimeout},
+		RetainOnCancel: true,
+		BufferSize:     DefaultBufferSize,
+		BufferTimeout:  DefaultBufferTimeout,
+		Credits:        DefaultCredits,
+	}
+}
+
+// defaults fills what a Config leaves unset. A zero BufferTimeout is kept
+// (it means: flush after every input buffer).
 func (c *Config) defaults() {
 	if c.BufferSize <= 0 {
-		c.BufferSize = 1024
+		c.BufferSize = DefaultBufferSize
 	}
 	if c.Credits <= 0 {
-		c.Credits = 4
+		c.Credits = DefaultCredits
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Restart == nil {
 		c.Restart = restart.None()
+		if c.Checkpointing {
+			c.Restart = restart.FixedDelay(math.MaxInt32, DefaultRestartDelay)
+		}
 	}
 }
 
