@@ -377,7 +377,9 @@ func (c connectedCodec[IN, B]) Decode(src []byte) (connected[IN, B], error) {
 
 // connectedType is the edge type of both inputs of a broadcast connection.
 func connectedType[IN, B any](newHash func() func(connected[IN, B]) uint32) runtime.EdgeType {
-	return runtime.TypeOfRemote[connected[IN, B]](newHash, network.Channels[connected[IN, B]](connectedCodec[IN, B]{state.CodecFor[IN](), state.CodecFor[B]()}))
+	c := connectedCodec[IN, B]{state.CodecFor[IN](), state.CodecFor[B]()}
+	return runtime.TypeOfRemote[connected[IN, B]](newHash, network.Channels[connected[IN, B]](c),
+		network.Channels[runtime.Stamped[connected[IN, B]]](runtime.StampedCodec[connected[IN, B]](c)))
 }
 
 // ConnectBroadcast connects a keyed stream with a broadcast stream: every

@@ -10,5 +10,6 @@ import (
 // local channels within a process, network channels (records encoded with
 // state.CodecFor[T]) between processes.
 func edgeTypeOf[T any](newHash func() func(T) uint32) runtime.EdgeType {
-	return runtime.TypeOfRemote[T](newHash, network.Channels[T](state.CodecFor[T]()))
+	c := state.CodecFor[T]()
+	return runtime.TypeOfRemote[T](newHash, network.Channels[T](c), network.Channels[runtime.Stamped[T]](runtime.StampedCodec(c)))
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/barrier"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/runtime/watermark"
 	"github.com/weirstream/weir/state"
 	"github.com/weirstream/weir/storage"
 )
@@ -242,10 +243,10 @@ func (d *Deployment) connect() (*wiring, error) {
 					var c any
 					var err error
 					if pl.local(tid(e.Source, s)) {
-						c = e.Type.newChannel(gates[r], idx, cfg.Credits, cfg.BufferSize)
+						c = e.Type.newChannel(gates[r], idx, cfg.Credits, cfg.BufferSize, g.EventTime)
 						w.out[e][s][r] = c
 					} else {
-						c, err = e.Type.newRemoteInput(pl.DataPlane, id, gates[r], idx, cfg.Credits, cfg.BufferSize)
+						c, err = e.Type.newRemoteInput(pl.DataPlane, id, gates[r], idx, cfg.Credits, cfg.BufferSize, g.EventTime)
 						d.addCloser(c)
 					}
 					if err != nil {
@@ -270,7 +271,7 @@ func (d *Deployment) connect() (*wiring, error) {
 						continue
 					}
 					id := ChannelID(d.spec.Attempt, edgeNo[e], s, r)
-					c, err := e.Type.newRemoteOutput(d.ctx, pl.DataPlane, pl.Addrs[pl.Where[tid(v, r)]], id, cfg.BufferSize)
+					c, err := e.Type.newRemoteOutput(d.ctx, pl.DataPlane, pl.Addrs[pl.Where[tid(v, r)]], id, cfg.BufferSize, g.EventTime)
 					if err != nil {
 						return nil, fmt.Errorf("cannot connect %s subtask %d to subtask %d: %w", e, s, r, err)
 					}
@@ -310,7 +311,11 @@ func (d *Deployment) newTask(v *Vertex, s int, w *wiring) (*Task, error) {
 	maxP := d.spec.Graph.MaxParallelism
 	name := fmt.Sprintf("%s (%d/%d)", v.Name, s+1, v.Parallelism)
 	t := &Task{ID: tid(v, s), Name: name, ctx: d.ctx, host: d.spec.Host, keyed: d, opInfo: v.Operators,
-		mailbox: NewQueue[Mail](), bufferTimeout: cfg.BufferTimeout}
+		mailbox: NewQueue[Mail](), bufferTimeout: cfg.BufferTimeout, ts: NoTimestamp}
+	var ts *int64
+	if d.spec.Graph.EventTime {
+		ts = &t.ts
+	}
 	onFail := func(err error) {
 		if d.ctx.Err() == nil {
 			d.Fail(fmt.Errorf("task %s: cannot send: %w", name, err))
@@ -329,7 +334,7 @@ func (d *Deployment) newTask(v *Vertex, s int, w *wiring) (*Task, error) {
 				kgMap[kg] = int32(state.SubtaskForKeyGroup(maxP, e.Target.Parallelism, kg))
 			}
 		}
-		c, out := e.Type.newWriter(d.ctx, e.Kind, targets, cfg.BufferSize, kgMap, onFail)
+		c, out := e.Type.newWriter(d.ctx, e.Kind, targets, cfg.BufferSize, kgMap, onFail, ts)
 		collectors[i] = c
 		t.outputs = append(t.outputs, out)
 	}
@@ -343,16 +348,20 @@ func (d *Deployment) newTask(v *Vertex, s int, w *wiring) (*Task, error) {
 	t.chain = chain
 	if len(v.Inputs) > 0 {
 		t.gate = w.gates[v][s]
-		r, err := v.Inputs[0].Type.newGateReader(t.gate, w.in[v][s], chain.Input)
+		r, err := v.Inputs[0].Type.newGateReader(t.gate, w.in[v][s], chain.Input, ts)
 		if err != nil {
 			return nil, fmt.Errorf("cannot build %s: %w", name, err)
 		}
 		t.reader = r
 		t.ended = make([]bool, t.gate.NumChannels())
 		t.handler = barrier.New(cfg.Mode, t.gate.NumChannels())
+		if d.spec.Graph.EventTime {
+			t.valve = watermark.NewValve(t.gate.NumChannels())
+		}
 	} else if chain.Source == nil {
 		return nil, fmt.Errorf("cannot build %s: a vertex without inputs must be a source", name)
 	}
+	t.timers = newProcTimers(t.mailbox)
 	t.opCtx = d.operatorContexts(t, v, s)
 	return t, nil
 }
@@ -368,7 +377,8 @@ func (d *Deployment) operatorContexts(t *Task, v *Vertex, s int) []*OperatorCont
 			JobName: g.Name, TaskName: t.Name, OperatorUID: info.UID, OperatorName: info.Name,
 			Subtask: s, Parallelism: v.Parallelism, MaxParallelism: g.MaxParallelism, Attempt: d.spec.Attempt,
 			Checkpointing: cfg.Checkpointing, CheckpointInterval: cfg.Coordinator.Interval, Mode: cfg.Mode, KeyGroups: kgr, Fail: t.fail,
-			Logger: cfg.Logger.With("job", g.Name, "operator", info.Name, "subtask", s),
+			Logger:    cfg.Logger.With("job", g.Name, "operator", info.Name, "subtask", s),
+			EventTime: g.EventTime, Timestamp: &t.ts, ProcessingTime: t.timers,
 		}
 		if rp := d.spec.Restore; rp != nil {
 			oc.Restored = true

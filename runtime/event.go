@@ -1,6 +1,13 @@
 package runtime
 
-import "github.com/weirstream/weir/checkpoint"
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+
+	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/state"
+)
 
 // EventKind is the kind of an in-band event travelling through a channel in
 // order with the records.
@@ -15,6 +22,12 @@ const (
 	// EventEndOfPartition says the sending subtask will send nothing more on
 	// this channel.
 	EventEndOfPartition
+	// EventWatermark carries the sender's watermark (Watermark): no record
+	// with a timestamp at or below it follows on this channel.
+	EventWatermark
+	// EventStatus says the sender is idle (Idle) or active again: an idle
+	// channel does not hold the receiver's watermark back.
+	EventStatus
 )
 
 func (k EventKind) String() string {
@@ -25,14 +38,31 @@ func (k EventKind) String() string {
 		return "cancellation-marker"
 	case EventEndOfPartition:
 		return "end-of-partition"
+	case EventWatermark:
+		return "watermark"
+	case EventStatus:
+		return "status"
 	}
 	return "unknown-event"
 }
 
 // Event is an in-band control event.
 type Event struct {
-	Kind    EventKind
-	Barrier checkpoint.Barrier // Barrier (and ID for EventCancel)
+	Kind      EventKind
+	Barrier   checkpoint.Barrier // Barrier (and ID for EventCancel)
+	Watermark int64              // EventWatermark
+	Idle      bool               // EventStatus
+}
+
+// NoTimestamp is the timestamp of a record that has none.
+const NoTimestamp int64 = math.MinInt64
+
+// Stamped is a record with its event timestamp: what the edges of a job
+// with event time carry (Buffer[Stamped[T]]), so that a timestamp travels
+// with its record through channels and across processes.
+type Stamped[T any] struct {
+	Timestamp int64
+	Value     T
 }
 
 // Buffer is the unit a channel carries: either a batch of records or one
@@ -45,3 +75,22 @@ type Buffer[T any] struct {
 
 // IsEvent tells an event from a record batch.
 func (b *Buffer[T]) IsEvent() bool { return b.Event.Kind != 0 }
+
+// StampedCodec encodes a timestamped record: the timestamp as a zig-zag
+// varint, then the record with c.
+func StampedCodec[T any](c state.Codec[T]) state.Codec[Stamped[T]] { return stampedCodec[T]{c} }
+
+type stampedCodec[T any] struct{ c state.Codec[T] }
+
+func (s stampedCodec[T]) Append(dst []byte, r Stamped[T]) []byte {
+	return s.c.Append(binary.AppendVarint(dst, r.Timestamp), r.Value)
+}
+
+func (s stampedCodec[T]) Decode(src []byte) (Stamped[T], error) {
+	ts, n := binary.Varint(src)
+	if n <= 0 {
+		return Stamped[T]{}, errors.New("bad record timestamp")
+	}
+	v, err := s.c.Decode(src[n:])
+	return Stamped[T]{Timestamp: ts, Value: v}, err
+}

@@ -12,6 +12,9 @@ type JobGraph struct {
 	Name           string
 	MaxParallelism int
 	Vertices       []*Vertex // in topological order (sources first)
+	// EventTime is set when the job uses event time: its edges carry
+	// every record's timestamp (Stamped) and its tasks track watermarks.
+	EventTime bool
 }
 
 // OperatorInfo names one operator of a chain.
@@ -49,13 +52,39 @@ func (e *Edge) String() string {
 
 // EdgeType creates the typed parts of an edge (channels, writers, the
 // reading side of a gate) for the element type T of the edge. Get one with
-// TypeOf.
+// TypeOf. With a timestamp slot ts (a job with event time), the edge
+// carries Stamped[T]: the writer stamps each record with *ts, the gate
+// reader sets *ts before it hands the record on.
 type EdgeType interface {
-	newChannel(gate *InputGate, index, credits, bufSize int) any
-	newRemoteOutput(ctx context.Context, dp DataPlane, addr string, id uint64, bufSize int) (any, error)
-	newRemoteInput(dp DataPlane, id uint64, gate *InputGate, index, credits, bufSize int) (any, error)
-	newWriter(ctx context.Context, kind PartitionKind, channels []any, bufSize int, kgToChannel []int32, onFail func(error)) (collector any, out outputWriter)
-	newGateReader(gate *InputGate, channels []any, head any) (gateReader, error)
+	newChannel(gate *InputGate, index, credits, bufSize int, stamped bool) any
+	newRemoteOutput(ctx context.Context, dp DataPlane, addr string, id uint64, bufSize int, stamped bool) (any, error)
+	newRemoteInput(dp DataPlane, id uint64, gate *InputGate, index, credits, bufSize int, stamped bool) (any, error)
+	newWriter(ctx context.Context, kind PartitionKind, channels []any, bufSize int, kgToChannel []int32, onFail func(error), ts *int64) (collector any, out outputWriter)
+	newGateReader(gate *InputGate, channels []any, head any, ts *int64) (gateReader, error)
+}
+
+// WatermarkStage receives the watermarks and input status that flow
+// through a chain in order with its records. Every Collector of a chain
+// built by the API implements it: an operator handles a watermark (fires
+// its event-time timers) and passes it on to its output; record writers
+// send it downstream; fan-outs hand it to each branch.
+type WatermarkStage interface {
+	ProcessWatermark(wm int64)
+	ProcessStatus(idle bool)
+}
+
+// ForwardWatermark hands wm to out if out takes watermarks.
+func ForwardWatermark(out any, wm int64) {
+	if s, ok := out.(WatermarkStage); ok {
+		s.ProcessWatermark(wm)
+	}
+}
+
+// ForwardStatus hands an input status to out if out takes it.
+func ForwardStatus(out any, idle bool) {
+	if s, ok := out.(WatermarkStage); ok {
+		s.ProcessStatus(idle)
+	}
 }
 
 // outputWriter is the type-independent side of a RecordWriter.
@@ -72,8 +101,9 @@ type gateReader interface {
 }
 
 type edgeType[T any] struct {
-	newHash func() func(T) uint32
-	remote  RemoteChannels[T]
+	newHash       func() func(T) uint32
+	remote        RemoteChannels[T]
+	remoteStamped RemoteChannels[Stamped[T]]
 }
 
 // TypeOf returns the EdgeType for records of type T. newHash creates the key
@@ -82,9 +112,10 @@ type edgeType[T any] struct {
 func TypeOf[T any](newHash func() func(T) uint32) EdgeType { return edgeType[T]{newHash: newHash} }
 
 // TypeOfRemote is TypeOf for an edge that may also cross processes through
-// remote channels (package runtime/network makes them).
-func TypeOfRemote[T any](newHash func() func(T) uint32, remote RemoteChannels[T]) EdgeType {
-	return edgeType[T]{newHash: newHash, remote: remote}
+// remote channels (package runtime/network makes them), of records and of
+// timestamped records.
+func TypeOfRemote[T any](newHash func() func(T) uint32, remote RemoteChannels[T], stamped RemoteChannels[Stamped[T]]) EdgeType {
+	return edgeType[T]{newHash: newHash, remote: remote, remoteStamped: stamped}
 }
 
 // DataPlane is this process's end of the network between processes
@@ -104,44 +135,90 @@ type RemoteChannels[T any] interface {
 // attempt ends (remote channels).
 type ChannelCloser interface{ Close() }
 
-func (et edgeType[T]) newRemoteOutput(ctx context.Context, dp DataPlane, addr string, id uint64, bufSize int) (any, error) {
-	if et.remote == nil {
-		var zero T
-		return nil, fmt.Errorf("records of type %T cannot cross processes (no codec)", zero)
-	}
-	return et.remote.NewOutput(ctx, dp, addr, id, bufSize)
+func (et edgeType[T]) noCodec() error {
+	var zero T
+	return fmt.Errorf("records of type %T cannot cross processes (no codec)", zero)
 }
 
-func (et edgeType[T]) newRemoteInput(dp DataPlane, id uint64, gate *InputGate, index, credits, bufSize int) (any, error) {
-	if et.remote == nil {
-		var zero T
-		return nil, fmt.Errorf("records of type %T cannot cross processes (no codec)", zero)
+func (et edgeType[T]) newRemoteOutput(ctx context.Context, dp DataPlane, addr string, id uint64, bufSize int, stamped bool) (any, error) {
+	switch {
+	case stamped && et.remoteStamped != nil:
+		return et.remoteStamped.NewOutput(ctx, dp, addr, id, bufSize)
+	case !stamped && et.remote != nil:
+		return et.remote.NewOutput(ctx, dp, addr, id, bufSize)
 	}
-	return et.remote.NewInput(dp, id, gate, index, credits, bufSize)
+	return nil, et.noCodec()
 }
 
-func (edgeType[T]) newChannel(gate *InputGate, index, credits, bufSize int) any {
+func (et edgeType[T]) newRemoteInput(dp DataPlane, id uint64, gate *InputGate, index, credits, bufSize int, stamped bool) (any, error) {
+	switch {
+	case stamped && et.remoteStamped != nil:
+		return et.remoteStamped.NewInput(dp, id, gate, index, credits, bufSize)
+	case !stamped && et.remote != nil:
+		return et.remote.NewInput(dp, id, gate, index, credits, bufSize)
+	}
+	return nil, et.noCodec()
+}
+
+func (edgeType[T]) newChannel(gate *InputGate, index, credits, bufSize int, stamped bool) any {
+	if stamped {
+		return NewLocalChannel[Stamped[T]](gate, index, credits, bufSize)
+	}
 	return NewLocalChannel[T](gate, index, credits, bufSize)
 }
 
-func (et edgeType[T]) newWriter(ctx context.Context, kind PartitionKind, channels []any, bufSize int, kgToChannel []int32, onFail func(error)) (any, outputWriter) {
-	outs := make([]OutputChannel[T], len(channels))
-	for i, c := range channels {
-		outs[i] = c.(OutputChannel[T])
-	}
+func (et edgeType[T]) newWriter(ctx context.Context, kind PartitionKind, channels []any, bufSize int, kgToChannel []int32, onFail func(error), ts *int64) (any, outputWriter) {
 	var hash func(T) uint32
 	if et.newHash != nil {
 		hash = et.newHash()
+	}
+	if ts != nil {
+		outs := make([]OutputChannel[Stamped[T]], len(channels))
+		for i, c := range channels {
+			outs[i] = c.(OutputChannel[Stamped[T]])
+		}
+		var sh func(Stamped[T]) uint32
+		if hash != nil {
+			sh = func(r Stamped[T]) uint32 { return hash(r.Value) }
+		}
+		w := NewRecordWriter(ctx, kind, outs, bufSize, sh, kgToChannel, onFail)
+		return Collector[T](&stampingWriter[T]{w: w, ts: ts}), w
+	}
+	outs := make([]OutputChannel[T], len(channels))
+	for i, c := range channels {
+		outs[i] = c.(OutputChannel[T])
 	}
 	w := NewRecordWriter(ctx, kind, outs, bufSize, hash, kgToChannel, onFail)
 	return Collector[T](w), w
 }
 
-func (edgeType[T]) newGateReader(gate *InputGate, channels []any, head any) (gateReader, error) {
+// stampingWriter writes each record with the current record timestamp.
+type stampingWriter[T any] struct {
+	w  *RecordWriter[Stamped[T]]
+	ts *int64
+}
+
+func (s *stampingWriter[T]) Collect(r T)               { s.w.Collect(Stamped[T]{Timestamp: *s.ts, Value: r}) }
+func (s *stampingWriter[T]) ProcessWatermark(wm int64) { s.w.ProcessWatermark(wm) }
+func (s *stampingWriter[T]) ProcessStatus(idle bool)   { s.w.ProcessStatus(idle) }
+
+func (edgeType[T]) newGateReader(gate *InputGate, channels []any, head any, ts *int64) (gateReader, error) {
 	h, ok := head.(Collector[T])
 	if !ok {
 		var zero T
 		return nil, fmt.Errorf("chain input is %T, want Collector[%T]", head, zero)
+	}
+	if ts != nil {
+		r := &stampedGateReader[T]{head: h, gate: gate, ts: ts, channels: make([]InputChannel[Stamped[T]], len(channels))}
+		for i, c := range channels {
+			ic, ok := c.(InputChannel[Stamped[T]])
+			if !ok {
+				var zero T
+				return nil, fmt.Errorf("channel %d is %T, want InputChannel[Stamped[%T]]", i, c, zero)
+			}
+			r.channels[i] = ic
+		}
+		return r, nil
 	}
 	r := &typedGateReader[T]{head: h, gate: gate, channels: make([]InputChannel[T], len(channels))}
 	for i, c := range channels {
@@ -153,6 +230,36 @@ func (edgeType[T]) newGateReader(gate *InputGate, channels []any, head any) (gat
 		r.channels[i] = ic
 	}
 	return r, nil
+}
+
+// stampedGateReader reads timestamped records: it sets the task's record
+// timestamp before handing each record to the chain's head.
+type stampedGateReader[T any] struct {
+	head     Collector[T]
+	channels []InputChannel[Stamped[T]]
+	gate     *InputGate
+	ts       *int64
+}
+
+func (r *stampedGateReader[T]) read(ch int) (Event, bool, bool) {
+	c := r.channels[ch]
+	b, more, ok := c.Poll()
+	if !ok {
+		return Event{}, false, false
+	}
+	if more {
+		r.gate.notify(ch)
+	}
+	if b.IsEvent() {
+		return b.Event, true, true
+	}
+	head := r.head
+	for _, rec := range b.Records {
+		*r.ts = rec.Timestamp
+		head.Collect(rec.Value)
+	}
+	c.Recycle(b.Records)
+	return Event{}, false, true
 }
 
 type typedGateReader[T any] struct {
@@ -198,7 +305,21 @@ func (f fanOut[T]) Collect(r T) {
 	}
 }
 
+func (f fanOut[T]) ProcessWatermark(wm int64) {
+	for _, o := range f {
+		ForwardWatermark(o, wm)
+	}
+}
+
+func (f fanOut[T]) ProcessStatus(idle bool) {
+	for _, o := range f {
+		ForwardStatus(o, idle)
+	}
+}
+
 // Discard is a Collector that drops everything.
 type Discard[T any] struct{}
 
-func (Discard[T]) Collect(T) {}
+func (Discard[T]) Collect(T)              {}
+func (Discard[T]) ProcessWatermark(int64) {}
+func (Discard[T]) ProcessStatus(bool)     {}

@@ -111,6 +111,15 @@ type OperatorContext struct {
 	// Fail fails the task with err; used by code running inside Collect.
 	Fail   func(err error)
 	Logger *slog.Logger
+	// EventTime is set when the job uses event time. Timestamp is the
+	// task's slot holding the timestamp of the record being processed
+	// (NoTimestamp without one): an operator reads it in Collect and sets
+	// it before it emits a record with another timestamp.
+	EventTime bool
+	Timestamp *int64
+	// ProcessingTime runs callbacks on the task goroutine at a processing
+	// time (timers, periodic watermarks, flushes on time).
+	ProcessingTime ProcessingTimeService
 }
 
 // ReadStatus is what a source driver reports after a read.

@@ -11,6 +11,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/barrier"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/runtime/watermark"
 )
 
 // mailKind is the kind of a control action posted to a task's mailbox.
@@ -22,6 +23,7 @@ const (
 	mailNotifyAborted                      // checkpoint ID aborted
 	mailFinishSource                       // source at end of input: emit end of partition and finish
 	mailStopSource                         // stop reading (stop-with-savepoint): behave as at end of input
+	mailTimer                              // a processing-time callback is due
 )
 
 // Mail is one control action for a task. Everything that is not a record or
@@ -61,6 +63,14 @@ type Task struct {
 	bufferTimeout time.Duration
 	lastFlush     time.Time
 
+	// Event time: ts is the timestamp of the record being processed (the
+	// slot the gate reader and the operators set, the writers read);
+	// valve is the watermark of the input channels (jobs with event
+	// time); timers runs processing-time callbacks.
+	ts     int64
+	valve  *watermark.Valve
+	timers *procTimers
+
 	sourceEnded bool
 	finished    bool
 	failErr     error
@@ -89,8 +99,12 @@ func (t *Task) run() (err error) {
 				err = fmt.Errorf("cannot close operator %s: %w", t.opInfo[i].Name, cerr)
 			}
 		}
+		t.timers.stop()
 		t.async.Wait()
 	}()
+	if t.timers == nil {
+		t.timers = newProcTimers(t.mailbox)
+	}
 	for i := len(t.chain.Operators) - 1; i >= 0; i-- {
 		if err := t.chain.Operators[i].Open(t.opCtx[i]); err != nil {
 			if t.opCtx[i].Restored {
@@ -198,12 +212,39 @@ func (t *Task) step() bool {
 			t.ended[ch] = true
 			t.nEnded++
 			t.apply(t.handler.OnEndOfPartition(now, ch))
+			if t.valve != nil {
+				t.emitWatermark(t.valve.OnEndOfPartition(ch))
+			}
 			if t.nEnded == len(t.ended) {
 				t.endOfInput()
 			}
 		}
+	case EventWatermark:
+		if t.valve != nil {
+			t.emitWatermark(t.valve.OnWatermark(ch, ev.Watermark))
+		}
+	case EventStatus:
+		if t.valve != nil {
+			st := watermark.Active
+			if ev.Idle {
+				st = watermark.Idle
+			}
+			t.emitWatermark(t.valve.OnStatus(ch, st))
+		}
 	}
 	return true
+}
+
+// emitWatermark hands what the valve decided to the chain's head, which
+// passes it through every operator (firing their event-time timers) to the
+// outputs.
+func (t *Task) emitWatermark(out watermark.Output) {
+	if out.HasWatermark {
+		ForwardWatermark(t.chain.Input, out.Watermark)
+	}
+	if out.StatusChanged {
+		ForwardStatus(t.chain.Input, out.Status == watermark.Idle)
+	}
 }
 
 func (t *Task) apply(actions []barrier.Action) {
@@ -265,6 +306,8 @@ func (t *Task) handleMail() {
 			if !t.finished {
 				t.endOfInput()
 			}
+		case mailTimer:
+			t.timers.fire()
 		}
 	}
 	clear(t.mails)

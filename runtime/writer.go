@@ -151,5 +151,16 @@ func (w *RecordWriter[T]) EmitEvent(e Event) {
 	}
 }
 
+// ProcessWatermark implements WatermarkStage: the watermark follows every
+// record collected before it, on every channel.
+func (w *RecordWriter[T]) ProcessWatermark(wm int64) {
+	w.EmitEvent(Event{Kind: EventWatermark, Watermark: wm})
+}
+
+// ProcessStatus implements WatermarkStage.
+func (w *RecordWriter[T]) ProcessStatus(idle bool) {
+	w.EmitEvent(Event{Kind: EventStatus, Idle: idle})
+}
+
 // Err returns the error that stopped the writer (cancellation), if any.
 func (w *RecordWriter[T]) Err() error { return w.failed }

@@ -47,13 +47,13 @@
 // channel are never reordered, so a barrier never overtakes the records
 // sent before it, nor they it.
 //
-// # Handshake (protocol version 1)
+// # Handshake (protocol version 2)
 //
 // All integers are big-endian. The dialing end opens with:
 //
 //	offset  size  field
 //	0       4     magic "WEIR"
-//	4       2     protocol version (1)
+//	4       2     protocol version (2; 1 had no watermark and status events)
 //	6       2     token length t (at most 4096)
 //	8       t     token
 //	8+t     2     name length n (at most 4096)
@@ -88,10 +88,17 @@
 //	1     records  sender -> receiver  record count c (4), then c times:
 //	                                   uvarint length l, l bytes of Codec encoding
 //	2     event    sender -> receiver  22 bytes: kind (1: 1 barrier, 2 cancellation
-//	                                   marker, 3 end of partition), checkpoint id (8),
-//	                                   timestamp Unix seconds (8), nanoseconds (4;
-//	                                   -1 with seconds 0 is the zero time),
-//	                                   checkpoint kind (1)
+//	                                   marker, 3 end of partition, 4 watermark,
+//	                                   5 status), then 8 bytes: the checkpoint id
+//	                                   (1-3), the watermark (4, two's complement),
+//	                                   1 idle or 0 active (5); then for a barrier
+//	                                   the trigger time's Unix seconds (8),
+//	                                   nanoseconds (4; -1 with seconds 0 is the
+//	                                   zero time) and checkpoint kind (1), unused
+//	                                   otherwise
+//
+// In a job with event time, records travel as runtime.Stamped: the
+// record's timestamp (zig-zag varint) before its Codec encoding.
 //	3     open     sender -> receiver  the record type, in Go syntax (at most 1024 bytes)
 //	4     credit   receiver -> sender  more credits (4), 1 to 2^20
 //	5     close    either way          reason, UTF-8 text (at most 1024 bytes)

@@ -152,7 +152,21 @@ func decodeRecords[T any](payload []byte, codec Codec[T], dst []T, minCap int) (
 func appendEvent(dst []byte, id ChannelID, e runtime.Event) []byte {
 	dst, start := beginFrame(dst, frameEvent, id)
 	dst = append(dst, byte(e.Kind))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(e.Barrier.ID))
+	// The 8 bytes after the kind hold the checkpoint id of a barrier or a
+	// cancellation marker, the watermark of a watermark, 1 (idle) or 0
+	// (active) of a status.
+	switch e.Kind {
+	case runtime.EventWatermark:
+		dst = binary.BigEndian.AppendUint64(dst, uint64(e.Watermark))
+	case runtime.EventStatus:
+		var idle uint64
+		if e.Idle {
+			idle = 1
+		}
+		dst = binary.BigEndian.AppendUint64(dst, idle)
+	default:
+		dst = binary.BigEndian.AppendUint64(dst, uint64(e.Barrier.ID))
+	}
 	var sec int64
 	var nsec int32
 	if !e.Barrier.Timestamp.IsZero() {
@@ -172,13 +186,25 @@ func decodeEvent(payload []byte) (runtime.Event, error) {
 		return runtime.Event{}, fmt.Errorf("event frame payload of %d bytes, want %d", len(payload), eventLen)
 	}
 	kind := runtime.EventKind(payload[0])
+	e := runtime.Event{Kind: kind}
 	switch kind {
 	case runtime.EventBarrier, runtime.EventCancel, runtime.EventEndOfPartition:
+		e.Barrier.ID = checkpoint.ID(binary.BigEndian.Uint64(payload[1:]))
+	case runtime.EventWatermark:
+		e.Watermark = int64(binary.BigEndian.Uint64(payload[1:]))
+		return e, nil
+	case runtime.EventStatus:
+		switch binary.BigEndian.Uint64(payload[1:]) {
+		case 0:
+		case 1:
+			e.Idle = true
+		default:
+			return runtime.Event{}, fmt.Errorf("bad status event %d", binary.BigEndian.Uint64(payload[1:]))
+		}
+		return e, nil
 	default:
 		return runtime.Event{}, fmt.Errorf("unknown event kind %d", payload[0])
 	}
-	e := runtime.Event{Kind: kind}
-	e.Barrier.ID = checkpoint.ID(binary.BigEndian.Uint64(payload[1:]))
 	sec := int64(binary.BigEndian.Uint64(payload[9:]))
 	nsec := int32(binary.BigEndian.Uint32(payload[17:]))
 	switch {

@@ -2,12 +2,35 @@ package network
 
 import (
 	"bytes"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
 )
+
+// Watermarks (any int64, the sentinels included) and statuses cross the
+// wire unchanged.
+func TestWatermarkEventRoundTrip(t *testing.T) {
+	for _, e := range []runtime.Event{
+		{Kind: runtime.EventWatermark, Watermark: 1_764_000_000_000},
+		{Kind: runtime.EventWatermark, Watermark: math.MinInt64},
+		{Kind: runtime.EventWatermark, Watermark: math.MaxInt64},
+		{Kind: runtime.EventWatermark, Watermark: -5},
+		{Kind: runtime.EventStatus, Idle: true},
+		{Kind: runtime.EventStatus},
+	} {
+		_, _, payload, err := newFrameReader(bytes.NewReader(appendEvent(nil, 5, e)), 1<<10).next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeEvent(payload)
+		if err != nil || got != e {
+			t.Fatalf("round trip of %+v gave %+v, %v", e, got, err)
+		}
+	}
+}
 
 func TestEventRoundTrip(t *testing.T) {
 	for _, e := range []runtime.Event{
