@@ -422,6 +422,7 @@ func ConnectBroadcast[K comparable, IN, B, OUT any](keyed KeyedStream[K, IN], bc
 				codec:   codec,
 				backend: backend,
 				logic:   l,
+				out:     out,
 			},
 			logic: l,
 		}
@@ -477,7 +478,7 @@ func tagInput[T, C any](s Stream[T], name string, wrap func(T) C) *plan.Node {
 	n.Name = name
 	n.ParallelismOf = s.n
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &mapOp[T, C]{f: wrap, out: out.(runtime.Collector[C])}
+		op := &mapOp[T, C]{f: wrap, emits: emits[C]{out.(runtime.Collector[C])}}
 		return runtime.Collector[T](op), op, nil, nil
 	}
 	return n

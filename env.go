@@ -70,6 +70,8 @@ type config struct {
 	stdout         io.Writer
 	stateBackend   state.RawStoreFactory
 	launcher       runtime.Launcher
+	// watermarkInterval is how often periodic watermarks are emitted.
+	watermarkInterval time.Duration
 }
 
 // Launch runs the job with l instead of in this process alone: package
@@ -262,12 +264,15 @@ type Environment struct {
 	err   error
 	graph plan.Graph // the logical graph of the job
 	print *lockedWriter
+	// eventTime is set when the program uses event time (watermarks).
+	eventTime bool
 }
 
 // NewEnvironment returns an environment configured by opts. An invalid
 // option is reported by Execute.
 func NewEnvironment(opts ...Option) *Environment {
-	e := &Environment{cfg: config{rc: runtime.DefaultConfig(), parallelism: 1, maxParallelism: state.DefaultMaxParallelism, stdout: os.Stdout}}
+	e := &Environment{cfg: config{rc: runtime.DefaultConfig(), parallelism: 1, maxParallelism: state.DefaultMaxParallelism, stdout: os.Stdout,
+		watermarkInterval: runtime.DefaultAutoWatermarkInterval}}
 	for _, o := range opts {
 		if err := o(&e.cfg); err != nil && e.err == nil {
 			e.err = fmt.Errorf("invalid configuration: %w", err)
@@ -383,7 +388,7 @@ func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, er
 
 // jobGraph plans the job graph of the program defined so far.
 func (e *Environment) jobGraph(jobName string) (*runtime.JobGraph, error) {
-	return plan.Build(&e.graph, plan.Config{JobName: jobName, Parallelism: e.cfg.parallelism, MaxParallelism: e.cfg.maxParallelism})
+	return plan.Build(&e.graph, plan.Config{JobName: jobName, Parallelism: e.cfg.parallelism, MaxParallelism: e.cfg.maxParallelism, EventTime: e.eventTime})
 }
 
 // prepare builds the job graph and the runtime configuration.

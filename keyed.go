@@ -19,7 +19,22 @@ type ValueState[V any] = state.ValueState[V]
 type KeyedContext[K comparable] struct {
 	backend state.KeyedBackend[K]
 	op      *runtime.OperatorContext
+	wm      *int64
 }
+
+// Timestamp is the event timestamp of the record being processed; ok is
+// false when it has none (a job without event time, a source without a
+// timestamp assigner).
+func (c *KeyedContext[K]) Timestamp() (ts int64, ok bool) {
+	if c.op.Timestamp == nil || *c.op.Timestamp == NoTimestamp {
+		return NoTimestamp, false
+	}
+	return *c.op.Timestamp, true
+}
+
+// CurrentWatermark is the operator's event-time watermark (MinWatermark
+// before the first).
+func (c *KeyedContext[K]) CurrentWatermark() int64 { return *c.wm }
 
 // CurrentKey is the key of the record being processed.
 func (c *KeyedContext[K]) CurrentKey() K { return c.backend.CurrentKey() }
@@ -219,7 +234,7 @@ func keyedNode[K comparable, IN, OUT any](ks KeyedStream[K, IN], kind string, ne
 	key, codec := ks.key, ks.codec
 	backend := ks.s.env.cfg.stateBackend
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &keyedOp[K, IN]{key: key, codec: codec, backend: backend, logic: newLogic(out.(runtime.Collector[OUT]))}
+		op := &keyedOp[K, IN]{key: key, codec: codec, backend: backend, logic: newLogic(out.(runtime.Collector[OUT])), out: out}
 		return runtime.Collector[IN](op), op, nil, nil
 	}
 	return Stream[OUT]{ks.s.env, n}
@@ -235,12 +250,27 @@ type keyedOp[K comparable, IN any] struct {
 	ctx     KeyedContext[K]
 	kgr     checkpoint.KeyGroupRange
 	fail    func(error)
+	// out is the operator's output, where watermarks go on; wm is the
+	// operator's current watermark.
+	out any
+	wm  int64
 }
+
+// ProcessWatermark implements runtime.WatermarkStage: the operator's
+// watermark advances, then the watermark goes on downstream.
+func (o *keyedOp[K, IN]) ProcessWatermark(wm int64) {
+	o.wm = wm
+	runtime.ForwardWatermark(o.out, wm)
+}
+
+// ProcessStatus implements runtime.WatermarkStage.
+func (o *keyedOp[K, IN]) ProcessStatus(idle bool) { runtime.ForwardStatus(o.out, idle) }
 
 func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 	o.hash = state.HasherFor(o.codec)
 	o.kgr = oc.KeyGroups
 	o.fail = oc.Fail
+	o.wm = MinWatermark
 	var b state.KeyedBackend[K]
 	if o.backend == nil {
 		b = state.NewHeapKeyedBackend[K](o.codec, o.hash, oc.MaxParallelism, oc.KeyGroups)
@@ -257,7 +287,7 @@ func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 		rb.ReuseRestoredFiles = oc.RestoredOwned
 		b = rb
 	}
-	o.ctx = KeyedContext[K]{backend: b, op: oc}
+	o.ctx = KeyedContext[K]{backend: b, op: oc, wm: &o.wm}
 	if len(oc.RestoredKeyed) > 0 {
 		if err := b.RestoreHandles(oc.RestoredKeyed, oc.OpenStream); err != nil {
 			return fmt.Errorf("cannot restore keyed state of %s (uid %q) from checkpoint %d: %w", oc.OperatorName, oc.OperatorUID, oc.RestoredCheckpoint, err)

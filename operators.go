@@ -20,18 +20,25 @@ func (*baseOp) NotifyCheckpointAborted(checkpoint.ID) error  { return nil }
 func (*baseOp) Finish() error                                { return nil }
 func (*baseOp) Close() error                                 { return nil }
 
+// emits is an operator's output: records go to out, and watermarks and
+// the input status pass through to it, in order with the records.
+type emits[U any] struct{ out runtime.Collector[U] }
+
+func (e *emits[U]) ProcessWatermark(wm int64) { runtime.ForwardWatermark(e.out, wm) }
+func (e *emits[U]) ProcessStatus(idle bool)   { runtime.ForwardStatus(e.out, idle) }
+
 type mapOp[T, U any] struct {
 	baseOp
-	f   func(T) U
-	out runtime.Collector[U]
+	emits[U]
+	f func(T) U
 }
 
 func (o *mapOp[T, U]) Collect(r T) { o.out.Collect(o.f(r)) }
 
 type mapErrOp[T, U any] struct {
 	baseOp
+	emits[U]
 	f    func(T) (U, error)
-	out  runtime.Collector[U]
 	fail func(error)
 }
 
@@ -51,16 +58,16 @@ func (o *mapErrOp[T, U]) Collect(r T) {
 
 type flatMapOp[T, U any] struct {
 	baseOp
-	f   func(T, Collector[U])
-	out runtime.Collector[U]
+	emits[U]
+	f func(T, Collector[U])
 }
 
 func (o *flatMapOp[T, U]) Collect(r T) { o.f(r, o.out) }
 
 type filterOp[T any] struct {
 	baseOp
+	emits[T]
 	keep func(T) bool
-	out  runtime.Collector[T]
 }
 
 func (o *filterOp[T]) Collect(r T) {

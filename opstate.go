@@ -219,7 +219,7 @@ func MapWith[T, U any](s Stream[T], fn MapFunction[T, U]) Stream[U] {
 		s.env.setErr(fmt.Errorf("operator %s: MapWith needs a function, got nil", n.Name))
 	}
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &richMapOp[T, U]{fn: perSubtask(fn), out: out.(runtime.Collector[U])}
+		op := &richMapOp[T, U]{fn: perSubtask(fn), emits: emits[U]{out.(runtime.Collector[U])}}
 		op.richOp.fn = op.fn
 		return runtime.Collector[T](op), op, nil, nil
 	}
@@ -233,7 +233,7 @@ func FlatMapWith[T, U any](s Stream[T], fn FlatMapFunction[T, U]) Stream[U] {
 		s.env.setErr(fmt.Errorf("operator %s: FlatMapWith needs a function, got nil", n.Name))
 	}
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &richFlatMapOp[T, U]{fn: perSubtask(fn), out: out.(runtime.Collector[U])}
+		op := &richFlatMapOp[T, U]{fn: perSubtask(fn), emits: emits[U]{out.(runtime.Collector[U])}}
 		op.richOp.fn = op.fn
 		return runtime.Collector[T](op), op, nil, nil
 	}
@@ -247,7 +247,7 @@ func FilterWith[T any](s Stream[T], fn FilterFunction[T]) Stream[T] {
 		s.env.setErr(fmt.Errorf("operator %s: FilterWith needs a function, got nil", n.Name))
 	}
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &richFilterOp[T]{fn: perSubtask(fn), out: out.(runtime.Collector[T])}
+		op := &richFilterOp[T]{fn: perSubtask(fn), emits: emits[T]{out.(runtime.Collector[T])}}
 		op.richOp.fn = op.fn
 		return runtime.Collector[T](op), op, nil, nil
 	}
@@ -297,8 +297,8 @@ func (o *richOp) Close() error  { return nil }
 
 type richMapOp[T, U any] struct {
 	richOp
-	fn  MapFunction[T, U]
-	out runtime.Collector[U]
+	emits[U]
+	fn MapFunction[T, U]
 }
 
 func (o *richMapOp[T, U]) Collect(r T) {
@@ -312,8 +312,8 @@ func (o *richMapOp[T, U]) Collect(r T) {
 
 type richFlatMapOp[T, U any] struct {
 	richOp
-	fn  FlatMapFunction[T, U]
-	out runtime.Collector[U]
+	emits[U]
+	fn FlatMapFunction[T, U]
 }
 
 func (o *richFlatMapOp[T, U]) Collect(r T) {
@@ -324,8 +324,8 @@ func (o *richFlatMapOp[T, U]) Collect(r T) {
 
 type richFilterOp[T any] struct {
 	richOp
-	fn  FilterFunction[T]
-	out runtime.Collector[T]
+	emits[T]
+	fn FilterFunction[T]
 }
 
 func (o *richFilterOp[T]) Collect(r T) {

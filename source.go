@@ -3,6 +3,7 @@ package weir
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/runtime"
@@ -74,7 +75,7 @@ func FromSource[T any](env *Environment, src Source[T], name string) Stream[T] {
 	}
 	bufSize := env.cfg.rc.BufferSize
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &sourceOp[T]{src: src, out: out.(runtime.Collector[T]), buf: make([]T, 0, bufSize)}
+		op := &sourceOp[T]{src: src, out: out.(runtime.Collector[T]), buf: make([]T, 0, bufSize), interval: env.cfg.watermarkInterval}
 		return nil, op, op, nil
 	}
 	return Stream[T]{env, n}
@@ -85,6 +86,14 @@ type sourceOp[T any] struct {
 	reader SourceReader[T]
 	out    runtime.Collector[T]
 	buf    []T
+	// Event time (FromSourceWithWatermarks): the strategy, the task's
+	// record timestamp slot, the splits' watermarks, the splits of the
+	// records read.
+	ws       *WatermarkStrategy[T]
+	ts       *int64
+	wms      *splitWatermarks[T]
+	interval time.Duration
+	splits   []int
 }
 
 func (o *sourceOp[T]) Open(ctx *runtime.OperatorContext) error {
@@ -102,15 +111,49 @@ func (o *sourceOp[T]) Open(ctx *runtime.OperatorContext) error {
 		return fmt.Errorf("cannot create source reader: %w", err)
 	}
 	o.reader = r
+	o.openWatermarks(ctx)
 	return nil
 }
 
 func (o *sourceOp[T]) Read() (runtime.ReadStatus, error) {
+	if o.wms != nil {
+		return o.readStamped()
+	}
 	buf, st, err := o.reader.Read(o.buf[:0])
 	for _, r := range buf {
 		o.out.Collect(r)
 	}
 	clear(buf)
+	return st, err
+}
+
+// readStamped reads with event time: every record gets its timestamp and
+// feeds its split's watermark generator; the end of the input emits
+// MaxWatermark.
+func (o *sourceOp[T]) readStamped() (runtime.ReadStatus, error) {
+	var buf []T
+	var st ReadStatus
+	var err error
+	if sr, ok := o.reader.(SplitReader[T]); ok {
+		buf, o.splits, st, err = sr.ReadSplits(o.buf[:0], o.splits[:0])
+		if err == nil && len(o.splits) != len(buf) {
+			err = fmt.Errorf("source reader returned %d records and %d splits", len(buf), len(o.splits))
+		}
+	} else {
+		buf, st, err = o.reader.Read(o.buf[:0])
+	}
+	for i, r := range buf {
+		split := 0
+		if i < len(o.splits) {
+			split = o.splits[i]
+		}
+		*o.ts = o.wms.onRecord(r, split, NoTimestamp)
+		o.out.Collect(r)
+	}
+	clear(buf)
+	if st == EndOfInput && err == nil {
+		o.wms.end()
+	}
 	return st, err
 }
 

@@ -91,6 +91,17 @@ type generatorReader[T any] struct {
 }
 
 func (r *generatorReader[T]) Read(buf []T) ([]T, ReadStatus, error) {
+	buf, _, st, err := r.read(buf, nil, false)
+	return buf, st, err
+}
+
+// ReadSplits implements SplitReader: each record's split is its partition,
+// so a watermark strategy generates watermarks per partition.
+func (r *generatorReader[T]) ReadSplits(buf []T, splits []int) ([]T, []int, ReadStatus, error) {
+	return r.read(buf, splits, true)
+}
+
+func (r *generatorReader[T]) read(buf []T, splits []int, withSplits bool) ([]T, []int, ReadStatus, error) {
 	want := cap(buf) - len(buf)
 	if r.g.RatePerSecond > 0 {
 		allowed := int64(time.Since(r.start).Seconds()*r.g.RatePerSecond) - r.emitted
@@ -98,7 +109,7 @@ func (r *generatorReader[T]) Read(buf []T) ([]T, ReadStatus, error) {
 			r.timer = make(chan struct{})
 			t := r.timer
 			time.AfterFunc(time.Duration(float64(time.Second)/r.g.RatePerSecond)+time.Millisecond, func() { close(t) })
-			return buf, NothingAvailable, nil
+			return buf, splits, NothingAvailable, nil
 		}
 		want = int(min(int64(want), allowed))
 	}
@@ -124,14 +135,19 @@ func (r *generatorReader[T]) Read(buf []T) ([]T, ReadStatus, error) {
 		for k := range n {
 			buf = append(buf, r.g.Gen(p, off+int64(k)))
 		}
+		if withSplits {
+			for range n {
+				splits = append(splits, p)
+			}
+		}
 		r.next[i] = off + int64(n)
 		want -= n
 		r.emitted += int64(n)
 	}
 	if ended >= len(r.parts) && len(buf) == 0 {
-		return buf, EndOfInput, nil
+		return buf, splits, EndOfInput, nil
 	}
-	return buf, MoreAvailable, nil
+	return buf, splits, MoreAvailable, nil
 }
 
 func (r *generatorReader[T]) Available() <-chan struct{} {

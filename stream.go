@@ -81,7 +81,7 @@ func partitioned[T any](s Stream[T], kind runtime.PartitionKind, name string) St
 func Map[T, U any](s Stream[T], f func(T) U) Stream[U] {
 	n := addNode[U](s.env, "Map", []plan.Input{forwardInput(s)})
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &mapOp[T, U]{f: f, out: out.(runtime.Collector[U])}
+		op := &mapOp[T, U]{f: f, emits: emits[U]{out.(runtime.Collector[U])}}
 		return runtime.Collector[T](op), op, nil, nil
 	}
 	return Stream[U]{s.env, n}
@@ -92,7 +92,7 @@ func Map[T, U any](s Stream[T], f func(T) U) Stream[U] {
 func MapErr[T, U any](s Stream[T], f func(T) (U, error)) Stream[U] {
 	n := addNode[U](s.env, "Map", []plan.Input{forwardInput(s)})
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &mapErrOp[T, U]{f: f, out: out.(runtime.Collector[U])}
+		op := &mapErrOp[T, U]{f: f, emits: emits[U]{out.(runtime.Collector[U])}}
 		return runtime.Collector[T](op), op, nil, nil
 	}
 	return Stream[U]{s.env, n}
@@ -102,7 +102,7 @@ func MapErr[T, U any](s Stream[T], f func(T) (U, error)) Stream[U] {
 func FlatMap[T, U any](s Stream[T], f func(T, Collector[U])) Stream[U] {
 	n := addNode[U](s.env, "FlatMap", []plan.Input{forwardInput(s)})
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &flatMapOp[T, U]{f: f, out: out.(runtime.Collector[U])}
+		op := &flatMapOp[T, U]{f: f, emits: emits[U]{out.(runtime.Collector[U])}}
 		return runtime.Collector[T](op), op, nil, nil
 	}
 	return Stream[U]{s.env, n}
@@ -112,7 +112,7 @@ func FlatMap[T, U any](s Stream[T], f func(T, Collector[U])) Stream[U] {
 func Filter[T any](s Stream[T], keep func(T) bool) Stream[T] {
 	n := addNode[T](s.env, "Filter", []plan.Input{forwardInput(s)})
 	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &filterOp[T]{keep: keep, out: out.(runtime.Collector[T])}
+		op := &filterOp[T]{keep: keep, emits: emits[T]{out.(runtime.Collector[T])}}
 		return runtime.Collector[T](op), op, nil, nil
 	}
 	return Stream[T]{s.env, n}

@@ -16,6 +16,9 @@ type Config struct {
 	// MaxParallelism is the number of key groups: the upper bound of every
 	// node's parallelism.
 	MaxParallelism int
+	// EventTime is set when the program uses event time: the job graph's
+	// edges then carry record timestamps, its tasks track watermarks.
+	EventTime bool
 }
 
 // Build turns the logical graph g into the job graph the runtime executes,
@@ -130,7 +133,7 @@ func (p *planner) chained(n *Node) bool {
 
 // jobGraph makes the vertices and edges.
 func (p *planner) jobGraph(cfg Config) *runtime.JobGraph {
-	g := &runtime.JobGraph{Name: cfg.JobName, MaxParallelism: cfg.MaxParallelism}
+	g := &runtime.JobGraph{Name: cfg.JobName, MaxParallelism: cfg.MaxParallelism, EventTime: cfg.EventTime}
 	vertexOf := make([]*runtime.Vertex, len(p.nodes))
 	members := map[*runtime.Vertex][]*Node{}
 	for _, n := range p.nodes {

@@ -87,6 +87,9 @@ const (
 	DefaultCredits           = 4
 	DefaultCheckpointTimeout = 10 * time.Minute
 	DefaultFinalTimeout      = 30 * time.Minute
+	// DefaultAutoWatermarkInterval is how often periodic watermark
+	// generators emit (Flink's 200 ms).
+	DefaultAutoWatermarkInterval = 200 * time.Millisecond
 	// DefaultRestartDelay is the delay of the default restart strategy of
 	// a job with checkpoints (fixed delay, unlimited attempts); a job
 	// without checkpoints does not restart by default.
