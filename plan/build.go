@@ -106,6 +106,9 @@ func resolve(g *Graph, cfg Config) (*planner, error) {
 					kind = runtime.Rebalance
 				}
 			}
+			if in.SideTag != "" && (kind != runtime.Forward || len(n.Inputs) != 1 || n.IsSource) {
+				return nil, fmt.Errorf("operator %s: the side output %q of %s must be its only input, forward", n.Name, in.SideTag, in.From.Name)
+			}
 			if kind == runtime.Forward && p.par[in.From.ID] != par {
 				return nil, fmt.Errorf("operator %s: forward input from %s needs equal parallelism, got %d and %d", n.Name, in.From.Name, p.par[in.From.ID], par)
 			}
@@ -188,7 +191,14 @@ func (p *planner) buildChain(ms []*Node, subtask int, outputs []any) (*runtime.C
 	for i := len(ms) - 1; i >= 0; i-- {
 		n := ms[i]
 		var outs []any
+		sideOuts := map[string][]any{}
+		sideFan := map[string]func([]any) any{}
 		for _, c := range p.consumers[n.ID] {
+			if tag := c.n.Inputs[c.input].SideTag; tag != "" {
+				sideOuts[tag] = append(sideOuts[tag], ins[c.n])
+				sideFan[tag] = c.n.FanOut
+				continue
+			}
 			if p.chained(c.n) {
 				outs = append(outs, ins[c.n])
 			} else {
@@ -199,7 +209,22 @@ func (p *planner) buildChain(ms []*Node, subtask int, outputs []any) (*runtime.C
 		if !n.IsSink {
 			out = n.FanOut(outs)
 		}
-		in, op, sd, err := n.NewOperator(subtask, out)
+		var in any
+		var op runtime.Operator
+		var sd runtime.SourceDriver
+		var err error
+		if n.NewOperatorWithSides != nil {
+			sides := map[string]any{}
+			for tag, o := range sideOuts {
+				sides[tag] = sideFan[tag](o)
+			}
+			in, op, sd, err = n.NewOperatorWithSides(subtask, out, sides)
+		} else {
+			if len(sideOuts) > 0 {
+				return nil, fmt.Errorf("operator %s has no side outputs, but a node reads one", n.Name)
+			}
+			in, op, sd, err = n.NewOperator(subtask, out)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("operator %s: %w", n.Name, err)
 		}

@@ -42,6 +42,10 @@ type Node struct {
 	// returns the Collector[IN] the upstream feeds (nil for sources), the
 	// operator, and for sources the driver that feeds the chain.
 	NewOperator func(subtask int, out any) (in any, op runtime.Operator, src runtime.SourceDriver, err error)
+	// NewOperatorWithSides, when set, is used instead of NewOperator by a
+	// node with side outputs: sides maps a side output's tag to the
+	// Collector of the nodes that read it (absent: nobody reads it).
+	NewOperatorWithSides func(subtask int, out any, sides map[string]any) (in any, op runtime.Operator, src runtime.SourceDriver, err error)
 	// FanOut joins the Collector[OUT] of each consumer into one
 	// Collector[OUT]; FanOut[OUT] does it for records of type OUT.
 	FanOut func(outs []any) any
@@ -60,6 +64,10 @@ type Input struct {
 	// Type is the runtime type of the records on the edge (with the key
 	// hash of a Hash input).
 	Type runtime.EdgeType
+	// SideTag, when set, makes the input read From's side output of that
+	// name instead of its main output. Such an input is forward at equal
+	// parallelism: the node runs chained to From.
+	SideTag string
 }
 
 // Graph is the logical graph of a job: its nodes in the order they were
