@@ -68,6 +68,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitingForCredit tells whether o's Send is blocked for credit.
+func (o *OutputChannel[T]) waitingForCredit() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mu.waiting
+}
+
 // errorSink records what OnError reports.
 type errorSink struct {
 	mu   sync.Mutex

@@ -42,6 +42,9 @@ type OutputChannel[T any] struct {
 		closeEarly bool   // Close came before opened: close once flushed
 		closed     bool
 		err        error
+		// waiting is true while Send waits for credit: the event tests
+		// wait for instead of sleeping.
+		waiting bool
 	}
 }
 
@@ -96,13 +99,18 @@ func (o *OutputChannel[T]) Send(ctx context.Context, b runtime.Buffer[T]) error 
 	}
 	o.mu.Lock()
 	for o.mu.credits == 0 && o.mu.err == nil {
+		o.mu.waiting = true
 		o.mu.Unlock()
 		select {
 		case <-o.credit:
 		case <-ctx.Done():
+			o.mu.Lock()
+			o.mu.waiting = false
+			o.mu.Unlock()
 			return ctx.Err()
 		}
 		o.mu.Lock()
+		o.mu.waiting = false
 	}
 	if err := o.mu.err; err != nil {
 		o.mu.Unlock()
