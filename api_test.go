@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -17,27 +16,13 @@ import (
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/connector/files"
 	"github.com/weirstream/weir/connector/socket"
+	"github.com/weirstream/weir/internal/leaktest"
 	"github.com/weirstream/weir/restart"
 )
 
 // TestMain fails the package when goroutines outlive the tests: every
 // task, driver and snapshot goroutine must be stopped and awaited.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "%d goroutines leaked:\n%s\n", n-before, buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 func sorted[T any](xs []T, less func(a, b T) int) []T {
 	out := slices.Clone(xs)

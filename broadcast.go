@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"iter"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/weirstream/weir/checkpoint"
@@ -44,8 +43,9 @@ const broadcastStatePrefix = reservedStatePrefix + "broadcast/"
 // subtasks should commute: the order in which two broadcast subtasks'
 // elements interleave may differ between receiving subtasks.
 //
-// A checkpoint stores one copy (subtask 0's), as operator state; a restore
-// at any parallelism gives every new subtask exactly that copy.
+// A checkpoint stores one copy (subtask 0's), as a union list state of
+// the operator; a restore at any parallelism gives every new subtask
+// exactly that copy.
 //
 // Keys and values are encoded with state.CodecFor (or the codecs given to
 // GetBroadcastStateWithCodec) and stored inline in the checkpoint metadata:
@@ -57,6 +57,9 @@ type BroadcastState[K comparable, V any] struct {
 	m    map[K]V
 	kc   state.Codec[K]
 	vc   state.Codec[V]
+	// list is the union list state the map is snapshotted as; it holds
+	// the encoded entries only from a snapshot's sync to its end.
+	list state.ListState[[]byte]
 }
 
 // Get returns the value of k and whether it is present.
@@ -113,15 +116,16 @@ func (s *BroadcastState[K, V]) Clear() error {
 	return nil
 }
 
-// snapshot encodes the entries, sorted by encoded key so that equal maps
-// give equal snapshots. Each entry is uvarint(len(key)) | key | value.
-func (s *BroadcastState[K, V]) snapshot() (entries [][]byte, err error) {
+// sync encodes the entries into the state's list, sorted so that equal
+// maps give equal snapshots. Each entry is uvarint(len(key)) | key |
+// value.
+func (s *BroadcastState[K, V]) sync() (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("cannot encode broadcast state %q: %v", s.name, p)
 		}
 	}()
-	entries = make([][]byte, 0, len(s.m))
+	entries := make([][]byte, 0, len(s.m))
 	var kb []byte
 	for k, v := range s.m {
 		kb = s.kc.Append(kb[:0], k)
@@ -131,7 +135,8 @@ func (s *BroadcastState[K, V]) snapshot() (entries [][]byte, err error) {
 		entries = append(entries, e)
 	}
 	slices.SortFunc(entries, bytes.Compare)
-	return entries, nil
+	s.list.Update(entries)
+	return nil
 }
 
 func (s *BroadcastState[K, V]) restore(entries [][]byte) error {
@@ -155,15 +160,26 @@ func (s *BroadcastState[K, V]) restore(entries [][]byte) error {
 
 // broadcastTable is a registered BroadcastState of any type.
 type broadcastTable interface {
-	snapshot() ([][]byte, error)
+	sync() error
+	clearList()
 }
 
+func (s *BroadcastState[K, V]) clearList() { s.list.Clear() }
+
 // broadcastCore holds the broadcast states of one operator in one subtask.
+//
+// The states are snapshotted and restored by the operator-state machinery:
+// each map is a union list state named broadcastStatePrefix + its name in
+// an operator backend of its own. Subtask 0 writes the entries, the other
+// subtasks the name with no entries, so that a restore, which hands every
+// subtask the union of all subtasks' entries, yields exactly one copy at
+// any parallelism. Restored states nobody registers are carried forward
+// the same way.
 type broadcastCore struct {
-	op       *runtime.OperatorContext
-	states   map[string]broadcastTable
-	order    []string
-	restored map[string][][]byte // restored entries of states not registered yet
+	op     *runtime.OperatorContext
+	lists  *state.OperatorBackend
+	states map[string]broadcastTable
+	order  []string // names of states, in registration order
 	// writable is true while the operator runs ProcessBroadcastElement.
 	writable bool
 	// misuse is the first write outside ProcessBroadcastElement; the
@@ -175,19 +191,15 @@ type broadcastCore struct {
 // newBroadcastCore takes the restored broadcast states out of oc's
 // restored operator list states and returns the rest.
 func newBroadcastCore(oc *runtime.OperatorContext) (*broadcastCore, []checkpoint.ListStateSnapshot) {
-	c := &broadcastCore{op: oc, states: map[string]broadcastTable{}, restored: map[string][][]byte{}}
-	var rest []checkpoint.ListStateSnapshot
+	var mine, rest []checkpoint.ListStateSnapshot
 	for _, l := range oc.RestoredList {
-		name, ok := strings.CutPrefix(l.Name, broadcastStatePrefix)
-		if !ok {
+		if strings.HasPrefix(l.Name, broadcastStatePrefix) {
+			mine = append(mine, l)
+		} else {
 			rest = append(rest, l)
-			continue
 		}
-		// One copy was written (by subtask 0); the others wrote the name
-		// with no entries, so the union of all subtasks is that copy.
-		c.restored[name] = append(c.restored[name], l.Entries...)
 	}
-	return c, rest
+	return &broadcastCore{op: oc, lists: state.NewOperatorBackend(mine), states: map[string]broadcastTable{}}, rest
 }
 
 func (c *broadcastCore) checkWritable(name, method string) error {
@@ -208,37 +220,32 @@ func (c *broadcastCore) takeMisuse() error {
 	return err
 }
 
-// snapshot writes every broadcast state: subtask 0 writes its entries, the
-// other subtasks the state's name with no entries (so that a restore at
-// the same parallelism, which hands every subtask the union of all
-// subtasks' entries, still yields exactly one copy).
+// snapshot writes every broadcast state: subtask 0 its entries, the other
+// subtasks the state's name with no entries (see broadcastCore).
 func (c *broadcastCore) snapshot() ([]checkpoint.ListStateSnapshot, error) {
-	out := make([]checkpoint.ListStateSnapshot, 0, len(c.order)+len(c.restored))
 	writer := c.op.Subtask == 0
-	for _, name := range c.order {
-		l := checkpoint.ListStateSnapshot{Name: broadcastStatePrefix + name, Mode: checkpoint.Union}
-		if writer {
-			entries, err := c.states[name].snapshot()
-			if err != nil {
+	if writer {
+		defer func() {
+			for _, name := range c.order {
+				c.states[name].clearList() // the maps hold the entries
+			}
+		}()
+		for _, name := range c.order {
+			if err := c.states[name].sync(); err != nil {
 				return nil, fmt.Errorf("operator %s: %w", c.op.OperatorName, err)
 			}
-			l.Entries = entries
 		}
-		out = append(out, l)
 	}
-	rest := make([]string, 0, len(c.restored))
-	for name := range c.restored {
-		rest = append(rest, name)
+	lists, err := c.lists.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("operator %s: %w", c.op.OperatorName, err)
 	}
-	sort.Strings(rest)
-	for _, name := range rest {
-		l := checkpoint.ListStateSnapshot{Name: broadcastStatePrefix + name, Mode: checkpoint.Union}
-		if writer {
-			l.Entries = c.restored[name]
+	if !writer {
+		for i := range lists {
+			lists[i].Entries = nil // restored states nobody registered
 		}
-		out = append(out, l)
 	}
-	return out, nil
+	return lists, nil
 }
 
 // BroadcastContext gives a broadcast process function its broadcast states
@@ -286,13 +293,15 @@ func GetBroadcastStateWithCodec[K comparable, V any](ctx *BroadcastContext, name
 		}
 		return s, nil
 	}
-	s := &BroadcastState[K, V]{name: name, core: c, m: map[K]V{}, kc: kc, vc: vc}
-	if entries, ok := c.restored[name]; ok {
-		if err := s.restore(entries); err != nil {
-			return nil, fmt.Errorf("operator %s: cannot restore broadcast state %q from checkpoint %d: %w", c.op.OperatorName, name, c.op.RestoredCheckpoint, err)
-		}
-		delete(c.restored, name)
+	list, err := state.GetListState(c.lists, broadcastStatePrefix+name, checkpoint.Union, state.CodecFor[[]byte]())
+	if err != nil {
+		return nil, fmt.Errorf("operator %s: %w", c.op.OperatorName, err)
 	}
+	s := &BroadcastState[K, V]{name: name, core: c, m: map[K]V{}, kc: kc, vc: vc, list: list}
+	if err := s.restore(list.Get()); err != nil {
+		return nil, fmt.Errorf("operator %s: cannot restore broadcast state %q from checkpoint %d: %w", c.op.OperatorName, name, c.op.RestoredCheckpoint, err)
+	}
+	list.Clear()
 	c.states[name] = s
 	c.order = append(c.order, name)
 	return s, nil

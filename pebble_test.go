@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -201,6 +202,12 @@ func TestSharedFilesCollected(t *testing.T) {
 // once. Two sources at very different rates make barriers arrive skewed.
 func TestSavepointAlignedInAtLeastOnceMode(t *testing.T) {
 	dir := t.TempDir()
+	// midStream is closed when the slow map has mapped a quarter of the
+	// slow side's records: the savepoint is then taken mid-stream, with
+	// the slow side's barriers behind its queue.
+	midStream := make(chan struct{})
+	var slowMapped atomic.Int64
+	var once sync.Once
 	build := func(opts ...weir.Option) (*weir.Environment, *weir.CollectSink[weir.KV[int64, int64]]) {
 		base := []weir.Option{weir.Parallelism(2), weir.Checkpointing(15*time.Millisecond, weir.AtLeastOnce),
 			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None())}
@@ -211,6 +218,9 @@ func TestSavepointAlignedInAtLeastOnceMode(t *testing.T) {
 		slowSrc := weir.FromSource(env, weir.Generator(2, 2000, func(p int, off int64) int64 { return off % 10 }).WithRate(20000), "slow").UID("slow")
 		slow := weir.Map(slowSrc.Rebalance(), func(k int64) int64 {
 			time.Sleep(100 * time.Microsecond)
+			if slowMapped.Add(1) == 2*2000/4 {
+				once.Do(func() { close(midStream) })
+			}
 			return k
 		}).UID("slow-map")
 		sink := weir.NewCollectSink[weir.KV[int64, int64]]()
@@ -223,7 +233,11 @@ func TestSavepointAlignedInAtLeastOnceMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(80 * time.Millisecond)
+	select {
+	case <-midStream:
+	case <-job.Done():
+		t.Fatalf("the job ended before the savepoint: %v", job.Wait())
+	}
 	sp, err := job.TriggerSavepoint(context.Background())
 	if err != nil {
 		t.Fatal(err)

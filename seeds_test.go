@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/weirstream/weir"
@@ -137,7 +138,9 @@ func (f *paritySum) ProcessElement(ctx *weir.KeyedContext[int64], in rec, out we
 	return nil
 }
 
-// TestSeedsParitySum replays the seeds' scenario step by step: Source1
+// TestSeedsParitySum replays the seeds' scenario step by step, in a
+// synctest bubble (time is fake and synctest.Wait tells when the job can
+// make no more progress): Source1
 // checkpoints at offset 3 (its next record is 4), Source2 at offset 4;
 // Source1's record 4 reaches the even-sum task before Source2's barrier; the
 // job fails after the checkpoint and restores it. At least once counts
@@ -145,7 +148,7 @@ func (f *paritySum) ProcessElement(ctx *weir.KeyedContext[int64], in rec, out we
 // (the checkpointed even sum is 8, record 4 is replayed once).
 func TestSeedsParitySum(t *testing.T) {
 	for _, mode := range []weir.Mode{weir.ExactlyOnce, weir.AtLeastOnce} {
-		t.Run(mode.String(), func(t *testing.T) { runSeeds(t, mode) })
+		t.Run(mode.String(), func(t *testing.T) { synctest.Test(t, func(t *testing.T) { runSeeds(t, mode) }) })
 	}
 }
 
@@ -212,10 +215,14 @@ func runSeeds(t *testing.T, mode weir.Mode) {
 	if mode == weir.AtLeastOnce {
 		await("record 4 of Source1 to be summed before Source2's barrier", rec{0, 4})
 	} else {
-		for src.polled[0].Load() == polls { // record 4 was read and flushed
-			time.Sleep(time.Millisecond)
+		// Wait until every goroutine of the job is blocked: Source1 has
+		// read record 4 and flushed it, and the even sum has processed it
+		// or holds it behind the barrier; nothing else can happen until
+		// Source2's snapshot is released.
+		synctest.Wait()
+		if src.polled[0].Load() == polls {
+			t.Fatal("Source1 did not read past record 4")
 		}
-		time.Sleep(50 * time.Millisecond)
 		for len(processed) > 0 {
 			seen[<-processed]++
 		}

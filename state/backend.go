@@ -35,6 +35,37 @@ type KeyedBackend[K comparable] interface {
 	NotifyCheckpointAborted(id checkpoint.ID)
 	// Close releases the backend (local files of a disk backend).
 	Close() error
+	// RegisterValueState registers the value state r asks for, or finds
+	// the one already registered under r's name and checks that it is the
+	// same kind of state with the same codec; r then holds the state
+	// GetValueState returns. It runs once per Get*State call (when an
+	// operator opens), never per record. Registration is where the schema
+	// a restored snapshot recorded for the state is checked (a
+	// *SchemaError when r's codec cannot read it) and migrated.
+	//
+	// A backend of this package passes itself to r, which knows the value
+	// type and builds the typed state (see ValueStateRequest); a backend
+	// that wraps another one forwards r to it.
+	RegisterValueState(r ValueStateRequest[K]) error
+}
+
+// ValueStateRequest is a value state to register, made by GetValueState
+// (and the list, map, reducing and aggregating states built on it) and
+// handed to KeyedBackend.RegisterValueState. Go methods cannot have type
+// parameters of their own, so a backend's method cannot name the state's
+// value type; the request, which knows it, builds the typed state over the
+// backend that registers it: HeapKeyedBackend's typed tables, or
+// RawKeyedBackend's encoded entries (the way to plug in another storage
+// engine is a RawStore). A request is used for one registration.
+type ValueStateRequest[K comparable] interface {
+	// Name is the state's name, never empty.
+	Name() string
+	// TTL is the state's time-to-live; a zero TTL.TTL means none.
+	TTL() TTLConfig
+	// registerHeap and registerRaw register the state with a backend of
+	// this package and keep it.
+	registerHeap(b *HeapKeyedBackend[K]) error
+	registerRaw(b *RawKeyedBackend[K]) error
 }
 
 // HandleWriter is implemented by snapshots that write themselves as a
@@ -73,18 +104,56 @@ func getValueState[K comparable, V any](b KeyedBackend[K], name string, c Codec[
 	if name == "" {
 		return nil, fmt.Errorf("keyed state needs a name")
 	}
-	switch b := b.(type) {
-	case *HeapKeyedBackend[K]:
-		if ttl.TTL > 0 {
-			return getHeapTTLState(b, name, c, ttl)
-		}
-		return getHeapValueState(b, name, c)
-	case *RawKeyedBackend[K]:
-		return getRawValueState(b, name, c, ttl)
-	case nil:
+	if b == nil {
 		return nil, fmt.Errorf("state %q: no keyed state backend (is the stream keyed?)", name)
 	}
-	return nil, fmt.Errorf("state %q: unsupported keyed state backend %T", name, b)
+	r := &valueStateRequest[K, V]{name: name, codec: c, ttl: ttl}
+	if err := b.RegisterValueState(r); err != nil {
+		return nil, err
+	}
+	if r.state == nil {
+		return nil, fmt.Errorf("state %q: keyed state backend %T registered nothing", name, b)
+	}
+	return r.state, nil
+}
+
+// valueStateRequest is the ValueStateRequest of GetValueState.
+type valueStateRequest[K comparable, V any] struct {
+	name  string
+	codec Codec[V]
+	ttl   TTLConfig
+	state ValueState[V] // the registered state
+}
+
+func (r *valueStateRequest[K, V]) Name() string   { return r.name }
+func (r *valueStateRequest[K, V]) TTL() TTLConfig { return r.ttl }
+
+func (r *valueStateRequest[K, V]) registerHeap(b *HeapKeyedBackend[K]) error {
+	if r.ttl.TTL > 0 {
+		s, err := getHeapTTLState(b, r.name, r.codec, r.ttl)
+		if err == nil {
+			r.state = s
+		}
+		return err
+	}
+	t, err := getHeapValueState(b, r.name, r.codec)
+	if err == nil {
+		r.state = t
+	}
+	return err
+}
+
+func (r *valueStateRequest[K, V]) registerRaw(b *RawKeyedBackend[K]) error {
+	s, err := getRawValueState(b, r.name, r.codec, r.ttl)
+	if err == nil {
+		r.state = s
+	}
+	return err
+}
+
+// RegisterValueState implements KeyedBackend.
+func (b *HeapKeyedBackend[K]) RegisterValueState(r ValueStateRequest[K]) error {
+	return r.registerHeap(b)
 }
 
 // SnapshotFor implements KeyedBackend: the heap backend's snapshots are

@@ -135,6 +135,11 @@
 // storage's shared area and referenced by every later checkpoint that
 // still contains them.
 //
+// States are registered through the interface (RegisterValueState with a
+// ValueStateRequest, which builds the typed state for the backend), so a
+// KeyedBackend that wraps another one works wherever the two above do.
+// Package statetest is the conformance suite every backend runs.
+//
 // # Time-to-live
 //
 // WithTTL gives a state a time-to-live (see TTLConfig): reads never return

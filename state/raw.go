@@ -426,6 +426,11 @@ func getRawValueState[K comparable, V any](b *RawKeyedBackend[K], name string, c
 	return t, nil
 }
 
+// RegisterValueState implements KeyedBackend.
+func (b *RawKeyedBackend[K]) RegisterValueState(r ValueStateRequest[K]) error {
+	return r.registerRaw(b)
+}
+
 // register adds a new state, after taking over (and migrating) what a
 // restored snapshot holds of it.
 func (b *RawKeyedBackend[K]) register(t rawTable) error {

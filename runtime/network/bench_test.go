@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
 )
 
 const (
@@ -45,11 +46,11 @@ func BenchmarkNetworkChannel(b *testing.B) {
 		benchChannel(b, bytesCodec, func(int) []byte { return payload100 })
 	})
 	b.Run("array100", func(b *testing.B) {
-		benchChannel(b, Codec[[100]byte](array100Codec{}), func(int) [100]byte { return [100]byte(payload100) })
+		benchChannel(b, state.Codec[[100]byte](array100Codec{}), func(int) [100]byte { return [100]byte(payload100) })
 	})
 }
 
-func benchChannel[T any](b *testing.B, codec Codec[T], record func(int) T) {
+func benchChannel[T any](b *testing.B, codec state.Codec[T], record func(int) T) {
 	quiet := slog.New(slog.DiscardHandler)
 	recv, err := NewEndpoint(Config{Name: "receiver", Token: testToken, Logger: quiet})
 	if err != nil {

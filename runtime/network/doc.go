@@ -86,7 +86,7 @@
 //
 //	type  name     direction          payload
 //	1     records  sender -> receiver  record count c (4), then c times:
-//	                                   uvarint length l, l bytes of Codec encoding
+//	                                   uvarint length l, l bytes of state.Codec encoding
 //	2     event    sender -> receiver  22 bytes: kind (1: 1 barrier, 2 cancellation
 //	                                   marker, 3 end of partition, 4 watermark,
 //	                                   5 status), then 8 bytes: the checkpoint id

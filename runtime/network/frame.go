@@ -10,19 +10,8 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
 )
-
-// Codec encodes the records of a channel. It has the shape (and the
-// contract) of state.Codec, so state.CodecFor[T]() can be passed as is.
-type Codec[T any] interface {
-	// Append appends the encoding of v to dst and returns the extended
-	// slice.
-	Append(dst []byte, v T) []byte
-	// Decode reads a value from src, which holds exactly one encoding. Bad
-	// input returns an error, never panics. Decode must not keep src (or a
-	// sub-slice of it) after it returns: the caller reuses the buffer.
-	Decode(src []byte) (T, error)
-}
 
 // frameType is the second field of every frame.
 type frameType uint8
@@ -79,7 +68,7 @@ func finishFrame(frame []byte, start int) {
 }
 
 // appendRecords appends a records frame holding recs.
-func appendRecords[T any](dst []byte, id ChannelID, codec Codec[T], recs []T) []byte {
+func appendRecords[T any](dst []byte, id ChannelID, codec state.Codec[T], recs []T) []byte {
 	dst, start := beginFrame(dst, frameRecords, id)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(recs)))
 	for _, r := range recs {
@@ -106,7 +95,7 @@ func appendRecords[T any](dst []byte, id ChannelID, codec Codec[T], recs []T) []
 // decodeRecords decodes the payload of a records frame, appending to
 // dst[:0]. A new slice of capacity max(count, minCap) is made when dst is
 // too small.
-func decodeRecords[T any](payload []byte, codec Codec[T], dst []T, minCap int) ([]T, error) {
+func decodeRecords[T any](payload []byte, codec state.Codec[T], dst []T, minCap int) ([]T, error) {
 	if len(payload) < recordsMin {
 		return dst, fmt.Errorf("records frame of %d bytes has no record count", len(payload))
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/internal/leaktest"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
 )
@@ -21,19 +22,19 @@ const hang = 10 * time.Second
 
 const testToken = "s3cret-token"
 
+// TestMain fails the package when goroutines outlive its tests: every
+// endpoint, connection and channel goroutine must be stopped and awaited.
+func TestMain(m *testing.M) { leaktest.Main(m) }
+
 // checkLeaks fails the test if goroutines started during it outlive it.
 // Call it first, so its cleanup runs after the endpoints' cleanups.
 func checkLeaks(t *testing.T) {
 	t.Helper()
 	before := goruntime.NumGoroutine()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for goruntime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if n := goruntime.NumGoroutine(); n > before {
+		if n := leaktest.Leaked(before, 5*time.Second); n > 0 {
 			buf := make([]byte, 1<<20)
-			t.Errorf("%d goroutines leaked:\n%s", n-before, buf[:goruntime.Stack(buf, true)])
+			t.Errorf("%d goroutines leaked:\n%s", n, buf[:goruntime.Stack(buf, true)])
 		}
 	})
 }
@@ -66,6 +67,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// waitingForCredit tells whether o's Send is blocked for credit.
+func (o *OutputChannel[T]) waitingForCredit() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mu.waiting
 }
 
 // errorSink records what OnError reports.

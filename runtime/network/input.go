@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
 )
 
 // InputChannel is the receiving end of a remote channel; it implements
@@ -24,7 +25,7 @@ import (
 type InputChannel[T any] struct {
 	ep      *Endpoint
 	id      ChannelID
-	codec   Codec[T]
+	codec   state.Codec[T]
 	local   *runtime.LocalChannel[T]
 	credits int
 	bufSize int
@@ -45,7 +46,7 @@ type InputChannel[T any] struct {
 // record batches the channel holds at most (the credit granted to the
 // sender); bufSize the usual record capacity of a batch. The sender may
 // open the channel before or after this call.
-func NewInputChannel[T any](e *Endpoint, id ChannelID, codec Codec[T], gate *runtime.InputGate, index, credits, bufSize int) (*InputChannel[T], error) {
+func NewInputChannel[T any](e *Endpoint, id ChannelID, codec state.Codec[T], gate *runtime.InputGate, index, credits, bufSize int) (*InputChannel[T], error) {
 	switch {
 	case codec == nil:
 		return nil, fmt.Errorf("cannot register input channel %s: no codec", id)

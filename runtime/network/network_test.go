@@ -202,10 +202,11 @@ func TestCreditExhaustionBlocksSenderUntilRecycle(t *testing.T) {
 	if b0.Records[0] != 0 || b1.Records[0] != 1 {
 		t.Fatalf("got %v %v, want [0] [1]", b0.Records, b1.Records)
 	}
+	waitFor(t, "the third send to wait for credit", out.waitingForCredit)
 	select {
 	case err := <-sent:
 		t.Fatalf("third send returned (%v) without credit", err)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	in.Recycle(b0.Records)
 	select {
@@ -228,7 +229,7 @@ func TestCreditExhaustionBlocksSenderUntilRecycle(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { sent <- out.Send(ctx, runtime.Buffer[int64]{Records: []int64{3}}) }()
-	time.Sleep(10 * time.Millisecond)
+	waitFor(t, "the fourth send to wait for credit", out.waitingForCredit)
 	cancel()
 	if err := <-sent; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Send = %v, want context.Canceled", err)
@@ -322,7 +323,9 @@ func TestBarrierNeverOvertakesData(t *testing.T) {
 	if b := pollWithin(t, gate, in); b.Event.Kind != runtime.EventBarrier || b.Event.Barrier.ID != 5 {
 		t.Fatalf("second = %+v, want barrier 5", b)
 	}
-	time.Sleep(20 * time.Millisecond)
+	// Records [2] need the credit records [1] still hold: their Send
+	// waits, and nothing arrives.
+	waitFor(t, "the send after the barrier to wait for credit", out.waitingForCredit)
 	if b, _, ok := in.Poll(); ok {
 		t.Fatalf("a batch (%+v) arrived without credit", b)
 	}
@@ -413,8 +416,9 @@ func TestAlignmentBlocksTheSenderThroughCredit(t *testing.T) {
 					// Channel 1 has delivered its pre-barrier records;
 					// channel 0's sender must now run out of credit.
 					waitFor(t, "channel 1's pre-barrier records", func() bool { return in1.Queued() > 0 || len(seen[1]) >= 10 })
-					waitFor(t, "channel 0's sender to use its credit", func() bool { return afterBarrier.Load() == credits })
-					time.Sleep(20 * time.Millisecond)
+					waitFor(t, "channel 0's sender to use its credit and wait for more", func() bool {
+						return afterBarrier.Load() >= credits && out0.waitingForCredit()
+					})
 					if n := afterBarrier.Load(); n != credits {
 						t.Fatalf("channel 0's sender got %d batches out during the alignment, want %d (its credit)", n, credits)
 					}
@@ -472,7 +476,7 @@ func TestDroppedConnectionFailsBothSides(t *testing.T) {
 			pollWithin(t, gate, in) // held: no credit left
 			blocked := make(chan error, 1)
 			go func() { blocked <- out.Send(context.Background(), runtime.Buffer[int64]{Records: []int64{2}}) }()
-			time.Sleep(10 * time.Millisecond)
+			waitFor(t, "the send to wait for credit", out.waitingForCredit)
 
 			ep := env.send
 			if side == "receiver" {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
 )
 
 // OutputChannel is the sending end of a remote channel; it implements
@@ -25,7 +26,7 @@ import (
 type OutputChannel[T any] struct {
 	id      ChannelID
 	c       *conn
-	codec   Codec[T]
+	codec   state.Codec[T]
 	bufSize int
 	credit  chan struct{} // capacity 1: signalled on credit and on failure
 
@@ -41,6 +42,9 @@ type OutputChannel[T any] struct {
 		closeEarly bool   // Close came before opened: close once flushed
 		closed     bool
 		err        error
+		// waiting is true while Send waits for credit: the event tests
+		// wait for instead of sleeping.
+		waiting bool
 	}
 }
 
@@ -48,7 +52,7 @@ type OutputChannel[T any] struct {
 // dialing a connection unless e already has one to addr (all channels to
 // one process share it). bufSize is the record capacity of NewBuffer; the
 // receiver decides the credits. ctx bounds dialing.
-func NewOutputChannel[T any](ctx context.Context, e *Endpoint, addr string, id ChannelID, codec Codec[T], bufSize int) (*OutputChannel[T], error) {
+func NewOutputChannel[T any](ctx context.Context, e *Endpoint, addr string, id ChannelID, codec state.Codec[T], bufSize int) (*OutputChannel[T], error) {
 	if codec == nil {
 		return nil, fmt.Errorf("cannot open output channel %s: no codec", id)
 	}
@@ -95,13 +99,18 @@ func (o *OutputChannel[T]) Send(ctx context.Context, b runtime.Buffer[T]) error 
 	}
 	o.mu.Lock()
 	for o.mu.credits == 0 && o.mu.err == nil {
+		o.mu.waiting = true
 		o.mu.Unlock()
 		select {
 		case <-o.credit:
 		case <-ctx.Done():
+			o.mu.Lock()
+			o.mu.waiting = false
+			o.mu.Unlock()
 			return ctx.Err()
 		}
 		o.mu.Lock()
+		o.mu.waiting = false
 	}
 	if err := o.mu.err; err != nil {
 		o.mu.Unlock()

@@ -5,14 +5,15 @@ import (
 	"fmt"
 
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
 )
 
 // Channels returns the runtime.RemoteChannels of records of type T encoded
 // with codec: what runtime.TypeOfRemote needs for an edge that may cross
 // processes. The runtime.DataPlane it is given must be an *Endpoint.
-func Channels[T any](codec Codec[T]) runtime.RemoteChannels[T] { return remote[T]{codec} }
+func Channels[T any](codec state.Codec[T]) runtime.RemoteChannels[T] { return remote[T]{codec} }
 
-type remote[T any] struct{ codec Codec[T] }
+type remote[T any] struct{ codec state.Codec[T] }
 
 func endpointOf(dp runtime.DataPlane) (*Endpoint, error) {
 	ep, ok := dp.(*Endpoint)

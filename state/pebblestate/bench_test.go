@@ -9,32 +9,26 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/state"
+	"github.com/weirstream/weir/state/statetest"
 	"github.com/weirstream/weir/storage"
 )
 
-func benchKinds() []backendKind {
-	return []backendKind{heapKind(), pebbleKind(false, nil)}
+func benchKinds() []statetest.Backend {
+	return []statetest.Backend{statetest.Heap(), pebbleBackend(false, nil)}
 }
 
-// newBench creates a backend for a benchmark (the conformance helpers take
-// a *testing.T; these own their cleanup).
-func newBench(b *testing.B, k backendKind) state.KeyedBackend[int64] {
+func allKinds() []statetest.Backend {
+	return []statetest.Backend{statetest.Heap(), pebbleBackend(false, nil), pebbleBackend(true, nil)}
+}
+
+// newBench creates a backend with int64 keys for a benchmark.
+func newBench(b *testing.B, k statetest.Backend) state.KeyedBackend[int64] {
 	b.Helper()
-	c := state.CodecFor[int64]()
-	if k.name == "heap" {
-		return state.NewHeapKeyedBackend[int64](c, state.HasherFor(c), maxP, full())
+	if k.Name == "heap" {
+		c := state.CodecFor[int64]()
+		return state.NewHeapKeyedBackend[int64](c, state.HasherFor(c), statetest.MaxParallelism, full())
 	}
-	f := pebbleFactory(b.TempDir(), k.name == "pebble-full")
-	store, err := f.NewRawStore(state.StoreInfo{Job: "bench", OperatorUID: "op"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	be, err := state.NewRawKeyedBackend[int64](store, c, state.HasherFor(c), maxP, full(), func(err error) { b.Error(err) })
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { be.Close() })
-	return be
+	return newPebble[int64](b, k.Name == "pebble-full", nil, full())
 }
 
 // BenchmarkKeyedCount is the keyed count's state access: read, add one,
@@ -44,7 +38,7 @@ func newBench(b *testing.B, k backendKind) state.KeyedBackend[int64] {
 func BenchmarkKeyedCount(b *testing.B) {
 	for _, keys := range []int{10_000, 10_000_000} {
 		for _, k := range benchKinds() {
-			b.Run(fmt.Sprintf("%s/keys=%d", k.name, keys), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/keys=%d", k.Name, keys), func(b *testing.B) {
 				be := newBench(b, k)
 				v, err := state.GetValueState[int64, int64](be, "count", state.CodecFor[int64]())
 				if err != nil {
@@ -75,8 +69,8 @@ func BenchmarkKeyedCount(b *testing.B) {
 //	go test -run X -bench Checkpoint -benchtime 10x ./state/pebblestate/
 func BenchmarkCheckpoint(b *testing.B) {
 	for _, size := range []int{1 << 20, 16 << 20, 256 << 20, 1 << 30} {
-		for _, k := range []backendKind{heapKind(), pebbleKind(false, nil), pebbleKind(true, nil)} {
-			b.Run(fmt.Sprintf("%s/state=%dMiB", k.name, size>>20), func(b *testing.B) {
+		for _, k := range allKinds() {
+			b.Run(fmt.Sprintf("%s/state=%dMiB", k.Name, size>>20), func(b *testing.B) {
 				const valueSize = 1000
 				keys := size / valueSize
 				be := newBench(b, k)
@@ -117,7 +111,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 						b.Fatal(err)
 					}
 					t1 := time.Now()
-					h, err := writeSnapshot(s, st, id, "x")
+					h, err := statetest.WriteSnapshot(s, st, id, "x")
 					s.Release()
 					if err != nil {
 						b.Fatal(err)
@@ -152,8 +146,8 @@ func BenchmarkCheckpoint(b *testing.B) {
 //
 //	go test -run X -bench Restore -benchtime 1x ./state/pebblestate/
 func BenchmarkRestore(b *testing.B) {
-	for _, k := range []backendKind{heapKind(), pebbleKind(false, nil), pebbleKind(true, nil)} {
-		b.Run(k.name, func(b *testing.B) {
+	for _, k := range allKinds() {
+		b.Run(k.Name, func(b *testing.B) {
 			const valueSize, size = 1000, 1 << 30
 			be := newBench(b, k)
 			v, _ := state.GetValueState[int64, []byte](be, "v", state.CodecFor[[]byte]())
@@ -172,7 +166,7 @@ func BenchmarkRestore(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h, err := writeSnapshot(s, st, 1, "x")
+			h, err := statetest.WriteSnapshot(s, st, 1, "x")
 			s.Release()
 			if err != nil {
 				b.Fatal(err)

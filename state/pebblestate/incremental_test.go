@@ -26,8 +26,7 @@ func TestIncrementalUploadProportionalToChange(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 1 GiB of state; skipped with -short")
 	}
-	k := pebbleKind(false, nil)
-	b := k.new(t, full())
+	b := newPebble[string](t, false, nil, full())
 	v, err := state.GetValueState[string, []byte](b, "v", state.CodecFor[[]byte]())
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +46,7 @@ func TestIncrementalUploadProportionalToChange(t *testing.T) {
 	}
 	// Let the compactions of the initial load finish, as they long have
 	// in a job that has been running.
-	db := b.(*state.RawKeyedBackend[string]).Store().(*pebblestate.Store).DB()
+	db := b.Store().(*pebblestate.Store).DB()
 	if err := db.Flush(); err != nil {
 		t.Fatal(err)
 	}
