@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 	"runtime":                     {"checkpoint", "checkpoint/barrier", "checkpoint/coordinator", "restart", "state", "storage", "runtime/watermark"},
 	"runtime/network":             {"runtime", "checkpoint", "state", "internal/secret"},
 	"plan":                        {"runtime", "checkpoint", "state"},
-	".":                           {"plan", "runtime", "runtime/network", "checkpoint", "checkpoint/coordinator", "restart", "state", "storage"},
+	".":                           {"plan", "runtime", "runtime/network", "runtime/watermark", "checkpoint", "checkpoint/coordinator", "restart", "state", "storage"},
 	"ha":                          {"checkpoint", "storage"},
 	"cluster":                     {"runtime", "runtime/network", "checkpoint", "checkpoint/coordinator", "ha", "storage", "internal/secret"},
 	"connector/files":             {".", "checkpoint"},

@@ -99,6 +99,7 @@
 //
 // In a job with event time, records travel as runtime.Stamped: the
 // record's timestamp (zig-zag varint) before its Codec encoding.
+//
 //	3     open     sender -> receiver  the record type, in Go syntax (at most 1024 bytes)
 //	4     credit   receiver -> sender  more credits (4), 1 to 2^20
 //	5     close    either way          reason, UTF-8 text (at most 1024 bytes)
