@@ -16,6 +16,7 @@ package checkpoint
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -108,6 +109,19 @@ type StreamHandle struct {
 	Path   string `json:"path,omitempty"`
 	Inline []byte `json:"inline,omitempty"`
 	Size   int64  `json:"size"`
+}
+
+// StreamWriter writes one blob of snapshot bytes into checkpoint storage.
+// It is used by one goroutine at a time. The blob becomes visible, whole,
+// and durable when Close returns its handle; after a failed Close or an
+// Abort it never becomes visible.
+type StreamWriter interface {
+	io.Writer
+	// Close makes the blob durable and returns its handle.
+	Close() (StreamHandle, error)
+	// Abort discards what was written (after a successful Close: the blob
+	// itself, best effort).
+	Abort()
 }
 
 // KeyGroupRange is the inclusive range [Start, End] of key groups a keyed

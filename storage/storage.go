@@ -59,14 +59,8 @@ type Storage interface {
 // SharedPrefix starts the Path of every handle into the shared area.
 const SharedPrefix = "shared/"
 
-// StreamWriter writes one state blob.
-type StreamWriter interface {
-	io.Writer
-	// Close makes the blob durable and returns its handle.
-	Close() (checkpoint.StreamHandle, error)
-	// Abort discards what was written.
-	Abort()
-}
+// StreamWriter writes one state blob (checkpoint.StreamWriter).
+type StreamWriter = checkpoint.StreamWriter
 
 const metadataName = "_metadata"
 
