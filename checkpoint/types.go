@@ -102,9 +102,10 @@ type TaskID struct {
 func (t TaskID) String() string { return fmt.Sprintf("%d.%d", t.Vertex, t.Subtask) }
 
 // StreamHandle points at a blob of snapshot bytes in checkpoint storage.
-// Exactly one of Path and Inline is set: file-system storages write a file
-// (Path is relative to the checkpoint's directory), the in-memory storage
-// keeps small blobs inline.
+// Exactly one of Path and Inline is set: Path names a blob relative to the
+// storage root ("chk-7/3-1-0.keyed", "shared/7-3-1-0-000012.sst"); Inline
+// holds the bytes themselves (no storage of this build writes it, and
+// every storage reads it).
 type StreamHandle struct {
 	Path   string `json:"path,omitempty"`
 	Inline []byte `json:"inline,omitempty"`

@@ -1,6 +1,7 @@
 package pebblestate_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -80,7 +81,7 @@ func setKey(b state.KeyedBackend[string], k string) {
 }
 
 // snapshot writes a snapshot of b as checkpoint id into st.
-func snapshot(t *testing.T, b state.KeyedBackend[string], st storage.Storage, id checkpoint.ID, kind checkpoint.Kind) checkpoint.KeyedStateHandle {
+func snapshot(t *testing.T, b state.KeyedBackend[string], st *storage.Storage, id checkpoint.ID, kind checkpoint.Kind) checkpoint.KeyedStateHandle {
 	t.Helper()
 	s, err := b.SnapshotFor(id, kind)
 	if err != nil {
@@ -95,11 +96,11 @@ func snapshot(t *testing.T, b state.KeyedBackend[string], st storage.Storage, id
 	return h
 }
 
-func writeSnapshot(s state.KeyedSnapshot, st storage.Storage, id checkpoint.ID, name string) (checkpoint.KeyedStateHandle, error) {
+func writeSnapshot(s state.KeyedSnapshot, st *storage.Storage, id checkpoint.ID, name string) (checkpoint.KeyedStateHandle, error) {
 	if hw, ok := s.(state.HandleWriter); ok {
-		return hw.WriteHandle(storage.NewTarget(st, id, name))
+		return hw.WriteHandle(storage.NewTarget(context.Background(), st, id, name))
 	}
-	w, err := st.CreateStream(id, name)
+	w, err := st.CreateStream(context.Background(), id, name)
 	if err != nil {
 		return checkpoint.KeyedStateHandle{}, err
 	}
@@ -112,7 +113,7 @@ func writeSnapshot(s state.KeyedSnapshot, st storage.Storage, id checkpoint.ID, 
 	return checkpoint.KeyedStateHandle{Stream: sh, Offsets: offs, States: state.SnapshotStates(s)}, err
 }
 
-func restore(t *testing.T, k backendKind, r checkpoint.KeyGroupRange, st storage.Storage, hs ...checkpoint.KeyedStateHandle) state.KeyedBackend[string] {
+func restore(t *testing.T, k backendKind, r checkpoint.KeyGroupRange, st *storage.Storage, hs ...checkpoint.KeyedStateHandle) state.KeyedBackend[string] {
 	t.Helper()
 	b := k.new(t, r)
 	var mine []checkpoint.KeyedStateHandle
@@ -121,7 +122,7 @@ func restore(t *testing.T, k backendKind, r checkpoint.KeyGroupRange, st storage
 			mine = append(mine, h)
 		}
 	}
-	if err := b.RestoreHandles(mine, st.OpenStream); err != nil {
+	if err := b.RestoreHandles(mine, st.Opener(context.Background())); err != nil {
 		t.Fatalf("restore %s into %s: %v", r, k.name, err)
 	}
 	return b
@@ -356,7 +357,7 @@ func TestConformanceTTL(t *testing.T) {
 			st := storage.NewMemory("ttl")
 			h := snapshot(t, b, st, 1, checkpoint.KindSavepoint)
 			var entries []string
-			rc, _ := st.OpenStream(h.Stream)
+			rc, _ := st.OpenStream(context.Background(), h.Stream)
 			if err := state.WalkKeyGroups(rc, h, full(), func(kg int, name string, kind byte, key, val []byte) error {
 				entries = append(entries, name+"/"+string(key))
 				return nil
@@ -406,7 +407,7 @@ func TestConformanceTTLIncrementalCleanup(t *testing.T) {
 			nowMs.Add(-2000)
 			h := snapshot(t, b, st, 1, checkpoint.KindSavepoint)
 			n := 0
-			rc, _ := st.OpenStream(h.Stream)
+			rc, _ := st.OpenStream(context.Background(), h.Stream)
 			if err := state.WalkKeyGroups(rc, h, full(), func(int, string, byte, []byte, []byte) error { n++; return nil }); err != nil {
 				t.Fatal(err)
 			}
@@ -493,17 +494,17 @@ func TestCorruptedSharedFile(t *testing.T) {
 	data[len(data)/2] ^= 0xFF
 	os.WriteFile(sst, data, 0o644)
 	b2 := k.new(t, full())
-	err = b2.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream)
+	err = b2.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background()))
 	if err == nil || !strings.Contains(err.Error(), "corrupted") || !strings.Contains(err.Error(), ".sst") {
 		t.Fatalf("restore from a corrupted shared file: %v", err)
 	}
 	os.Remove(sst)
 	b3 := k.new(t, full())
-	if err := b3.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream); err == nil || !strings.Contains(err.Error(), ".sst") {
+	if err := b3.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background())); err == nil || !strings.Contains(err.Error(), ".sst") {
 		t.Fatalf("restore with a missing shared file: %v", err)
 	}
 	// A heap backend refuses a native snapshot with a clear error.
-	if err := heapKind().new(t, full()).RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream); err == nil || !strings.Contains(err.Error(), "savepoint") {
+	if err := heapKind().new(t, full()).RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background())); err == nil || !strings.Contains(err.Error(), "savepoint") {
 		t.Fatalf("heap restore of a pebble checkpoint: %v", err)
 	}
 }
@@ -559,7 +560,7 @@ func TestReadNative(t *testing.T) {
 	st := storage.NewMemory("rn")
 	h := snapshot(t, b, st, 1, checkpoint.KindCheckpoint)
 	got := map[string]string{}
-	err := pebblestate.ReadNative(h, st.OpenStream, t.TempDir(), func(kg int, name string, kind byte, key, val []byte) error {
+	err := pebblestate.ReadNative(h, st.Opener(context.Background()), t.TempDir(), func(kg int, name string, kind byte, key, val []byte) error {
 		if name != "v" || kind != 1 {
 			t.Errorf("entry of state %q kind %d", name, kind)
 		}

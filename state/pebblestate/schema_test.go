@@ -1,6 +1,7 @@
 package pebblestate_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,7 +85,7 @@ func owns(r checkpoint.KeyGroupRange, key string) bool {
 
 // writeV1 fills a backend with version 1 states and an int64 count, and
 // snapshots it as checkpoint 1 of the given kind.
-func writeV1(t *testing.T, k backendKind, st storage.Storage, kind checkpoint.Kind, ks []string) checkpoint.KeyedStateHandle {
+func writeV1(t *testing.T, k backendKind, st *storage.Storage, kind checkpoint.Kind, ks []string) checkpoint.KeyedStateHandle {
 	t.Helper()
 	b := k.new(t, full())
 	cnt := must[state.ValueState[int64]](t)(state.GetValueState[string, int64](b, "cnt", state.CodecFor[int64]()))
@@ -219,7 +220,7 @@ func TestConformanceChangedKeyType(t *testing.T) {
 			st := storage.NewMemory("schema")
 			h := writeV1(t, k, st, checkpoint.KindCheckpoint, keys(50))
 			b := int64Backend(t, k.name)
-			err := b.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream)
+			err := b.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background()))
 			var se *state.SchemaError
 			if !errors.As(err, &se) || !strings.Contains(err.Error(), "keys have codec string") || !strings.Contains(err.Error(), "keys have codec varint:int64") {
 				t.Fatalf("changed key type: %v", err)
