@@ -187,9 +187,10 @@ func CheckpointStorage(location string) Option {
 	return func(c *config) error { c.storageURL = location; return nil }
 }
 
-// CheckpointStorageOf sets the checkpoint storage itself (an implementation
-// of storage.Storage of your own, or one wrapped for fault injection).
-func CheckpointStorageOf(s storage.Storage) Option {
+// CheckpointStorageOf sets the checkpoint storage itself: one opened
+// already, or the checkpoint layout over a blob store of your own
+// (storage.New), e.g. one wrapped for fault injection.
+func CheckpointStorageOf(s *storage.Storage) Option {
 	return func(c *config) error {
 		if s == nil {
 			return errors.New("checkpoint storage must not be nil")
@@ -314,7 +315,7 @@ func (e *Environment) Execute(ctx context.Context, jobName string) error {
 // JobClient controls a job started with Start.
 type JobClient struct {
 	job     *runtime.Job
-	storage storage.Storage
+	storage *storage.Storage
 }
 
 // Wait blocks until the job ends; see Execute.
@@ -366,11 +367,11 @@ func (j *JobClient) LatestCheckpoint() checkpoint.ID { return j.job.LatestComple
 func (j *JobClient) Restarts() int { return j.job.Restarts() }
 
 // Storage is the job's checkpoint storage (nil without checkpointing).
-func (j *JobClient) Storage() storage.Storage { return j.storage }
+func (j *JobClient) Storage() *storage.Storage { return j.storage }
 
 // Start builds the job graph and starts the job; it returns at once.
 func (e *Environment) Start(ctx context.Context, jobName string) (*JobClient, error) {
-	g, rc, stor, err := e.prepare(jobName)
+	g, rc, stor, err := e.prepare(ctx, jobName)
 	if err != nil {
 		return nil, err
 	}
@@ -392,7 +393,7 @@ func (e *Environment) jobGraph(jobName string) (*runtime.JobGraph, error) {
 }
 
 // prepare builds the job graph and the runtime configuration.
-func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config, storage.Storage, error) {
+func (e *Environment) prepare(ctx context.Context, jobName string) (*runtime.JobGraph, runtime.Config, *storage.Storage, error) {
 	if e.err != nil {
 		return nil, runtime.Config{}, nil, e.err
 	}
@@ -408,7 +409,7 @@ func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config
 		if loc == "" {
 			loc = "memory://"
 		}
-		stor, err = storage.Open(loc)
+		stor, err = storage.Open(ctx, loc)
 		if err != nil {
 			return nil, runtime.Config{}, nil, fmt.Errorf("cannot open checkpoint storage %q: %w", loc, err)
 		}
@@ -417,7 +418,7 @@ func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config
 	switch c.restore {
 	case "":
 	case "latest":
-		id, ok, err := stor.Latest()
+		id, ok, err := stor.Latest(ctx)
 		if err != nil {
 			return nil, runtime.Config{}, nil, fmt.Errorf("cannot find the latest checkpoint in %s: %w", stor, err)
 		}
@@ -425,7 +426,7 @@ func (e *Environment) prepare(jobName string) (*runtime.JobGraph, runtime.Config
 			rc.RestoreStorage, rc.RestoreID = stor, id
 		}
 	default:
-		rs, id, err := storage.ResolveRestorePath(c.restore)
+		rs, id, err := storage.ResolveRestorePath(ctx, c.restore)
 		if err != nil {
 			return nil, runtime.Config{}, nil, err
 		}

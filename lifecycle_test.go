@@ -48,12 +48,12 @@ func checkpointsIn(t *testing.T, dir string) (checkpoints, savepoints []checkpoi
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := st.Completed()
+	ids, err := st.Completed(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		md, err := st.ReadMetadata(id)
+		md, err := st.ReadMetadata(t.Context(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,20 +215,20 @@ func TestCorruptedCheckpointIsNotRetried(t *testing.T) {
 	}
 }
 
-// fullStorage fails every write of a stream or metadata, like a full
-// disk.
-type fullStorage struct {
-	storage.Storage
+// fullDisk fails every write of a blob (a state stream, a _metadata),
+// like a full disk.
+type fullDisk struct {
+	storage.BlobStore
 	writes atomic.Int64
 }
 
 var errDiskFull = errors.New("no space left on device")
 
-func (f *fullStorage) CreateStream(checkpoint.ID, string) (storage.StreamWriter, error) {
+func (f *fullDisk) Create(context.Context, string) (storage.BlobWriter, error) {
 	f.writes.Add(1)
 	return nil, errDiskFull
 }
-func (f *fullStorage) Commit(*checkpoint.Metadata) error {
+func (f *fullDisk) Put(context.Context, string, []byte) error {
 	f.writes.Add(1)
 	return errDiskFull
 }
@@ -256,13 +256,13 @@ func (l *lineCounter) Write(p []byte) (int, error) {
 // help), and the log stays short. It used to retry the final checkpoint
 // 500 times a second, forever.
 func TestFailingStorageEndsJob(t *testing.T) {
-	st, err := storage.NewFile(t.TempDir())
+	st, err := storage.NewFileStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := &fullStorage{Storage: st}
+	fs := &fullDisk{BlobStore: st}
 	logs := &lineCounter{}
-	env, _ := countJob(t, "", 200, weir.CheckpointStorageOf(fs), weir.TolerableCheckpointFailures(-1),
+	env, _ := countJob(t, "", 200, weir.CheckpointStorageOf(storage.New(fs)), weir.TolerableCheckpointFailures(-1),
 		weir.FinalCheckpointTimeout(2*time.Second), weir.RestartStrategy(restart.FixedDelay(1000, 10*time.Millisecond)),
 		weir.Logger(slog.New(slog.NewTextHandler(logs, nil))))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -286,31 +286,31 @@ func TestFailingStorageEndsJob(t *testing.T) {
 	}
 }
 
-// slowStorage delays the closing of state streams while slow is set, so
+// slowStore delays the closing of state streams while slow is set, so
 // that checkpoints expire.
-type slowStorage struct {
-	storage.Storage
+type slowStore struct {
+	storage.BlobStore
 	slow atomic.Bool
 }
 
 type slowStream struct {
-	storage.StreamWriter
-	s *slowStorage
+	storage.BlobWriter
+	s *slowStore
 }
 
-func (s *slowStorage) CreateStream(id checkpoint.ID, name string) (storage.StreamWriter, error) {
-	w, err := s.Storage.CreateStream(id, name)
+func (s *slowStore) Create(ctx context.Context, key string) (storage.BlobWriter, error) {
+	w, err := s.BlobStore.Create(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	return slowStream{w, s}, nil
 }
 
-func (w slowStream) Close() (checkpoint.StreamHandle, error) {
+func (w slowStream) Close() error {
 	if w.s.slow.Load() {
 		time.Sleep(60 * time.Millisecond)
 	}
-	return w.StreamWriter.Close()
+	return w.BlobWriter.Close()
 }
 
 // Checkpoints that time out again and again leave nothing behind: once
@@ -320,7 +320,7 @@ func (w slowStream) Close() (checkpoint.StreamHandle, error) {
 func TestExpiredCheckpointsLeaveNothing(t *testing.T) {
 	for _, kind := range []string{"file", "s3"} {
 		t.Run(kind, func(t *testing.T) {
-			var st storage.Storage
+			var st *storage.Storage
 			if kind == "file" {
 				f, err := storage.NewFile(t.TempDir())
 				if err != nil {
@@ -330,9 +330,9 @@ func TestExpiredCheckpointsLeaveNothing(t *testing.T) {
 			} else {
 				st = s3test.Start(t, "jobs/expiry")
 			}
-			ss := &slowStorage{Storage: st}
+			ss := &slowStore{BlobStore: st.Store()}
 			ss.slow.Store(true)
-			env, sink := countJob(t, "", 1200, weir.CheckpointStorageOf(ss), weir.CheckpointTimeout(30*time.Millisecond),
+			env, sink := countJob(t, "", 1200, weir.CheckpointStorageOf(storage.New(ss)), weir.CheckpointTimeout(30*time.Millisecond),
 				weir.TolerableCheckpointFailures(-1))
 			job, err := env.Start(context.Background(), "count")
 			if err != nil {
@@ -351,18 +351,18 @@ func TestExpiredCheckpointsLeaveNothing(t *testing.T) {
 				t.Fatalf("only %d checkpoints expired: the run proves nothing", n)
 			}
 			wantCounts(t, finalCounts(sink), 240)
-			completed, err := st.Completed()
+			completed, err := st.Completed(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
-			incomplete, err := st.Incomplete()
+			incomplete, err := st.Incomplete(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(completed) != 1 || len(incomplete) != 0 {
 				t.Fatalf("storage holds completed %v and incomplete %v, want only the retained one", completed, incomplete)
 			}
-			if f, ok := st.(*storage.File); ok {
+			if f, ok := st.Store().(*storage.FileStore); ok {
 				entries, _ := os.ReadDir(f.Root())
 				var names []string
 				for _, e := range entries {

@@ -400,11 +400,11 @@ func latestOperatorState(t *testing.T, dir, uid string) *checkpoint.OperatorStat
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, ok, err := st.Latest()
+	id, ok, err := st.Latest(t.Context())
 	if err != nil || !ok {
 		t.Fatalf("no checkpoint in %s: %v", dir, err)
 	}
-	md, err := st.ReadMetadata(id)
+	md, err := st.ReadMetadata(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -462,30 +462,31 @@ func TestRestoreWithMissingUID(t *testing.T) {
 	}
 }
 
-// failingStorage fails the state uploads of chosen checkpoints.
-type failingStorage struct {
-	storage.Storage
+// failingStore fails the state uploads of chosen checkpoints.
+type failingStore struct {
+	storage.BlobStore
 	fail func(id checkpoint.ID) bool
 }
 
-func (f failingStorage) CreateStream(id checkpoint.ID, name string) (storage.StreamWriter, error) {
-	if f.fail(id) {
-		return nil, fmt.Errorf("injected: disk full writing %s of checkpoint %d", name, id)
+func (f failingStore) Create(ctx context.Context, key string) (storage.BlobWriter, error) {
+	var id checkpoint.ID
+	if _, err := fmt.Sscanf(key, "chk-%d/", &id); err == nil && f.fail(id) {
+		return nil, fmt.Errorf("injected: disk full writing %s of checkpoint %d", key, id)
 	}
-	return f.Storage.CreateStream(id, name)
+	return f.BlobStore.Create(ctx, key)
 }
 
 // A failing write in the asynchronous part of a snapshot declines the
 // checkpoint; within the tolerated failures the job keeps running (no
 // restart), the next checkpoint succeeds, and the result is exactly once.
 func TestFailingSnapshotWriteDeclines(t *testing.T) {
-	st, err := storage.NewFile(t.TempDir())
+	st, err := storage.NewFileStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := failingStorage{Storage: st, fail: func(id checkpoint.ID) bool { return id == 2 || id == 3 }}
+	fs := failingStore{BlobStore: st, fail: func(id checkpoint.ID) bool { return id == 2 || id == 3 }}
 	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
-		weir.CheckpointStorageOf(fs), weir.TolerableCheckpointFailures(2), weir.RestartStrategy(restart.None()))
+		weir.CheckpointStorageOf(storage.New(fs)), weir.TolerableCheckpointFailures(2), weir.RestartStrategy(restart.None()))
 	sink := weir.NewCollectSink[weir.KV[int64, int64]]()
 	src := weir.FromSource(env, weir.Generator(2, 1000, func(p int, off int64) int64 { return off % 10 }).WithRate(5000), "gen")
 	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).SinkTo(sink)
@@ -523,7 +524,7 @@ func TestFailingSnapshotWriteDeclines(t *testing.T) {
 	// One more failure than tolerated fails the job.
 	fs.fail = func(id checkpoint.ID) bool { return true }
 	env = weir.NewEnvironment(weir.Checkpointing(5*time.Millisecond, weir.ExactlyOnce),
-		weir.CheckpointStorageOf(fs), weir.TolerableCheckpointFailures(1), weir.RestartStrategy(restart.None()))
+		weir.CheckpointStorageOf(storage.New(fs)), weir.TolerableCheckpointFailures(1), weir.RestartStrategy(restart.None()))
 	src = weir.FromSource(env, weir.Generator(1, -1, func(_ int, off int64) int64 { return off % 10 }).WithRate(1000), "gen")
 	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{})
 	err = env.Execute(context.Background(), "fails")

@@ -85,25 +85,28 @@ func TestOverlappingCheckpointsAreNoFailures(t *testing.T) {
 	}
 }
 
-// slowCommit delays the metadata commit, so a checkpoint stays pending.
+// slowCommit delays the metadata commit (the Put of a _metadata), so a
+// checkpoint stays pending.
 type slowCommit struct {
-	storage.Storage
+	storage.BlobStore
 	delay time.Duration
 }
 
-func (s slowCommit) Commit(md *checkpoint.Metadata) error {
-	time.Sleep(s.delay)
-	return s.Storage.Commit(md)
+func (s slowCommit) Put(ctx context.Context, key string, b []byte) error {
+	if strings.HasSuffix(key, "/_metadata") {
+		time.Sleep(s.delay)
+	}
+	return s.BlobStore.Put(ctx, key, b)
 }
 
 // A checkpoint requested while max-concurrent checkpoints are pending waits
 // in the queue and completes, instead of failing.
 func TestTriggeredCheckpointsQueue(t *testing.T) {
-	st, err := storage.NewFile(t.TempDir())
+	st, err := storage.NewFileStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, _ := countJob(t, "", 4000, weir.CheckpointStorageOf(slowCommit{st, 30 * time.Millisecond}),
+	env, _ := countJob(t, "", 4000, weir.CheckpointStorageOf(storage.New(slowCommit{st, 30 * time.Millisecond})),
 		weir.MaxConcurrentCheckpoints(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -95,6 +95,9 @@ func (r *generatorReader[T]) Read(buf []T) ([]T, ReadStatus, error) {
 	return buf, st, err
 }
 
+// Splits implements SplitReader: the partitions this reader owns.
+func (r *generatorReader[T]) Splits() []int { return r.parts }
+
 // ReadSplits implements SplitReader: each record's split is its partition,
 // so a watermark strategy generates watermarks per partition.
 func (r *generatorReader[T]) ReadSplits(buf []T, splits []int) ([]T, []int, ReadStatus, error) {

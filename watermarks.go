@@ -126,10 +126,13 @@ func AutoWatermarkInterval(d time.Duration) Option {
 
 // SplitReader is implemented by source readers of several splits
 // (partitions) that want watermarks per split: ReadSplits is Read that
-// also appends, for every record, the index of the split it came from.
+// also appends, for every record, the index of the split it came from;
+// Splits lists the splits the reader owns now (a split that has sent no
+// record yet holds the watermark back until it does, or until it is idle).
 // Readers without it count as one split.
 type SplitReader[T any] interface {
 	ReadSplits(buf []T, splits []int) ([]T, []int, ReadStatus, error)
+	Splits() []int
 }
 
 // splitWatermarks runs a strategy's generators for the splits of one
@@ -310,6 +313,11 @@ func (o *sourceOp[T]) openWatermarks(ctx *runtime.OperatorContext) {
 	o.ts = ctx.Timestamp
 	timers := ctx.ProcessingTime
 	o.wms = newSplitWatermarks(*o.ws, o.out, func() int64 { return timers.Now().UnixMilli() })
+	if sr, ok := o.reader.(SplitReader[T]); ok {
+		for _, split := range sr.Splits() {
+			o.wms.generator(split)
+		}
+	}
 	var tick func()
 	tick = func() {
 		o.wms.periodic()

@@ -16,6 +16,7 @@ package checkpoint
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -101,13 +102,27 @@ type TaskID struct {
 func (t TaskID) String() string { return fmt.Sprintf("%d.%d", t.Vertex, t.Subtask) }
 
 // StreamHandle points at a blob of snapshot bytes in checkpoint storage.
-// Exactly one of Path and Inline is set: file-system storages write a file
-// (Path is relative to the checkpoint's directory), the in-memory storage
-// keeps small blobs inline.
+// Exactly one of Path and Inline is set: Path names a blob relative to the
+// storage root ("chk-7/3-1-0.keyed", "shared/7-3-1-0-000012.sst"); Inline
+// holds the bytes themselves (no storage of this build writes it, and
+// every storage reads it).
 type StreamHandle struct {
 	Path   string `json:"path,omitempty"`
 	Inline []byte `json:"inline,omitempty"`
 	Size   int64  `json:"size"`
+}
+
+// StreamWriter writes one blob of snapshot bytes into checkpoint storage.
+// It is used by one goroutine at a time. The blob becomes visible, whole,
+// and durable when Close returns its handle; after a failed Close or an
+// Abort it never becomes visible.
+type StreamWriter interface {
+	io.Writer
+	// Close makes the blob durable and returns its handle.
+	Close() (StreamHandle, error)
+	// Abort discards what was written (after a successful Close: the blob
+	// itself, best effort).
+	Abort()
 }
 
 // KeyGroupRange is the inclusive range [Start, End] of key groups a keyed

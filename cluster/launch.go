@@ -97,8 +97,11 @@ func AsTaskManager(o Options) runtime.Launcher { return tmLauncher{o} }
 type jmLauncher struct{ o Options }
 
 func checkSharedStorage(role string, cfg runtime.Config) error {
-	for _, st := range []storage.Storage{cfg.Storage, cfg.RestoreStorage} {
-		if _, ok := st.(*storage.Memory); ok {
+	for _, st := range []*storage.Storage{cfg.Storage, cfg.RestoreStorage} {
+		if st == nil {
+			continue
+		}
+		if _, ok := st.Store().(*storage.MemoryStore); ok {
 			return fmt.Errorf("a %s needs checkpoint storage every process of the cluster reaches (a shared directory or S3), not %s", role, st)
 		}
 	}

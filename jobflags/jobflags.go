@@ -30,6 +30,8 @@ import (
 	"github.com/weirstream/weir/cluster"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/state/pebblestate"
+	// Job binaries read and write s3:// checkpoint locations.
+	_ "github.com/weirstream/weir/storage/s3"
 )
 
 // Flags holds the standard job flags.

@@ -32,7 +32,7 @@ type TaskHost interface {
 
 // RestorePoint is the checkpoint an attempt restores.
 type RestorePoint struct {
-	Storage  storage.Storage
+	Storage  *storage.Storage
 	Metadata *checkpoint.Metadata
 	// Owned: the checkpoint belongs to the job (a checkpoint, not a
 	// savepoint, of this job in its own storage): the job may delete it by
@@ -384,7 +384,7 @@ func (d *Deployment) operatorContexts(t *Task, v *Vertex, s int) []*OperatorCont
 			oc.Restored = true
 			oc.RestoredCheckpoint = rp.Metadata.CheckpointID
 			oc.RestoredKind = rp.Metadata.Kind
-			oc.OpenStream = rp.Storage.OpenStream
+			oc.OpenStream = rp.Storage.Opener(d.ctx)
 			oc.RestoredOwned = rp.Owned
 			if os := rp.Metadata.Operator(info.UID); os != nil {
 				for _, st := range os.Subtasks {
@@ -407,9 +407,9 @@ func (d *Deployment) operatorContexts(t *Task, v *Vertex, s int) []*OperatorCont
 func (d *Deployment) writeKeyed(id checkpoint.ID, name string, s KeyedSnapshot) (checkpoint.KeyedStateHandle, error) {
 	st := d.spec.Config.Storage
 	if hw, ok := s.(state.HandleWriter); ok {
-		return hw.WriteHandle(storage.NewTarget(st, id, strings.TrimSuffix(name, ".keyed")))
+		return hw.WriteHandle(storage.NewTarget(d.ctx, st, id, strings.TrimSuffix(name, ".keyed")))
 	}
-	w, err := st.CreateStream(id, name)
+	w, err := st.CreateStream(d.ctx, id, name)
 	if err != nil {
 		return checkpoint.KeyedStateHandle{}, err
 	}

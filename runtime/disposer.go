@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 	"strings"
@@ -22,13 +23,18 @@ import (
 // and whatever is still left is found by the next sweep, at the latest
 // when the job starts again.
 type disposer struct {
-	st   storage.Storage
+	st   *storage.Storage
 	log  *slog.Logger
 	work *Queue[disposal]
 	stop chan struct{}
 	done chan struct{}
 	// wg counts retries waiting on their timers.
 	wg sync.WaitGroup
+	// ctx is the disposer's own: the job's ends on Cancel, when the
+	// disposer still deletes the checkpoints of the cancelled job. close
+	// ends it once the queued work is done.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Owned by the disposer goroutine: the shared files each checkpoint
 	// references, and whether any checkpoint had shared files at all (a
@@ -60,9 +66,10 @@ type disposal struct {
 // disposeRetries is how often a failed discard is tried again.
 const disposeRetries = 5
 
-func newDisposer(st storage.Storage, log *slog.Logger) *disposer {
+func newDisposer(st *storage.Storage, log *slog.Logger) *disposer {
 	d := &disposer{st: st, log: log, work: NewQueue[disposal](), stop: make(chan struct{}), done: make(chan struct{}),
 		refs: map[checkpoint.ID]map[string]bool{}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	go d.run()
 	return d
 }
@@ -94,6 +101,7 @@ func (d *disposer) close() {
 	close(d.stop)
 	d.wg.Wait()
 	<-d.done
+	d.cancel()
 }
 
 func (d *disposer) run() {
@@ -131,7 +139,7 @@ func (d *disposer) do(w disposal, retry bool) {
 		}
 	case dispDiscard:
 		delete(d.refs, w.id)
-		if err := d.st.Discard(w.id); err != nil {
+		if err := d.st.Discard(d.ctx, w.id); err != nil {
 			if !retry || w.attempt >= disposeRetries {
 				d.log.Warn("cannot delete checkpoint; it is deleted when the job next starts", "id", w.id, "err", err)
 				return
@@ -151,7 +159,7 @@ func (d *disposer) do(w disposal, retry bool) {
 			}()
 		}
 	case dispSweep:
-		ids, err := d.st.Incomplete()
+		ids, err := d.st.Incomplete(d.ctx)
 		if err != nil {
 			d.log.Warn("cannot list incomplete checkpoints", "err", err)
 			return
@@ -161,7 +169,7 @@ func (d *disposer) do(w disposal, retry bool) {
 			if id >= w.id || slices.Contains(w.keep, id) {
 				continue
 			}
-			if err := d.st.Discard(id); err != nil {
+			if err := d.st.Discard(d.ctx, id); err != nil {
 				d.log.Warn("cannot delete an incomplete checkpoint", "id", id, "err", err)
 				continue
 			}
@@ -174,7 +182,7 @@ func (d *disposer) do(w disposal, retry bool) {
 		if !d.sharedSeen && !w.force {
 			return
 		}
-		n, err := storage.CollectSharedWith(d.st, d.refsOf, func(id checkpoint.ID) bool {
+		n, err := storage.CollectSharedWith(d.ctx, d.st, d.refsOf, func(id checkpoint.ID) bool {
 			return slices.Contains(w.keep, id) || id >= w.nextID
 		})
 		if err != nil {
@@ -191,7 +199,7 @@ func (d *disposer) refsOf(id checkpoint.ID) (map[string]bool, error) {
 	if r, ok := d.refs[id]; ok {
 		return r, nil
 	}
-	md, err := d.st.ReadMetadata(id)
+	md, err := d.st.ReadMetadata(d.ctx, id)
 	if err != nil {
 		return nil, err
 	}

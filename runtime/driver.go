@@ -164,7 +164,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 			}
 		case coordinator.WriteMetadata:
 			md := d.metadata(x)
-			if err := d.a.job.cfg.Storage.Commit(md); err != nil {
+			if err := d.a.job.cfg.Storage.Commit(d.a.ctx, md); err != nil {
 				actions = append(actions, d.coord.MetadataFailed(time.Now(), x.ID, err)...)
 			} else {
 				refs := map[string]bool{}

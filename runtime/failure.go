@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -99,7 +100,7 @@ func Declassify(msg string, class FailureClass) error {
 // not fit the job, or when the checkpoint turns out damaged (checked the
 // way `weir checkpoint inspect` checks); otherwise (an unreachable store,
 // say) a restart may help.
-func restoreVerdict(rp *RestorePoint, err error) (permanent bool, why error) {
+func restoreVerdict(ctx context.Context, rp *RestorePoint, err error) (permanent bool, why error) {
 	var re *RestoreError
 	if rp == nil || !errors.As(err, &re) {
 		return false, nil
@@ -107,7 +108,7 @@ func restoreVerdict(rp *RestorePoint, err error) (permanent bool, why error) {
 	if errors.Is(err, checkpoint.ErrIncompatible) || errors.Is(err, checkpoint.ErrCorrupt) {
 		return true, nil
 	}
-	if verr := state.VerifyCheckpoint(rp.Metadata, rp.Storage.OpenStream); verr != nil {
+	if verr := state.VerifyCheckpoint(rp.Metadata, rp.Storage.Opener(ctx)); verr != nil {
 		return true, verr
 	}
 	return false, nil
@@ -119,8 +120,8 @@ const maxVerified = 10
 // intactCheckpoints lists, newest first, the completed checkpoints and
 // savepoints of st (other than skip) that pass the same checks as `weir
 // checkpoint inspect`, as restore paths with their kind.
-func intactCheckpoints(st storage.Storage, skip checkpoint.ID) []string {
-	ids, err := st.Completed()
+func intactCheckpoints(ctx context.Context, st *storage.Storage, skip checkpoint.ID) []string {
+	ids, err := st.Completed(ctx)
 	if err != nil {
 		return nil
 	}
@@ -131,11 +132,11 @@ func intactCheckpoints(st storage.Storage, skip checkpoint.ID) []string {
 			continue
 		}
 		checked++
-		md, err := st.ReadMetadata(ids[i])
+		md, err := st.ReadMetadata(ctx, ids[i])
 		if err != nil {
 			continue
 		}
-		if state.VerifyCheckpoint(md, st.OpenStream) != nil {
+		if state.VerifyCheckpoint(md, st.Opener(ctx)) != nil {
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s (%s %d, completed %s)", storage.Location(st, ids[i]), md.Kind, ids[i],
@@ -146,13 +147,13 @@ func intactCheckpoints(st storage.Storage, skip checkpoint.ID) []string {
 
 // restoreFailure is the error of a job that cannot restore checkpoint id
 // of st: what failed, and which other checkpoints are intact.
-func restoreFailure(st storage.Storage, id checkpoint.ID, cause error, jobStorage storage.Storage) error {
+func restoreFailure(ctx context.Context, st *storage.Storage, id checkpoint.ID, cause error, jobStorage *storage.Storage) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cannot restore checkpoint %d (%s): %v", id, storage.Location(st, id), cause)
 	var intact []string
-	intact = append(intact, intactCheckpoints(st, id)...)
+	intact = append(intact, intactCheckpoints(ctx, st, id)...)
 	if jobStorage != nil && jobStorage != st {
-		intact = append(intact, intactCheckpoints(jobStorage, 0)...)
+		intact = append(intact, intactCheckpoints(ctx, jobStorage, 0)...)
 	}
 	if len(intact) == 0 {
 		b.WriteString("; no other intact checkpoint was found")

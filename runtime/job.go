@@ -24,10 +24,10 @@ type Config struct {
 	Coordinator   coordinator.Config
 	// Storage is where this job's checkpoints go (required with
 	// checkpointing).
-	Storage storage.Storage
+	Storage *storage.Storage
 	// RestoreStorage and RestoreID name the checkpoint to start from; a nil
 	// RestoreStorage starts fresh.
-	RestoreStorage        storage.Storage
+	RestoreStorage        *storage.Storage
 	RestoreID             checkpoint.ID
 	AllowNonRestoredState bool
 	// RetainOnCancel keeps completed checkpoints when the job is cancelled;
@@ -315,9 +315,9 @@ func StartWith(ctx context.Context, g *JobGraph, cfg Config, exec Executor) (*Jo
 	j.mu.attemptChanged = make(chan struct{})
 	var initial *RestorePoint
 	if cfg.RestoreStorage != nil {
-		md, err := cfg.RestoreStorage.ReadMetadata(cfg.RestoreID)
+		md, err := cfg.RestoreStorage.ReadMetadata(ctx, cfg.RestoreID)
 		if err != nil {
-			return nil, fmt.Errorf("cannot restore job %s: %w", g.Name, restoreFailure(cfg.RestoreStorage, cfg.RestoreID, err, cfg.Storage))
+			return nil, fmt.Errorf("cannot restore job %s: %w", g.Name, restoreFailure(ctx, cfg.RestoreStorage, cfg.RestoreID, err, cfg.Storage))
 		}
 		if err := checkRestorable(g, md, cfg.AllowNonRestoredState); err != nil {
 			return nil, fmt.Errorf("cannot restore job %s from checkpoint %d in %s: %w", g.Name, cfg.RestoreID, cfg.RestoreStorage, err)
@@ -446,7 +446,7 @@ func (j *Job) recordStats(s CheckpointStats) {
 	delete(j.mu.waiters, s.ID)
 }
 
-func newRestorePoint(st storage.Storage, md *checkpoint.Metadata, g *JobGraph, jobStorage storage.Storage) *RestorePoint {
+func newRestorePoint(st *storage.Storage, md *checkpoint.Metadata, g *JobGraph, jobStorage *storage.Storage) *RestorePoint {
 	return &RestorePoint{Storage: st, Metadata: md, Owned: st == jobStorage && ownedBy(md, g)}
 }
 
@@ -461,14 +461,14 @@ func ownedBy(md *checkpoint.Metadata, g *JobGraph) bool {
 // job's storage that the job owns: they count toward the retained number,
 // so the checkpoints of an earlier run of the job are retained or deleted
 // by the same rule as the current run's.
-func (j *Job) ownedCheckpoints() ([]checkpoint.ID, error) {
-	ids, err := j.cfg.Storage.Completed()
+func (j *Job) ownedCheckpoints(ctx context.Context) ([]checkpoint.ID, error) {
+	ids, err := j.cfg.Storage.Completed(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []checkpoint.ID
 	for _, id := range ids {
-		md, err := j.cfg.Storage.ReadMetadata(id)
+		md, err := j.cfg.Storage.ReadMetadata(ctx, id)
 		if err != nil {
 			j.log.Warn("cannot read a checkpoint's metadata; it is kept, not counted as the job's", "id", id, "err", err)
 			continue
@@ -493,16 +493,16 @@ func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 		j.disposer = newDisposer(j.cfg.Storage, j.log)
 		defer j.disposer.close()
 		var err error
-		if owned, err = j.ownedCheckpoints(); err != nil {
+		if owned, err = j.ownedCheckpoints(ctx); err != nil {
 			j.err = fmt.Errorf("cannot start job %s: cannot read checkpoint storage %s: %w", j.graph.Name, j.cfg.Storage, err)
 			return
 		}
 		// Debris of earlier runs: incomplete checkpoints older than the
 		// newest completed one, and shared files nothing references.
-		if latest, ok, err := j.cfg.Storage.Latest(); err == nil && ok {
+		if latest, ok, err := j.cfg.Storage.Latest(ctx); err == nil && ok {
 			j.disposer.sweep(latest, nil)
 		}
-		maxID, err := j.cfg.Storage.MaxID()
+		maxID, err := j.cfg.Storage.MaxID(ctx)
 		if err != nil {
 			j.err = fmt.Errorf("cannot start job %s: cannot read checkpoint storage %s: %w", j.graph.Name, j.cfg.Storage, err)
 			return
@@ -511,7 +511,7 @@ func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 	}
 	for attemptNo := 0; ; attemptNo++ {
 		if j.cfg.Checkpointing {
-			maxID, err := j.cfg.Storage.MaxID()
+			maxID, err := j.cfg.Storage.MaxID(ctx)
 			if err != nil {
 				j.err = fmt.Errorf("cannot start job %s: cannot read checkpoint storage %s: %w", j.graph.Name, j.cfg.Storage, err)
 				return
@@ -563,13 +563,13 @@ func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 			}
 			return
 		}
-		if permanent, why := restoreVerdict(restore, err); permanent {
+		if permanent, why := restoreVerdict(ctx, restore, err); permanent {
 			cause := err
 			if why != nil {
 				cause = fmt.Errorf("%w (the checkpoint is damaged: %v)", err, why)
 			}
 			j.err = fmt.Errorf("job %s failed and will not restart: %w", j.graph.Name,
-				restoreFailure(restore.Storage, restore.Metadata.CheckpointID, cause, j.cfg.Storage))
+				restoreFailure(ctx, restore.Storage, restore.Metadata.CheckpointID, cause, j.cfg.Storage))
 			j.log.Error("job failed: its checkpoint cannot be restored", "err", j.err)
 			return
 		}
@@ -587,9 +587,9 @@ func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 		// Restore the newest checkpoint whose completion the tasks were
 		// told (sinks may have committed up to it), else where we began.
 		if id := j.restorePointID(); id != 0 && j.cfg.Checkpointing && (restore == nil || restore.Storage != j.cfg.Storage || restore.Metadata.CheckpointID != id) {
-			md, rerr := j.cfg.Storage.ReadMetadata(id)
+			md, rerr := j.cfg.Storage.ReadMetadata(ctx, id)
 			if rerr != nil {
-				j.err = fmt.Errorf("job %s failed (%v) and cannot restore: %w", j.graph.Name, err, restoreFailure(j.cfg.Storage, id, rerr, nil))
+				j.err = fmt.Errorf("job %s failed (%v) and cannot restore: %w", j.graph.Name, err, restoreFailure(ctx, j.cfg.Storage, id, rerr, nil))
 				return
 			}
 			restore = newRestorePoint(j.cfg.Storage, md, j.graph, j.cfg.Storage)

@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"github.com/weirstream/weir/checkpoint"
-	"github.com/weirstream/weir/storage"
 )
 
 // KeyedBackend is the keyed state of one operator in one subtask: the heap
@@ -72,7 +71,7 @@ type ValueStateRequest[K comparable] interface {
 // whole handle (native incremental snapshots) rather than as a key-group
 // stream; the runtime calls WriteHandle instead of WriteKeyGroups.
 type HandleWriter interface {
-	WriteHandle(t storage.Target) (checkpoint.KeyedStateHandle, error)
+	WriteHandle(t SnapshotTarget) (checkpoint.KeyedStateHandle, error)
 }
 
 // GetValueState registers the value state called name, or returns it if it

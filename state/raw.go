@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/weirstream/weir/checkpoint"
-	"github.com/weirstream/weir/storage"
 )
 
 // RawStore is a local, ordered key-value store that holds keyed state as
@@ -555,7 +554,7 @@ type nativeWithSchema struct {
 	metas []checkpoint.StateMeta
 }
 
-func (n *nativeWithSchema) WriteHandle(t storage.Target) (checkpoint.KeyedStateHandle, error) {
+func (n *nativeWithSchema) WriteHandle(t SnapshotTarget) (checkpoint.KeyedStateHandle, error) {
 	h, err := n.hw.WriteHandle(t)
 	if err == nil {
 		h.States = n.metas

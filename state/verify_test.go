@@ -39,11 +39,11 @@ func finishedJob(t *testing.T, opts ...weir.Option) (string, *checkpoint.Metadat
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _, err := st.Latest()
+	id, _, err := st.Latest(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := st.ReadMetadata(id)
+	md, err := st.ReadMetadata(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func openers(t *testing.T, dir string) map[string]func(checkpoint.StreamHandle) 
 		t.Fatal(err)
 	}
 	return map[string]func(checkpoint.StreamHandle) (io.ReadCloser, error){
-		"storage": st.OpenStream,
+		"storage": st.Opener(t.Context()),
 		"plain": func(h checkpoint.StreamHandle) (io.ReadCloser, error) {
 			return os.Open(filepath.Join(dir, filepath.FromSlash(h.Path)))
 		},

@@ -1,46 +1,46 @@
 package storage
 
 import (
+	"context"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/weirstream/weir/checkpoint"
 )
 
-// Target is where one subtask writes the blobs of one checkpoint.
-type Target interface {
-	// CheckpointID is the checkpoint being written.
-	CheckpointID() checkpoint.ID
-	// CreateStream opens a blob private to this checkpoint. The target
-	// makes name unique among the subtasks and operators of the job.
-	CreateStream(name string) (StreamWriter, error)
-	// CreateShared opens a blob in the shared area; the target prefixes
-	// name with the checkpoint id ("<id>-<name>") so that the collector
-	// knows which checkpoint created it, and makes it unique among the
-	// subtasks and operators of the job.
-	CreateShared(name string) (StreamWriter, error)
-}
-
-// NewTarget returns the Target of checkpoint id in s whose blob names all
-// start with prefix (e.g. "<vertex>-<subtask>-<operator>").
-func NewTarget(s Storage, id checkpoint.ID, prefix string) Target {
-	return target{s: s, id: id, prefix: prefix}
-}
-
-type target struct {
-	s      Storage
+// Target is where one subtask writes the blobs of one checkpoint; it is
+// the state.SnapshotTarget a native snapshot writes itself to. It carries
+// the context of the snapshot: the writers it creates live under it.
+type Target struct {
+	ctx    context.Context
+	s      *Storage
 	id     checkpoint.ID
 	prefix string
 }
 
-func (t target) CheckpointID() checkpoint.ID { return t.id }
-func (t target) CreateStream(name string) (StreamWriter, error) {
-	return t.s.CreateStream(t.id, t.prefix+"-"+name)
+// NewTarget returns the Target of checkpoint id in s whose blob names all
+// start with prefix (e.g. "<vertex>-<subtask>-<operator>"); ctx governs
+// every blob written through it.
+func NewTarget(ctx context.Context, s *Storage, id checkpoint.ID, prefix string) *Target {
+	return &Target{ctx: ctx, s: s, id: id, prefix: prefix}
 }
-func (t target) CreateShared(name string) (StreamWriter, error) {
-	return t.s.CreateShared(SharedName(t.id, t.prefix+"-"+name))
+
+// CheckpointID is the checkpoint being written.
+func (t *Target) CheckpointID() checkpoint.ID { return t.id }
+
+// CreateStream opens a blob private to this checkpoint, named
+// "<prefix>-<name>" to keep it apart from the other subtasks' and
+// operators'.
+func (t *Target) CreateStream(name string) (checkpoint.StreamWriter, error) {
+	return t.s.CreateStream(t.ctx, t.id, t.prefix+"-"+name)
+}
+
+// CreateShared opens a blob in the shared area, named
+// "<id>-<prefix>-<name>" (SharedName) so that the collector knows which
+// checkpoint created it.
+func (t *Target) CreateShared(name string) (checkpoint.StreamWriter, error) {
+	return t.s.CreateShared(t.ctx, SharedName(t.id, t.prefix+"-"+name))
 }
 
 // SharedName is the name of a shared blob first written by checkpoint id.
@@ -90,9 +90,9 @@ func SharedReferences(md *checkpoint.Metadata, into map[string]bool) {
 // unchanged. Blobs left by failed or aborted checkpoints (orphans) go in
 // the first collection after their checkpoint ends. It returns the number
 // of blobs deleted.
-func CollectShared(s Storage, inFlight func(checkpoint.ID) bool) (int, error) {
-	return CollectSharedWith(s, func(id checkpoint.ID) (map[string]bool, error) {
-		md, err := s.ReadMetadata(id)
+func CollectShared(ctx context.Context, s *Storage, inFlight func(checkpoint.ID) bool) (int, error) {
+	return CollectSharedWith(ctx, s, func(id checkpoint.ID) (map[string]bool, error) {
+		md, err := s.ReadMetadata(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -106,12 +106,12 @@ func CollectShared(s Storage, inFlight func(checkpoint.ID) bool) (int, error) {
 // checkpoint given by refsOf, for a caller that knows them already (the
 // coordinator driver keeps those of the checkpoints it wrote, instead of
 // reading every retained _metadata again at every collection).
-func CollectSharedWith(s Storage, refsOf func(checkpoint.ID) (map[string]bool, error), inFlight func(checkpoint.ID) bool) (int, error) {
-	names, err := s.ListShared()
+func CollectSharedWith(ctx context.Context, s *Storage, refsOf func(checkpoint.ID) (map[string]bool, error), inFlight func(checkpoint.ID) bool) (int, error) {
+	names, err := s.ListShared(ctx)
 	if err != nil || len(names) == 0 {
 		return 0, err
 	}
-	ids, err := s.Completed()
+	ids, err := s.Completed(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -136,25 +136,10 @@ func CollectSharedWith(s Storage, refsOf func(checkpoint.ID) (map[string]bool, e
 		if !ok || inFlight(creator) {
 			continue
 		}
-		if err := s.DeleteShared(name); err != nil {
+		if err := s.DeleteShared(ctx, name); err != nil {
 			return deleted, err
 		}
 		deleted++
 	}
 	return deleted, nil
-}
-
-// Location is the address of checkpoint id in s, as restore paths take it:
-// "<root>/chk-<id>", with the query of a URL-like location kept at the end
-// ("s3://bucket/prefix/chk-7?endpoint=...").
-func Location(s Storage, id checkpoint.ID) string {
-	if f, ok := s.(*File); ok {
-		return filepath.Join(f.Root(), chkDir(id))
-	}
-	loc, query, hasQuery := strings.Cut(s.String(), "?")
-	p := strings.TrimSuffix(loc, "/") + "/" + chkDir(id)
-	if hasQuery {
-		p += "?" + query
-	}
-	return p
 }

@@ -2,22 +2,25 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
-	"fmt"
+	"errors"
 	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 )
 
+var ctx = context.Background()
+
+// sampleMetadata is storagetest.SampleMetadata (which this package's
+// internal tests cannot import).
 func sampleMetadata(id checkpoint.ID, h checkpoint.StreamHandle) *checkpoint.Metadata {
 	return &checkpoint.Metadata{
 		Version: checkpoint.MetadataVersion, JobName: "job", CheckpointID: id, Kind: checkpoint.KindCheckpoint,
@@ -34,225 +37,90 @@ func sampleMetadata(id checkpoint.ID, h checkpoint.StreamHandle) *checkpoint.Met
 	}
 }
 
-// TestConformance runs the conformance suite on every checkpoint storage.
-func TestConformance(t *testing.T) {
-	for name, open := range map[string]func(t *testing.T) Storage{
-		"file": func(t *testing.T) Storage {
-			s, err := Open("file://" + t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-		"memory": func(t *testing.T) Storage { return NewMemory("test") },
-		"s3":     func(t *testing.T) Storage { return newFakeS3(t).open(t, "jobs/conformance", nil) },
-	} {
-		t.Run(name, func(t *testing.T) { testStorageConformance(t, open(t)) })
-	}
-}
-
-// testStorageConformance is the behaviour every checkpoint storage shares.
-func testStorageConformance(t *testing.T, s Storage) {
-	t.Helper()
-	if id, ok, err := s.Latest(); err != nil || ok {
-		t.Fatalf("empty storage: latest %d %v %v", id, ok, err)
-	}
-	if m, err := s.MaxID(); err != nil || m != 0 {
-		t.Fatalf("empty storage: max id %d %v", m, err)
-	}
-	w, err := s.CreateStream(3, "0-0-1.keyed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, "hello state")
-	h, err := w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.Size != 11 {
-		t.Fatalf("size %d", h.Size)
-	}
-	if got := readAll(t, s, h); string(got) != "hello state" {
-		t.Fatalf("read back %q", got)
-	}
-	if _, err := s.CreateStream(3, "../escape"); err == nil {
-		t.Fatal("a blob name with .. was accepted")
-	}
-	// An empty blob is a blob.
-	w, err = s.CreateStream(3, "0-0-2.keyed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eh, err := w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if eh.Size != 0 {
-		t.Fatalf("empty blob has size %d", eh.Size)
-	}
-	if got := readAll(t, s, eh); len(got) != 0 {
-		t.Fatalf("empty blob reads back %q", got)
-	}
-	// Checkpoint 3 has a blob but no metadata: not completed, but
-	// counted by MaxID.
-	if c, _ := s.Completed(); len(c) != 0 {
-		t.Fatalf("completed %v before commit", c)
-	}
-	if m, _ := s.MaxID(); m != 3 {
-		t.Fatalf("max id %d, want 3", m)
-	}
-	md := sampleMetadata(3, h)
-	if err := s.Commit(md); err != nil {
-		t.Fatal(err)
-	}
-	back, err := s.ReadMetadata(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(back, md) {
-		t.Fatalf("metadata round trip:\n got %+v\nwant %+v", back, md)
-	}
-	// Committing the same metadata again (a retried commit) is no error.
-	if err := s.Commit(md); err != nil {
-		t.Fatalf("recommitting identical metadata: %v", err)
-	}
-	if id, ok, _ := s.Latest(); !ok || id != 3 {
-		t.Fatalf("latest %d %v", id, ok)
-	}
-	if err := s.Commit(sampleMetadata(5, h)); err != nil {
-		t.Fatal(err)
-	}
-	if c, _ := s.Completed(); !reflect.DeepEqual(c, []checkpoint.ID{3, 5}) {
-		t.Fatalf("completed %v", c)
-	}
-	if m, _ := s.MaxID(); m != 5 {
-		t.Fatalf("max id %d, want 5", m)
-	}
-	if err := s.Discard(3); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Discard(42); err != nil {
-		t.Fatalf("discarding an absent checkpoint: %v", err)
-	}
-	if c, _ := s.Completed(); !reflect.DeepEqual(c, []checkpoint.ID{5}) {
-		t.Fatalf("completed after discard %v", c)
-	}
-	if _, err := s.ReadMetadata(3); err == nil {
-		t.Fatal("read a discarded checkpoint")
-	}
-
-	// The shared area.
-	if names, err := s.ListShared(); err != nil || len(names) != 0 {
-		t.Fatalf("empty shared area: %v %v", names, err)
-	}
-	var shared []checkpoint.StreamHandle
-	for _, name := range []string{"6-0-0-000007.sst", "6-0-0-000004.sst"} {
-		w, err := s.CreateShared(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(w, "sst "+name)
-		sh, err := w.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sh.Path != SharedPrefix+name || sh.Size != int64(len("sst "+name)) {
-			t.Fatalf("shared handle %+v", sh)
-		}
-		if got := readAll(t, s, sh); string(got) != "sst "+name {
-			t.Fatalf("shared blob reads back %q", got)
-		}
-		shared = append(shared, sh)
-	}
-	if _, err := s.CreateShared("6-0-0-000007.sst"); err == nil {
-		t.Fatal("created a shared blob twice")
-	}
-	if _, err := s.CreateShared("../6-x"); err == nil {
-		t.Fatal("a shared blob name with .. was accepted")
-	}
-	names, err := s.ListShared()
-	sort.Strings(names)
-	if err != nil || !reflect.DeepEqual(names, []string{"6-0-0-000004.sst", "6-0-0-000007.sst"}) {
-		t.Fatalf("list shared: %v %v", names, err)
-	}
-	if err := s.DeleteShared("6-0-0-000007.sst"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteShared("6-0-0-000007.sst"); err != nil {
-		t.Fatalf("deleting an absent shared blob: %v", err)
-	}
-	if names, err := s.ListShared(); err != nil || !reflect.DeepEqual(names, []string{"6-0-0-000004.sst"}) {
-		t.Fatalf("list shared after delete: %v %v", names, err)
-	}
-	if r, err := s.OpenStream(shared[0]); err == nil {
-		r.Close()
-		t.Fatal("opened a deleted shared blob")
-	}
-	if got := readAll(t, s, shared[1]); string(got) != "sst 6-0-0-000004.sst" {
-		t.Fatalf("the other shared blob reads back %q", got)
-	}
-
-	// Concurrent writers.
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	handles := make([]checkpoint.StreamHandle, 16)
-	for i := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w, err := s.CreateStream(6, fmt.Sprintf("b%d", i))
-			if err != nil {
-				errs <- err
-				return
-			}
-			w.Write(bytes.Repeat([]byte{byte(i)}, 1000))
-			h, err := w.Close()
-			if err != nil {
-				errs <- err
-			}
-			handles[i] = h
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	for i, h := range handles {
-		if got := readAll(t, s, h); !bytes.Equal(got, bytes.Repeat([]byte{byte(i)}, 1000)) {
-			t.Fatalf("concurrent blob %d reads back %d wrong bytes", i, len(got))
-		}
-	}
-}
-
-func readAll(t *testing.T, s Storage, h checkpoint.StreamHandle) []byte {
-	t.Helper()
-	r, err := s.OpenStream(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // A leftover temp file of an interrupted commit is no checkpoint.
 func TestInterruptedCommitIsNotACheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := NewFile(dir)
 	os.MkdirAll(filepath.Join(dir, "chk-4"), 0o755)
-	os.WriteFile(filepath.Join(dir, "chk-4", ".metadata-123.tmp"), []byte("WEIRMETA partial"), 0o644)
-	if c, _ := s.Completed(); len(c) != 0 {
+	os.WriteFile(filepath.Join(dir, "chk-4", "_metadata.tmp-123"), []byte("WEIRMETA partial"), 0o644)
+	if c, _ := s.Completed(ctx); len(c) != 0 {
 		t.Fatalf("completed %v", c)
 	}
-	if m, _ := s.MaxID(); m != 4 {
+	if m, _ := s.MaxID(ctx); m != 4 {
 		t.Fatalf("max id %d", m)
 	}
-	if _, _, err := ResolveRestorePath(filepath.Join(dir, "chk-4")); err == nil || !strings.Contains(err.Error(), "incomplete") {
+	if in, _ := s.Incomplete(ctx); len(in) != 1 || in[0] != 4 {
+		t.Fatalf("incomplete %v", in)
+	}
+	if _, _, err := ResolveRestorePath(ctx, filepath.Join(dir, "chk-4")); err == nil || !strings.Contains(err.Error(), "incomplete") {
 		t.Fatalf("restore from incomplete checkpoint: %v", err)
+	}
+	// The sweep of incomplete checkpoints deletes the debris, directory
+	// and all.
+	if err := s.Discard(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("left %v", entries)
+	}
+}
+
+// Commit in a directory: the _metadata appears by a link from a synced
+// temporary file, never replaces one, and leaves no temporary file.
+func TestFileCommit(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := NewFile(dir)
+	md := sampleMetadata(3, checkpoint.StreamHandle{Path: "chk-3/x", Size: 1})
+	if err := s.Commit(ctx, md); err != nil {
+		t.Fatal(err)
+	}
+	other := sampleMetadata(3, checkpoint.StreamHandle{Path: "chk-3/x", Size: 1})
+	other.JobName = "other"
+	err := s.Commit(ctx, other)
+	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), filepath.Join(dir, "chk-3", "_metadata")+" already exists with other content") {
+		t.Fatalf("second commit: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "chk-3"))
+	if len(entries) != 1 || entries[0].Name() != "_metadata" {
+		t.Fatalf("chk-3 holds %v", entries)
+	}
+	want, _ := EncodeMetadata(md)
+	if got, _ := os.ReadFile(filepath.Join(dir, "chk-3", "_metadata")); !bytes.Equal(got, want) {
+		t.Fatal("the _metadata was replaced")
+	}
+	// A stream is invisible until Close.
+	w, err := s.CreateStream(ctx, 5, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "abc")
+	if _, err := os.Stat(filepath.Join(dir, "chk-5", "x")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a stream is visible before Close: %v", err)
+	}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ = os.ReadDir(filepath.Join(dir, "chk-5"))
+	if len(entries) != 1 || entries[0].Name() != "x" {
+		t.Fatalf("chk-5 holds %v", entries)
+	}
+	// Discarding the last checkpoint removes its directory.
+	if err := s.Discard(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "chk-5")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("chk-5 is still there: %v", err)
+	}
+}
+
+// Without package storage/s3 linked, s3:// says which import it needs.
+func TestUnregisteredScheme(t *testing.T) {
+	want := "storage: s3:// needs github.com/weirstream/weir/storage/s3 imported (jobflags imports it)"
+	if _, err := Open(ctx, "s3://bucket/x"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Open: %v", err)
+	}
+	if _, _, err := ResolveRestorePath(ctx, "s3://bucket/x/chk-3"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ResolveRestorePath: %v", err)
 	}
 }
 
@@ -293,14 +161,15 @@ func TestCorruptedMetadata(t *testing.T) {
 	// Through the file storage the error names the file.
 	dir := t.TempDir()
 	s, _ := NewFile(dir)
-	if err := s.Commit(md); err != nil {
+	if err := s.Commit(ctx, md); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "chk-7", "_metadata")
 	raw, _ := os.ReadFile(path)
 	raw[30] ^= 1
+	os.Remove(path)
 	os.WriteFile(path, raw, 0o644)
-	_, err = s.ReadMetadata(7)
+	_, err = s.ReadMetadata(ctx, 7)
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Fatalf("corrupted file: %v", err)
 	}
@@ -323,8 +192,8 @@ func TestResolveRestorePath(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := NewFile(dir)
 	h := checkpoint.StreamHandle{Path: "chk-2/x", Size: 1}
-	s.Commit(sampleMetadata(2, h))
-	s.Commit(sampleMetadata(9, h))
+	s.Commit(ctx, sampleMetadata(2, h))
+	s.Commit(ctx, sampleMetadata(9, h))
 	for _, tc := range []struct {
 		path string
 		want checkpoint.ID
@@ -334,22 +203,22 @@ func TestResolveRestorePath(t *testing.T) {
 		{dir, 9},
 		{"file://" + dir, 9},
 	} {
-		st, id, err := ResolveRestorePath(tc.path)
+		st, id, err := ResolveRestorePath(ctx, tc.path)
 		if err != nil || id != tc.want {
 			t.Fatalf("%s: %d %v, want %d", tc.path, id, err, tc.want)
 		}
-		if _, err := st.ReadMetadata(id); err != nil {
+		if _, err := st.ReadMetadata(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := ResolveRestorePath(filepath.Join(dir, "nope")); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, _, err := ResolveRestorePath(ctx, filepath.Join(dir, "nope")); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing path: %v", err)
 	}
 	empty := t.TempDir()
-	if _, _, err := ResolveRestorePath(empty); err == nil || !strings.Contains(err.Error(), "no completed checkpoint") {
+	if _, _, err := ResolveRestorePath(ctx, empty); err == nil || !strings.Contains(err.Error(), "no completed checkpoint") {
 		t.Fatalf("empty dir: %v", err)
 	}
-	if _, err := Open("s4://bucket"); err == nil || !strings.Contains(err.Error(), "unsupported checkpoint storage scheme") {
+	if _, err := Open(ctx, "s4://bucket"); err == nil || !strings.Contains(err.Error(), "unsupported checkpoint storage scheme") {
 		t.Fatalf("unknown scheme: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -69,11 +70,11 @@ printed, go to standard error.`,
 			if o.limit < 0 {
 				return fmt.Errorf("--limit must not be negative, got %d", o.limit)
 			}
-			st, md, err := openCheckpoint(args[0], o.id)
+			st, md, err := openCheckpoint(cmd.Context(), args[0], o.id)
 			if err != nil {
 				return err
 			}
-			return dumpState(cmd.OutOrStdout(), cmd.ErrOrStderr(), st, md, o, kc, vc)
+			return dumpState(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), st, md, o, kc, vc)
 		},
 	}
 	f := dump.Flags()
@@ -100,7 +101,7 @@ var (
 // dumpState prints the entries of o.state to w, decoded with kc and vc
 // (nil: the codecs the checkpoint recorded, else auto); a note on the
 // recorded codecs goes to notes.
-func dumpState(w, notes io.Writer, st storage.Storage, md *checkpoint.Metadata, o dumpOptions, kc, vc *codec) (err error) {
+func dumpState(ctx context.Context, w, notes io.Writer, st *storage.Storage, md *checkpoint.Metadata, o dumpOptions, kc, vc *codec) (err error) {
 	op := md.Operator(o.operator)
 	if op == nil {
 		return fmt.Errorf("%s %d has no operator %q; its operators: %s", md.Kind, md.CheckpointID, o.operator, operatorList(md))
@@ -167,7 +168,7 @@ func dumpState(w, notes io.Writer, st storage.Storage, md *checkpoint.Metadata, 
 	}()
 	d := &dumper{w: bw, o: o, kc: kc, vc: vc, seen: map[string]*seenState{}, schema: schema}
 	for _, p := range parts {
-		err := d.read(st, p.h)
+		err := d.read(st.Opener(ctx), p.h)
 		if err == nil {
 			if err = d.flush(); err != nil && !errors.Is(err, errLimit) {
 				d.err, err = err, errPrint
@@ -279,11 +280,11 @@ type dumpEntry struct {
 	end        int
 }
 
-func (d *dumper) read(st storage.Storage, h checkpoint.KeyedStateHandle) error {
+func (d *dumper) read(open func(checkpoint.StreamHandle) (io.ReadCloser, error), h checkpoint.KeyedStateHandle) error {
 	if h.Incremental != nil {
-		return incrementalEntries(st.OpenStream, h, d.visit)
+		return incrementalEntries(open, h, d.visit)
 	}
-	rc, err := st.OpenStream(h.Stream)
+	rc, err := open(h.Stream)
 	if err != nil {
 		return err
 	}

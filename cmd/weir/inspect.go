@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,11 +36,11 @@ opened to count the entries. This is the check of state.VerifyCheckpoint;
 --sizes=false skips it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, md, err := openCheckpoint(args[0], id)
+			st, md, err := openCheckpoint(cmd.Context(), args[0], id)
 			if err != nil {
 				return err
 			}
-			rep, readErr := inspectCheckpoint(st, md, sizes)
+			rep, readErr := inspectCheckpoint(cmd.Context(), st, md, sizes)
 			rep.Path = args[0]
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -169,7 +170,8 @@ func (t *totals) add(o totals) {
 // key-group stream; the first stream that cannot be read is the error
 // (the report still has everything else, and an Error on each such
 // handle).
-func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) (*report, error) {
+func inspectCheckpoint(ctx context.Context, st *storage.Storage, md *checkpoint.Metadata, sizes bool) (*report, error) {
+	open := st.Opener(ctx)
 	rep := &report{CheckpointID: md.CheckpointID, Kind: md.Kind.String(), Job: md.JobName,
 		TriggeredAt: md.TriggeredAt, CompletedAt: md.CompletedAt, MaxParallelism: md.MaxParallelism}
 	ops := append([]checkpoint.OperatorState(nil), md.Operators...)
@@ -183,7 +185,7 @@ func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) 
 		for i, sub := range op.Subtasks {
 			sr := subtaskReport{Subtask: i}
 			for _, h := range sub.Keyed {
-				kr, t, err := inspectKeyed(st, h, md.MaxParallelism, sizes)
+				kr, t, err := inspectKeyed(open, h, md.MaxParallelism, sizes)
 				if err != nil {
 					if ve := (*state.VerifyError)(nil); errors.As(err, &ve) {
 						ve.Operator, ve.Subtask = op.UID, i
@@ -246,7 +248,7 @@ func inspectCheckpoint(st storage.Storage, md *checkpoint.Metadata, sizes bool) 
 // inspectKeyed reports one keyed state handle; with sizes it checks the
 // handle as state.VerifyCheckpoint does (an error is then a
 // *state.VerifyError naming the file) and counts its entries.
-func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, maxParallelism int, sizes bool) (keyedReport, totals, error) {
+func inspectKeyed(open func(checkpoint.StreamHandle) (io.ReadCloser, error), h checkpoint.KeyedStateHandle, maxParallelism int, sizes bool) (keyedReport, totals, error) {
 	kr := keyedReport{KeyGroups: h.Range}
 	if inc := h.Incremental; inc != nil {
 		ir := &incrementalReport{Backend: inc.Backend, Uploaded: inc.Uploaded}
@@ -267,11 +269,11 @@ func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, maxParallel
 		// Every file's size and CRC first, so that a damaged file is named
 		// as the verifier names it; then the entries, from the files opened
 		// as a database.
-		if err := state.VerifyKeyedState(h, maxParallelism, st.OpenStream, nil); err != nil {
+		if err := state.VerifyKeyedState(h, maxParallelism, open, nil); err != nil {
 			return kr, t, err
 		}
 		ss, err := state.SizesOf(func(visit func(state.RawEntry) error) error {
-			return incrementalEntries(st.OpenStream, h, visit)
+			return incrementalEntries(open, h, visit)
 		})
 		if err != nil {
 			return kr, t, err
@@ -292,7 +294,7 @@ func inspectKeyed(st storage.Storage, h checkpoint.KeyedStateHandle, maxParallel
 		return kr, t, nil
 	}
 	ss, err := state.SizesOf(func(visit func(state.RawEntry) error) error {
-		return state.VerifyKeyedState(h, maxParallelism, st.OpenStream, visit)
+		return state.VerifyKeyedState(h, maxParallelism, open, visit)
 	})
 	if err != nil {
 		return kr, t, err

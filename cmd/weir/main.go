@@ -44,6 +44,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -56,6 +57,7 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/storage"
+	_ "github.com/weirstream/weir/storage/s3" // s3:// checkpoint paths
 )
 
 func main() {
@@ -83,14 +85,14 @@ func newRoot(out io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ids, err := st.Completed()
+			ids, err := st.Completed(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("cannot list checkpoints in %s: %w", args[0], err)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tKIND\tCOMPLETED\tOPERATORS")
 			for _, id := range ids {
-				md, err := st.ReadMetadata(id)
+				md, err := st.ReadMetadata(cmd.Context(), id)
 				if err != nil {
 					fmt.Fprintf(tw, "%d\tunreadable: %v\t\t\n", id, err)
 					continue
@@ -109,7 +111,7 @@ func newRoot(out io.Writer) *cobra.Command {
 
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
-func openExisting(dir string) (storage.Storage, error) {
+func openExisting(dir string) (*storage.Storage, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("cannot open checkpoint directory: %w", err)
 	}
@@ -119,7 +121,7 @@ func openExisting(dir string) (storage.Storage, error) {
 // openCheckpoint finds the checkpoint PATH names (see the package
 // documentation; id > 0 picks one in a storage root) and reads its
 // metadata.
-func openCheckpoint(path string, id int64) (storage.Storage, *checkpoint.Metadata, error) {
+func openCheckpoint(ctx context.Context, path string, id int64) (*storage.Storage, *checkpoint.Metadata, error) {
 	if id < 0 {
 		return nil, nil, fmt.Errorf("invalid checkpoint id %d", id)
 	}
@@ -130,27 +132,27 @@ func openCheckpoint(path string, id int64) (storage.Storage, *checkpoint.Metadat
 		isChk = false
 	}
 	if id == 0 || base == "_metadata" || isChk {
-		st, cid, err := storage.ResolveRestorePath(path)
+		st, cid, err := storage.ResolveRestorePath(ctx, path)
 		if err != nil {
 			return nil, nil, err
 		}
 		if id != 0 && int64(cid) != id {
 			return nil, nil, fmt.Errorf("%s is checkpoint %d, not %d (--id picks a checkpoint in a storage root)", path, cid, id)
 		}
-		md, err := st.ReadMetadata(cid)
+		md, err := st.ReadMetadata(ctx, cid)
 		return st, md, err
 	}
 	st, err := openExisting(p)
 	if err != nil {
 		return nil, nil, err
 	}
-	ids, err := st.Completed()
+	ids, err := st.Completed(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot list checkpoints in %s: %w", path, err)
 	}
 	for _, c := range ids {
 		if int64(c) == id {
-			md, err := st.ReadMetadata(c)
+			md, err := st.ReadMetadata(ctx, c)
 			return st, md, err
 		}
 	}

@@ -38,7 +38,7 @@ func TestCheckpointListAndInspect(t *testing.T) {
 			Keyed: []checkpoint.KeyedStateHandle{{Range: checkpoint.KeyGroupRange{Start: 0, End: 127},
 				Stream: checkpoint.StreamHandle{Path: "chk-4/1-0-0.keyed", Size: 99}, Offsets: make([]int64, 128)}},
 		}}}}}
-	if err := st.Commit(md); err != nil {
+	if err := st.Commit(t.Context(), md); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runCmd("checkpoint", "list", dir)
@@ -56,7 +56,7 @@ func TestCheckpointListAndInspect(t *testing.T) {
 		t.Fatalf("inspect --json: %v\n%s", err, out)
 	}
 	out, err = runCmd("checkpoint", "inspect", dir)
-	if err == nil || !strings.Contains(err.Error(), `cannot read keyed state of operator "sum" subtask 0 (chk-4/1-0-0.keyed): cannot open state file`) ||
+	if err == nil || !strings.Contains(err.Error(), `cannot read keyed state of operator "sum" subtask 0 (chk-4/1-0-0.keyed): cannot open state blob: open `) ||
 		!strings.Contains(out, "operator sum (Sum)") {
 		t.Fatalf("inspect of a missing stream: %v\n%s", err, out)
 	}

@@ -269,7 +269,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 
 	// PATH may also be the checkpoint directory, its _metadata, or the
 	// root with --id.
-	ids, err := mustStorage(t, dir).Completed()
+	ids, err := mustStorage(t, dir).Completed(t.Context())
 	if err != nil || len(ids) == 0 {
 		t.Fatalf("completed: %v %v", ids, err)
 	}
@@ -282,7 +282,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 	}
 }
 
-func mustStorage(t *testing.T, dir string) storage.Storage {
+func mustStorage(t *testing.T, dir string) *storage.Storage {
 	st, err := storage.NewFile(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -296,11 +296,11 @@ func mustStorage(t *testing.T, dir string) storage.Storage {
 func TestCorruptedStream(t *testing.T) {
 	dir := runWords(t)
 	st := mustStorage(t, dir)
-	id, _, err := st.Latest()
+	id, _, err := st.Latest(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := st.ReadMetadata(id)
+	md, err := st.ReadMetadata(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,11 +466,11 @@ func TestIncrementalCheckpoint(t *testing.T) {
 func TestCorruptedIncrementalFile(t *testing.T) {
 	dir := runWords(t, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
 	st := mustStorage(t, dir)
-	id, _, err := st.Latest()
+	id, _, err := st.Latest(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := st.ReadMetadata(id)
+	md, err := st.ReadMetadata(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func TestCorruptedIncrementalFile(t *testing.T) {
 	if !strings.Contains(out, "error: "+wantErr) || !strings.Contains(out, `operator words-state`) {
 		t.Fatalf("inspect output:\n%s", out)
 	}
-	if err := state.VerifyCheckpoint(md, st.OpenStream); err == nil || !strings.Contains(err.Error(), wantErr) {
+	if err := state.VerifyCheckpoint(md, st.Opener(t.Context())); err == nil || !strings.Contains(err.Error(), wantErr) {
 		t.Fatalf("VerifyCheckpoint: want error %q, got %v", wantErr, err)
 	}
 }

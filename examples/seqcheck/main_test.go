@@ -218,14 +218,14 @@ func clusterArgs(out, chk string, keys, count int, extra ...string) []string {
 }
 
 // waitCheckpoints waits until checkpoint n of the storage in dir completed.
-func waitCheckpoints(t *testing.T, dir string, n int) *storage.File {
+func waitCheckpoints(t *testing.T, dir string, n int) *storage.Storage {
 	t.Helper()
 	st, err := storage.NewFile(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		if id, ok, _ := st.Latest(); ok && int(id) >= n {
+		if id, ok, _ := st.Latest(t.Context()); ok && int(id) >= n {
 			return st
 		}
 		if time.Now().After(deadline) {
@@ -308,7 +308,7 @@ func TestClusterJobManagerFailover(t *testing.T) {
 	if err != nil || !ok || jms[leader] == nil {
 		t.Fatalf("leader %q %v %v; job managers %v", leader, ok, err, jms)
 	}
-	before, _ := st.MaxID()
+	before, _ := st.MaxID(t.Context())
 	jms[leader].cmd.Process.Signal(syscall.SIGKILL)
 	<-jms[leader].done
 	for addr, p := range jms {
@@ -319,7 +319,7 @@ func TestClusterJobManagerFailover(t *testing.T) {
 	if now, _, _ := svc.Leader(context.Background(), "seqcheck"); now == leader {
 		t.Fatalf("the killed job manager %s still leads", leader)
 	}
-	if after, _ := st.MaxID(); after <= before {
+	if after, _ := st.MaxID(t.Context()); after <= before {
 		t.Fatalf("checkpoint ids did not go on: %d before the kill, %d at the end", before, after)
 	}
 	for i, p := range tms {

@@ -28,7 +28,7 @@ var allowed = map[string][]string{
 	"storage/storagetest":         {"storage", "checkpoint"},
 	"state":                       {"checkpoint"},
 	"state/pebblestate":           {"state", "checkpoint"},
-	"state/statetest":             {"state", "checkpoint", "state/pebblestate"},
+	"state/statetest":             {"state", "checkpoint", "storage"},
 	"runtime/watermark":           {},
 	"runtime":                     {"checkpoint", "checkpoint/barrier", "checkpoint/coordinator", "restart", "state", "storage", "runtime/watermark"},
 	"runtime/network":             {"runtime", "checkpoint", "state", "internal/secret"},

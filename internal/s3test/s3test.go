@@ -17,6 +17,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/weirstream/weir/storage"
+	"github.com/weirstream/weir/storage/s3"
 )
 
 // Bucket is the bucket the server holds.
@@ -24,7 +25,7 @@ const Bucket = "weir-test"
 
 // Start serves a fresh S3 API with Bucket until t ends and returns the
 // checkpoint storage at prefix in it.
-func Start(t testing.TB, prefix string) *storage.S3 {
+func Start(t testing.TB, prefix string) *storage.Storage {
 	t.Helper()
 	backend := s3mem.New()
 	if err := backend.CreateBucket(Bucket); err != nil {
@@ -36,7 +37,7 @@ func Start(t testing.TB, prefix string) *storage.S3 {
 	t.Cleanup(srv.Close)
 	transport := srv.Client().Transport.(*http.Transport).Clone()
 	t.Cleanup(transport.CloseIdleConnections)
-	s, err := storage.NewS3(context.Background(), storage.S3Options{
+	s, err := s3.New(context.Background(), s3.Options{
 		Endpoint: strings.TrimPrefix(srv.URL, "https://"), Bucket: Bucket, Prefix: prefix, Region: "us-east-1",
 		AccessKey: "test-key", SecretKey: "test-secret", Transport: transport,
 		RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
@@ -44,5 +45,5 @@ func Start(t testing.TB, prefix string) *storage.S3 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return storage.New(s)
 }

@@ -1,6 +1,7 @@
 package pebblestate_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -177,7 +178,7 @@ func BenchmarkRestore(b *testing.B) {
 				b.StopTimer()
 				nb := newBench(b, k)
 				b.StartTimer()
-				if err := nb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream); err != nil {
+				if err := nb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background())); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()

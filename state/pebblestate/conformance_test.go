@@ -1,6 +1,7 @@
 package pebblestate_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -83,7 +84,7 @@ func setKey(b state.KeyedBackend[string], k string) { statetest.SetKey(b, k) }
 
 func keys(n int) []string { return statetest.Keys(n) }
 
-func snapshot(t *testing.T, b state.KeyedBackend[string], st storage.Storage, id checkpoint.ID, kind checkpoint.Kind) checkpoint.KeyedStateHandle {
+func snapshot(t *testing.T, b state.KeyedBackend[string], st *storage.Storage, id checkpoint.ID, kind checkpoint.Kind) checkpoint.KeyedStateHandle {
 	t.Helper()
 	return statetest.Snapshot(t, b, st, id, kind)
 }
@@ -164,17 +165,17 @@ func TestCorruptedSharedFile(t *testing.T) {
 	data[len(data)/2] ^= 0xFF
 	os.WriteFile(sst, data, 0o644)
 	b2 := k.New(t, full())
-	err = b2.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream)
+	err = b2.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background()))
 	if err == nil || !strings.Contains(err.Error(), "corrupted") || !strings.Contains(err.Error(), ".sst") {
 		t.Fatalf("restore from a corrupted shared file: %v", err)
 	}
 	os.Remove(sst)
 	b3 := k.New(t, full())
-	if err := b3.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream); err == nil || !strings.Contains(err.Error(), ".sst") {
+	if err := b3.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background())); err == nil || !strings.Contains(err.Error(), ".sst") {
 		t.Fatalf("restore with a missing shared file: %v", err)
 	}
 	// A heap backend refuses a native snapshot with a clear error.
-	if err := statetest.Heap().New(t, full()).RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream); err == nil || !strings.Contains(err.Error(), "savepoint") {
+	if err := statetest.Heap().New(t, full()).RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background())); err == nil || !strings.Contains(err.Error(), "savepoint") {
 		t.Fatalf("heap restore of a pebble checkpoint: %v", err)
 	}
 }
@@ -230,7 +231,7 @@ func TestReadNative(t *testing.T) {
 	st := storage.NewMemory("rn")
 	h := snapshot(t, b, st, 1, checkpoint.KindCheckpoint)
 	got := map[string]string{}
-	err := pebblestate.ReadNative(h, st.OpenStream, t.TempDir(), func(kg int, name string, kind byte, key, val []byte) error {
+	err := pebblestate.ReadNative(h, st.Opener(context.Background()), t.TempDir(), func(kg int, name string, kind byte, key, val []byte) error {
 		if name != "v" || kind != 1 {
 			t.Errorf("entry of state %q kind %d", name, kind)
 		}

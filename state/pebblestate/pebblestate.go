@@ -68,7 +68,6 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/state"
-	"github.com/weirstream/weir/storage"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -511,7 +510,7 @@ func (n *nativeSnapshot) WriteKeyGroups(io.Writer) ([]int64, error) {
 
 // WriteHandle implements state.HandleWriter: upload what the last
 // completed checkpoint did not, reference the rest.
-func (n *nativeSnapshot) WriteHandle(t storage.Target) (checkpoint.KeyedStateHandle, error) {
+func (n *nativeSnapshot) WriteHandle(t state.SnapshotTarget) (checkpoint.KeyedStateHandle, error) {
 	s := n.s
 	linked, err := n.checkpointAt()
 	if err != nil {
@@ -560,13 +559,13 @@ func (n *nativeSnapshot) WriteHandle(t storage.Target) (checkpoint.KeyedStateHan
 	return checkpoint.KeyedStateHandle{Incremental: inc}, nil
 }
 
-func (n *nativeSnapshot) upload(t storage.Target, name string, shared bool) (checkpoint.NamedStream, error) {
+func (n *nativeSnapshot) upload(t state.SnapshotTarget, name string, shared bool) (checkpoint.NamedStream, error) {
 	src, err := n.s.fs.Open(filepath.Join(n.dir, name))
 	if err != nil {
 		return checkpoint.NamedStream{}, fmt.Errorf("cannot read pebble file %s: %w", name, err)
 	}
 	defer src.Close()
-	var w storage.StreamWriter
+	var w checkpoint.StreamWriter
 	if shared {
 		w, err = t.CreateShared(n.s.instance + "-" + name)
 	} else {
@@ -612,7 +611,7 @@ func (s *Store) RestoreNative(handles []checkpoint.KeyedStateHandle, open func(c
 		if reuse {
 			base := map[string]checkpoint.NamedStream{}
 			for _, f := range handles[0].Incremental.Files {
-				if strings.HasSuffix(f.Name, ".sst") && strings.HasPrefix(f.Stream.Path, storage.SharedPrefix) {
+				if strings.HasSuffix(f.Name, ".sst") && strings.HasPrefix(f.Stream.Path, state.SharedPrefix) {
 					base[f.Name] = f
 				}
 			}

@@ -1,6 +1,7 @@
 package statetest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ func ttlOpt() state.Option {
 
 // writeV1 fills a backend with version 1 states and an int64 count, and
 // snapshots it as checkpoint 1 of the given kind.
-func writeV1(t *testing.T, b Backend, st storage.Storage, kind checkpoint.Kind, ks []string) checkpoint.KeyedStateHandle {
+func writeV1(t *testing.T, b Backend, st *storage.Storage, kind checkpoint.Kind, ks []string) checkpoint.KeyedStateHandle {
 	t.Helper()
 	kb := b.New(t, FullRange())
 	cnt := must[state.ValueState[int64]](t)(state.GetValueState[string, int64](kb, "cnt", state.CodecFor[int64]()))
@@ -208,7 +209,7 @@ func testChangedKeyType(t *testing.T, b Backend) {
 	st := storage.NewMemory("schema")
 	h := writeV1(t, b, st, checkpoint.KindCheckpoint, Keys(50))
 	kb := b.NewInt64(t, FullRange())
-	err := kb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream)
+	err := kb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background()))
 	var se *state.SchemaError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "keys have codec string") || !strings.Contains(err.Error(), "keys have codec varint:int64") {
 		t.Fatalf("changed key type: %v", err)

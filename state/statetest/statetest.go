@@ -17,6 +17,7 @@
 package statetest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -124,7 +125,7 @@ func Keys(n int) []string {
 // Snapshot takes the snapshot of b for checkpoint id of the given kind and
 // writes it into st, as the runtime does: the synchronous part, then the
 // stream or handle, then the release.
-func Snapshot[K comparable](t *testing.T, b state.KeyedBackend[K], st storage.Storage, id checkpoint.ID, kind checkpoint.Kind) checkpoint.KeyedStateHandle {
+func Snapshot[K comparable](t *testing.T, b state.KeyedBackend[K], st *storage.Storage, id checkpoint.ID, kind checkpoint.Kind) checkpoint.KeyedStateHandle {
 	t.Helper()
 	s, err := b.SnapshotFor(id, kind)
 	if err != nil {
@@ -143,11 +144,11 @@ func Snapshot[K comparable](t *testing.T, b state.KeyedBackend[K], st storage.St
 // key-group stream with the schema s records, or the handle a
 // state.HandleWriter writes itself. The caller sets the handle's Range and
 // releases s.
-func WriteSnapshot(s state.KeyedSnapshot, st storage.Storage, id checkpoint.ID, name string) (checkpoint.KeyedStateHandle, error) {
+func WriteSnapshot(s state.KeyedSnapshot, st *storage.Storage, id checkpoint.ID, name string) (checkpoint.KeyedStateHandle, error) {
 	if hw, ok := s.(state.HandleWriter); ok {
-		return hw.WriteHandle(storage.NewTarget(st, id, name))
+		return hw.WriteHandle(storage.NewTarget(context.Background(), st, id, name))
 	}
-	w, err := st.CreateStream(id, name)
+	w, err := st.CreateStream(context.Background(), id, name)
 	if err != nil {
 		return checkpoint.KeyedStateHandle{}, err
 	}
@@ -162,10 +163,10 @@ func WriteSnapshot(s state.KeyedSnapshot, st storage.Storage, id checkpoint.ID, 
 
 // Restore returns a new backend of b for the key groups r, restored from
 // the handles that intersect r (the ones the runtime would give it).
-func Restore(t *testing.T, b Backend, r checkpoint.KeyGroupRange, st storage.Storage, hs ...checkpoint.KeyedStateHandle) state.KeyedBackend[string] {
+func Restore(t *testing.T, b Backend, r checkpoint.KeyGroupRange, st *storage.Storage, hs ...checkpoint.KeyedStateHandle) state.KeyedBackend[string] {
 	t.Helper()
 	nb := b.New(t, r)
-	if err := nb.RestoreHandles(Intersecting(r, hs), st.OpenStream); err != nil {
+	if err := nb.RestoreHandles(Intersecting(r, hs), st.Opener(context.Background())); err != nil {
 		t.Fatalf("restore %s into %s: %v", r, b.Name, err)
 	}
 	return nb

@@ -1,6 +1,7 @@
 package statetest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -251,7 +252,7 @@ func testTTL(t *testing.T, b Backend) {
 	st := storage.NewMemory("ttl")
 	h := Snapshot(t, kb, st, 1, checkpoint.KindSavepoint)
 	var entries []string
-	rc, err := st.OpenStream(h.Stream)
+	rc, err := st.OpenStream(context.Background(), h.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func testTTLIncrementalCleanup(t *testing.T, b Backend) {
 	nowMs.Add(-2000)
 	h := Snapshot(t, kb, st, 1, checkpoint.KindSavepoint)
 	n := 0
-	rc, err := st.OpenStream(h.Stream)
+	rc, err := st.OpenStream(context.Background(), h.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func testDamagedStream(t *testing.T, b Backend) {
 			t.Fatal(err)
 		}
 		nb := b.New(t, FullRange())
-		err := nb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream)
+		err := nb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background()))
 		if err == nil {
 			_, err = state.GetValueState[string, string](nb, "v", state.CodecFor[string]())
 		}
@@ -431,7 +432,7 @@ func testDamagedStream(t *testing.T, b Backend) {
 		t.Fatal(err)
 	}
 	nb := b.New(t, FullRange())
-	if err := nb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.OpenStream); err == nil || !strings.Contains(err.Error(), filepath.Base(path)) {
+	if err := nb.RestoreHandles([]checkpoint.KeyedStateHandle{h}, st.Opener(context.Background())); err == nil || !strings.Contains(err.Error(), filepath.Base(path)) {
 		t.Fatalf("restore of a missing stream: %v", err)
 	}
 }

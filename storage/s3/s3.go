@@ -1,4 +1,10 @@
-package storage
+// Package s3 keeps weir checkpoints in a bucket of an S3-compatible object
+// store: a storage.BlobStore over minio-go, registered as the s3:// scheme
+// of storage.Open and storage.ResolveRestorePath. Import it (package
+// jobflags does) to use s3:// locations; a program that does not import it
+// links no S3 client. Its requests, retries and errors are described in package
+// storage's documentation, section S3.
+package s3
 
 import (
 	"bytes"
@@ -27,34 +33,39 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
-	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/storage"
 )
 
-// ErrExists marks a create that found its object already there: a state
-// blob name that is not new, or a _metadata of a different checkpoint
-// under the same id.
-var ErrExists = errors.New("already exists")
+func init() {
+	storage.RegisterScheme("s3", func(ctx context.Context, location string) (storage.BlobStore, error) {
+		s, err := Open(ctx, location)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return s, nil
+	})
+}
 
-// Defaults of S3Options.
+// Defaults of Options.
 const (
-	DefaultS3Endpoint       = "s3.amazonaws.com"
-	DefaultS3PartSize       = 8 << 20
-	DefaultS3MaxAttempts    = 5
-	DefaultS3RetryBase      = 100 * time.Millisecond
-	DefaultS3RetryMax       = 5 * time.Second
-	DefaultS3RequestTimeout = 2 * time.Minute
+	DefaultEndpoint       = "s3.amazonaws.com"
+	DefaultPartSize       = 8 << 20
+	DefaultMaxAttempts    = 5
+	DefaultRetryBase      = 100 * time.Millisecond
+	DefaultRetryMax       = 5 * time.Second
+	DefaultRequestTimeout = 2 * time.Minute
 
 	minS3PartSize = 5 << 20 // S3's smallest part (but the last)
 	maxS3PartSize = 5 << 30 // S3's largest part
 	maxS3Parts    = 10000   // S3's most parts in one upload
 )
 
-// S3Options configure NewS3. Zero fields take the defaults.
-type S3Options struct {
+// Options configure New. Zero fields take the defaults.
+type Options struct {
 	// Endpoint is host[:port] of the S3 API, without a scheme
-	// (DefaultS3Endpoint if empty).
+	// (DefaultEndpoint if empty).
 	Endpoint string
-	// Bucket must exist; NewS3 checks it.
+	// Bucket must exist; New checks it.
 	Bucket string
 	// Prefix is the key prefix of the storage root inside the bucket,
 	// without leading or trailing '/' ("" is the bucket root).
@@ -70,35 +81,35 @@ type S3Options struct {
 	// one that trusts their TLS server.
 	Transport http.RoundTripper
 	// PartSize is how much of a stream is buffered in memory before it is
-	// uploaded as one part of a multipart upload (DefaultS3PartSize,
+	// uploaded as one part of a multipart upload (DefaultPartSize,
 	// between 5 MiB and 5 GiB). A blob smaller than PartSize is written
 	// with one PUT. A blob holds at most 10000 parts.
 	PartSize int64
-	// MaxAttempts bounds the attempts of every call (DefaultS3MaxAttempts).
+	// MaxAttempts bounds the attempts of every call (DefaultMaxAttempts).
 	MaxAttempts int
 	// RetryBase is the wait before the second attempt, doubled for every
 	// further one up to RetryMax, with jitter.
 	RetryBase, RetryMax time.Duration
 	// RequestTimeout bounds one attempt of one call until the response
-	// headers arrive (DefaultS3RequestTimeout).
+	// headers arrive (DefaultRequestTimeout).
 	RequestTimeout time.Duration
 }
 
-// S3 is checkpoint storage in a bucket of an S3-compatible object store,
-// with the layout of File under a key prefix (see the package doc). It is
-// safe for concurrent use. Every call is retried on transient errors
-// (network errors, HTTP 5xx, 429, SlowDown) with exponential backoff, at
-// most MaxAttempts times.
-type S3 struct {
+// Store is a storage.BlobStore in a bucket of an S3-compatible object
+// store: key k is the object <prefix>/k. It is safe for concurrent use.
+// Every call is retried on transient errors (network errors, HTTP 5xx,
+// 429, SlowDown) with exponential backoff, at most MaxAttempts times, and
+// gives up at once when its context ends.
+type Store struct {
 	client *minio.Client
 	core   minio.Core
-	opts   S3Options // normalized
+	opts   Options // normalized
 }
 
-// NewS3 returns the storage described by o after checking that its bucket
+// New returns the store described by o after checking that its bucket
 // exists; ctx bounds that check.
-func NewS3(ctx context.Context, o S3Options) (*S3, error) {
-	if err := normalizeS3Options(&o); err != nil {
+func New(ctx context.Context, o Options) (*Store, error) {
+	if err := normalizeOptions(&o); err != nil {
 		return nil, err
 	}
 	creds := credentials.NewStaticV4(o.AccessKey, o.SecretKey, o.SessionToken)
@@ -107,14 +118,14 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 		Secure:    !o.Insecure,
 		Transport: o.Transport,
 		Region:    o.Region,
-		// One attempt per minio-go call: S3.retry is the only retry
+		// One attempt per minio-go call: Store.retry is the only retry
 		// loop, so that every call has the same bounded policy.
 		MaxRetries: 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open checkpoint storage s3://%s at %s: %w", o.Bucket, o.Endpoint, err)
 	}
-	s := &S3{client: client, core: minio.Core{Client: client}, opts: o}
+	s := &Store{client: client, core: minio.Core{Client: client}, opts: o}
 	var exists bool
 	err = s.retry(ctx, "check bucket", "", func(ctx context.Context) error {
 		var err error
@@ -133,7 +144,7 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 	return s, nil
 }
 
-func normalizeS3Options(o *S3Options) error {
+func normalizeOptions(o *Options) error {
 	if o.Bucket == "" {
 		return errors.New("cannot open S3 checkpoint storage: no bucket")
 	}
@@ -141,7 +152,7 @@ func normalizeS3Options(o *S3Options) error {
 		return fmt.Errorf("cannot open S3 checkpoint storage: bucket name %q: %w", o.Bucket, err)
 	}
 	if o.Endpoint == "" {
-		o.Endpoint = DefaultS3Endpoint
+		o.Endpoint = DefaultEndpoint
 	}
 	if strings.Contains(o.Endpoint, "://") || strings.ContainsAny(o.Endpoint, "/?#@ ") {
 		return fmt.Errorf("cannot open S3 checkpoint storage: endpoint %q must be host[:port] without a scheme or path (plain HTTP is insecure=true)", o.Endpoint)
@@ -167,7 +178,7 @@ func normalizeS3Options(o *S3Options) error {
 		return errors.New("cannot open S3 checkpoint storage: an access key needs a secret key and the other way round")
 	}
 	if o.PartSize == 0 {
-		o.PartSize = DefaultS3PartSize
+		o.PartSize = DefaultPartSize
 	}
 	if o.PartSize < minS3PartSize || o.PartSize > maxS3PartSize {
 		return fmt.Errorf("cannot open S3 checkpoint storage: part size %d is outside [%d, %d]", o.PartSize, minS3PartSize, maxS3PartSize)
@@ -176,37 +187,39 @@ func normalizeS3Options(o *S3Options) error {
 		return errors.New("cannot open S3 checkpoint storage: negative attempts, retry wait or timeout")
 	}
 	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultS3MaxAttempts
+		o.MaxAttempts = DefaultMaxAttempts
 	}
 	if o.RetryBase == 0 {
-		o.RetryBase = DefaultS3RetryBase
+		o.RetryBase = DefaultRetryBase
 	}
 	if o.RetryMax == 0 {
-		o.RetryMax = max(DefaultS3RetryMax, o.RetryBase)
+		o.RetryMax = max(DefaultRetryMax, o.RetryBase)
 	}
 	if o.RequestTimeout == 0 {
-		o.RequestTimeout = DefaultS3RequestTimeout
+		o.RequestTimeout = DefaultRequestTimeout
 	}
 	return nil
 }
 
-// openS3 opens "s3://bucket/prefix?endpoint=host:port&region=r&insecure=true"
-// with the credentials of the environment.
-func openS3(location string) (*S3, error) {
-	o, err := parseS3Location(location, os.Getenv)
+// Open opens "s3://bucket/prefix?endpoint=host:port&region=r&insecure=true"
+// with the credentials of the environment (see the documentation of
+// package storage); ctx bounds the check that the bucket exists, at most
+// a minute.
+func Open(ctx context.Context, location string) (*Store, error) {
+	o, err := parseLocation(location, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return NewS3(ctx, o)
+	return New(ctx, o)
 }
 
-// parseS3Location turns an s3:// location into options; credentials come
+// parseLocation turns an s3:// location into options; credentials come
 // from WEIR_S3_ACCESS_KEY/WEIR_S3_SECRET_KEY if either is set, else from
 // AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
-func parseS3Location(location string, getenv func(string) string) (S3Options, error) {
-	var o S3Options
+func parseLocation(location string, getenv func(string) string) (Options, error) {
+	var o Options
 	u, err := url.Parse(location)
 	if err != nil {
 		return o, fmt.Errorf("bad S3 checkpoint storage location %q: %w", location, err)
@@ -265,7 +278,7 @@ func parseS3Location(location string, getenv func(string) string) (S3Options, er
 		return o, fmt.Errorf("S3 checkpoint storage %s: %s is set but %s is not", location, skVar, akVar)
 	}
 	o.AccessKey, o.SecretKey = ak, sk
-	if err := normalizeS3Options(&o); err != nil {
+	if err := normalizeOptions(&o); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -277,8 +290,8 @@ func redactUser(u *url.URL) string {
 	return c.String()
 }
 
-// String is the location of the storage in the form Open accepts.
-func (s *S3) String() string {
+// String is the location of the store in the form Open accepts.
+func (s *Store) String() string {
 	loc := "s3://" + s.opts.Bucket
 	if s.opts.Prefix != "" {
 		loc += "/" + s.opts.Prefix
@@ -286,7 +299,7 @@ func (s *S3) String() string {
 	// host:port stays readable; anything odd is escaped.
 	esc := func(v string) string { return strings.ReplaceAll(url.QueryEscape(v), "%3A", ":") }
 	var q []string
-	if s.opts.Endpoint != DefaultS3Endpoint {
+	if s.opts.Endpoint != DefaultEndpoint {
 		q = append(q, "endpoint="+esc(s.opts.Endpoint))
 	}
 	if s.opts.Region != "" {
@@ -301,8 +314,8 @@ func (s *S3) String() string {
 	return loc
 }
 
-// key is the object key of a path relative to the storage root.
-func (s *S3) key(rel string) string {
+// key is the object key of a blob key (a path relative to the root).
+func (s *Store) key(rel string) string {
 	if s.opts.Prefix == "" {
 		return rel
 	}
@@ -310,7 +323,19 @@ func (s *S3) key(rel string) string {
 }
 
 // where names an object in errors.
-func (s *S3) where(key string) string { return "s3://" + s.opts.Bucket + "/" + key }
+func (s *Store) where(key string) string { return "s3://" + s.opts.Bucket + "/" + key }
+
+// Locate is the URL of the blob key: the store's location with key
+// appended to its path and the query kept at the end
+// ("s3://bucket/prefix/chk-7?endpoint=minio:9000").
+func (s *Store) Locate(key string) string {
+	loc, query, hasQuery := strings.Cut(s.String(), "?")
+	loc += "/" + key
+	if hasQuery {
+		loc += "?" + query
+	}
+	return loc
+}
 
 // s3Error is a failed S3 call: what was done to which object, how often.
 type s3Error struct {
@@ -318,6 +343,7 @@ type s3Error struct {
 	where    string
 	attempts int
 	err      error
+	ctxErr   error // the caller's context ended
 }
 
 func (e *s3Error) Error() string {
@@ -338,14 +364,23 @@ func (e *s3Error) Error() string {
 	return b.String()
 }
 
-func (e *s3Error) Unwrap() error { return e.err }
+func (e *s3Error) Unwrap() []error {
+	if e.ctxErr != nil {
+		return []error{e.err, e.ctxErr}
+	}
+	return []error{e.err}
+}
 
 // retry runs call until it succeeds, fails permanently, ctx ends or
-// MaxAttempts attempts failed. Each attempt gets RequestTimeout.
-func (s *S3) retry(ctx context.Context, op, key string, call func(ctx context.Context) error) error {
+// MaxAttempts attempts failed. Each attempt gets RequestTimeout. A ctx
+// already done makes no attempt.
+func (s *Store) retry(ctx context.Context, op, key string, call func(ctx context.Context) error) error {
 	where := "s3://" + s.opts.Bucket
 	if key != "" {
 		where = s.where(key)
+	}
+	if err := ctx.Err(); err != nil {
+		return &s3Error{op: op, where: where, err: err}
 	}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
@@ -354,14 +389,17 @@ func (s *S3) retry(ctx context.Context, op, key string, call func(ctx context.Co
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || !isTransient(err) || attempt >= s.opts.MaxAttempts {
+		if ctx.Err() != nil {
+			return &s3Error{op: op, where: where, attempts: attempt, err: err, ctxErr: ctx.Err()}
+		}
+		if !isTransient(err) || attempt >= s.opts.MaxAttempts {
 			return &s3Error{op: op, where: where, attempts: attempt, err: err}
 		}
 		t := time.NewTimer(s.backoff(attempt))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return &s3Error{op: op, where: where, attempts: attempt, err: err}
+			return &s3Error{op: op, where: where, attempts: attempt, err: err, ctxErr: ctx.Err()}
 		case <-t.C:
 		}
 	}
@@ -369,7 +407,7 @@ func (s *S3) retry(ctx context.Context, op, key string, call func(ctx context.Co
 
 // backoff is the wait after the attempt-th failure: RetryBase doubled
 // per attempt, capped at RetryMax, with up to half of it as jitter.
-func (s *S3) backoff(attempt int) time.Duration {
+func (s *Store) backoff(attempt int) time.Duration {
 	d := s.opts.RetryBase
 	for i := 1; i < attempt && d < s.opts.RetryMax; i++ {
 		d *= 2
@@ -449,7 +487,7 @@ func s3Code(err error) string {
 }
 
 // stat returns the size of an object, ok=false if it does not exist.
-func (s *S3) stat(ctx context.Context, op, key string) (size int64, ok bool, err error) {
+func (s *Store) stat(ctx context.Context, op, key string) (size int64, ok bool, err error) {
 	err = s.retry(ctx, op, key, func(ctx context.Context) error {
 		info, err := s.client.StatObject(ctx, s.opts.Bucket, key, minio.StatObjectOptions{})
 		size = info.Size
@@ -464,29 +502,9 @@ func (s *S3) stat(ctx context.Context, op, key string) (size int64, ok bool, err
 	return size, true, nil
 }
 
-// getAll reads a whole object; ok=false if it does not exist.
-func (s *S3) getAll(ctx context.Context, op, key string) (b []byte, ok bool, err error) {
-	err = s.retry(ctx, op, key, func(ctx context.Context) error {
-		body, _, _, err := s.core.GetObject(ctx, s.opts.Bucket, key, minio.GetObjectOptions{})
-		if err != nil {
-			return err
-		}
-		defer body.Close()
-		b, err = io.ReadAll(body)
-		return err
-	})
-	if err != nil {
-		if isNotFound(err) {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	return b, true, nil
-}
-
 // putObjectOptions are the options of every single PUT; ifNoneMatch makes
 // it a conditional create.
-func (s *S3) putObjectOptions(ifNoneMatch bool) minio.PutObjectOptions {
+func (s *Store) putObjectOptions(ifNoneMatch bool) minio.PutObjectOptions {
 	o := minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
 		// The payload is signed with the SHA-256 computed by payloadSums
@@ -502,7 +520,7 @@ func (s *S3) putObjectOptions(ifNoneMatch bool) minio.PutObjectOptions {
 
 // payloadSums returns the Content-MD5 (checked by the server) and, over
 // plain HTTP, the SHA-256 that signs the payload.
-func (s *S3) payloadSums(b []byte) (md5b64, sha256hex string) {
+func (s *Store) payloadSums(b []byte) (md5b64, sha256hex string) {
 	m := md5.Sum(b)
 	md5b64 = base64.StdEncoding.EncodeToString(m[:])
 	if s.opts.Insecure {
@@ -513,7 +531,7 @@ func (s *S3) payloadSums(b []byte) (md5b64, sha256hex string) {
 }
 
 // put writes b as key with one PUT.
-func (s *S3) put(ctx context.Context, op, key string, b []byte, ifNoneMatch bool) error {
+func (s *Store) put(ctx context.Context, op, key string, b []byte, ifNoneMatch bool) error {
 	md5b64, sha := s.payloadSums(b)
 	opts := s.putObjectOptions(ifNoneMatch)
 	return s.retry(ctx, op, key, func(ctx context.Context) error {
@@ -523,7 +541,7 @@ func (s *S3) put(ctx context.Context, op, key string, b []byte, ifNoneMatch bool
 }
 
 // remove deletes an object; absent is no error.
-func (s *S3) remove(ctx context.Context, op, key string) error {
+func (s *Store) remove(ctx context.Context, op, key string) error {
 	err := s.retry(ctx, op, key, func(ctx context.Context) error {
 		return s.client.RemoveObject(ctx, s.opts.Bucket, key, minio.RemoveObjectOptions{})
 	})
@@ -535,7 +553,7 @@ func (s *S3) remove(ctx context.Context, op, key string) error {
 
 // list returns the keys under the storage root that start with relPrefix,
 // relative to the root. A transient failure restarts the listing.
-func (s *S3) list(ctx context.Context, relPrefix string) ([]string, error) {
+func (s *Store) list(ctx context.Context, relPrefix string) ([]string, error) {
 	prefix := s.key(relPrefix)
 	var out []string
 	err := s.retry(ctx, "list", prefix+"*", func(ctx context.Context) error {
@@ -557,46 +575,55 @@ func (s *S3) list(ctx context.Context, relPrefix string) ([]string, error) {
 	return out, err
 }
 
-// CreateStream opens a new state blob chk-<id>/<name>. The blob becomes
-// visible when Close returns.
-func (s *S3) CreateStream(id checkpoint.ID, name string) (StreamWriter, error) {
-	if err := checkName(name); err != nil {
-		return nil, err
+// Put creates the object of key with one PUT conditional on its absence
+// (If-None-Match: *), after a HEAD that checks it is not there yet (for
+// servers that ignore the header). An object that exists, or appears
+// between the HEAD and the PUT, is ErrExists.
+func (s *Store) Put(ctx context.Context, key string, b []byte) error {
+	if err := storage.CheckKey(key); err != nil {
+		return err
 	}
-	if id < 1 {
-		return nil, fmt.Errorf("cannot create state blob %s in %s: invalid checkpoint id %d", name, s, id)
+	full := s.key(key)
+	if _, exists, err := s.stat(ctx, "check object", full); err != nil {
+		return err
+	} else if exists {
+		return fmt.Errorf("%s %w", s.where(full), storage.ErrExists)
 	}
-	return s.create(chkDir(id) + "/" + name)
+	if err := s.put(ctx, "write object", full, b, true); err != nil {
+		if s3Code(err) == "PreconditionFailed" {
+			return fmt.Errorf("%s %w", s.where(full), storage.ErrExists)
+		}
+		return err
+	}
+	return nil
 }
 
-// CreateShared opens a new blob shared/<name>.
-func (s *S3) CreateShared(name string) (StreamWriter, error) {
-	if err := checkName(name); err != nil {
+// Create starts the object of key after a HEAD that checks it is not
+// there yet. The object becomes visible when Close returns.
+func (s *Store) Create(ctx context.Context, key string) (storage.BlobWriter, error) {
+	if err := storage.CheckKey(key); err != nil {
 		return nil, err
 	}
-	return s.create(SharedPrefix + name)
-}
-
-func (s *S3) create(rel string) (StreamWriter, error) {
-	key := s.key(rel)
+	full := s.key(key)
 	// A guard against reused names (they are unique by construction), not
 	// concurrency control: see the package doc.
-	_, exists, err := s.stat(context.Background(), "check state blob", key)
+	_, exists, err := s.stat(ctx, "check object", full)
 	if err != nil {
 		return nil, err
 	}
 	if exists {
-		return nil, fmt.Errorf("cannot create state blob %s: %w", s.where(key), ErrExists)
+		return nil, fmt.Errorf("cannot create %s: %w", s.where(full), storage.ErrExists)
 	}
-	return &s3Stream{s: s, rel: rel, key: key}, nil
+	return &s3Stream{ctx: ctx, s: s, key: full}, nil
 }
 
 // s3Stream buffers up to PartSize bytes; a blob that outgrows it becomes a
 // multipart upload with one part per PartSize bytes. Used by one
-// goroutine at a time.
+// goroutine at a time; every request runs under ctx.
 type s3Stream struct {
-	s        *S3
-	rel, key string
+	ctx      context.Context
+	s        *Store
+	key      string // object key
 	buf      []byte // bytes not yet uploaded, at most PartSize
 	n        int64  // bytes written
 	uploadID string // set once the first part is uploaded
@@ -608,9 +635,13 @@ type s3Stream struct {
 
 func (w *s3Stream) Write(p []byte) (int, error) {
 	if w.done {
-		return 0, fmt.Errorf("cannot write state blob %s: closed", w.s.where(w.key))
+		return 0, fmt.Errorf("cannot write %s: closed", w.s.where(w.key))
 	}
 	if w.err != nil {
+		return 0, w.err
+	}
+	if err := w.ctx.Err(); err != nil {
+		w.err = fmt.Errorf("cannot write %s: %w", w.s.where(w.key), err)
 		return 0, w.err
 	}
 	size := int(w.s.opts.PartSize)
@@ -641,7 +672,7 @@ func (w *s3Stream) Write(p []byte) (int, error) {
 // upload if needed. The buffer is handed over, not reused: a transport may
 // still read a failed attempt's body after the call returned.
 func (w *s3Stream) uploadPart() error {
-	s, ctx := w.s, context.Background()
+	s, ctx := w.s, w.ctx
 	if w.uploadID == "" {
 		err := s.retry(ctx, "start multipart upload of", w.key, func(ctx context.Context) error {
 			id, err := s.core.NewMultipartUpload(ctx, s.opts.Bucket, w.key, s.putObjectOptions(false))
@@ -655,7 +686,7 @@ func (w *s3Stream) uploadPart() error {
 	}
 	num := len(w.parts) + 1
 	if num > maxS3Parts {
-		return fmt.Errorf("cannot write state blob %s: more than %d parts of %d bytes (raise the part size)", s.where(w.key), maxS3Parts, s.opts.PartSize)
+		return fmt.Errorf("cannot write %s: more than %d parts of %d bytes (raise the part size)", s.where(w.key), maxS3Parts, s.opts.PartSize)
 	}
 	part := w.buf
 	w.buf = nil
@@ -674,39 +705,39 @@ func (w *s3Stream) uploadPart() error {
 	return nil
 }
 
-// Close uploads what is buffered and returns the handle once the object is
-// durable. On failure nothing of the blob remains (but see Abort).
-func (w *s3Stream) Close() (checkpoint.StreamHandle, error) {
+// Close uploads what is buffered and returns once the object is durable.
+// On failure nothing of the blob remains (but see Abort).
+func (w *s3Stream) Close() error {
 	if w.done {
-		return checkpoint.StreamHandle{}, fmt.Errorf("cannot close state blob %s: already closed or aborted", w.s.where(w.key))
+		return fmt.Errorf("cannot close %s: already closed or aborted", w.s.where(w.key))
 	}
 	w.done = true
 	if w.err != nil {
 		w.abortUpload()
-		return checkpoint.StreamHandle{}, w.err
+		return w.err
 	}
-	s, ctx := w.s, context.Background()
+	s, ctx := w.s, w.ctx
 	if w.uploadID == "" {
 		b := w.buf
 		w.buf = nil
-		if err := s.put(ctx, "write state blob", w.key, b, false); err != nil {
-			return checkpoint.StreamHandle{}, err
+		if err := s.put(ctx, "write object", w.key, b, false); err != nil {
+			return err
 		}
 	} else {
 		if len(w.buf) > 0 {
 			if err := w.uploadPart(); err != nil {
 				w.abortUpload()
-				return checkpoint.StreamHandle{}, err
+				return err
 			}
 		}
 		if err := w.complete(ctx); err != nil {
 			w.abortUpload()
-			return checkpoint.StreamHandle{}, err
+			return err
 		}
 		w.uploadID = ""
 	}
 	w.closed = true
-	return checkpoint.StreamHandle{Path: w.rel, Size: w.n}, nil
+	return nil
 }
 
 // complete completes the multipart upload. If an attempt completed it but
@@ -721,22 +752,23 @@ func (w *s3Stream) complete(ctx context.Context) error {
 		return err
 	})
 	if err != nil && attempts > 1 && s3Code(err) == minio.NoSuchUpload {
-		if size, ok, serr := s.stat(ctx, "check state blob", w.key); serr == nil && ok && size == w.n {
+		if size, ok, serr := s.stat(ctx, "check object", w.key); serr == nil && ok && size == w.n {
 			return nil
 		}
 	}
 	return err
 }
 
+// abortUpload aborts the pending multipart upload, best effort: one left
+// behind (the context ended, the network is gone) is invisible and reaped
+// by the bucket's AbortIncompleteMultipartUpload lifecycle rule.
 func (w *s3Stream) abortUpload() {
 	if w.uploadID == "" {
 		return
 	}
 	s, id := w.s, w.uploadID
 	w.uploadID = ""
-	// Best effort: an upload left behind is invisible and reaped by the
-	// bucket's AbortIncompleteMultipartUpload lifecycle rule.
-	_ = s.retry(context.Background(), "abort multipart upload of", w.key, func(ctx context.Context) error {
+	_ = s.retry(w.ctx, "abort multipart upload of", w.key, func(ctx context.Context) error {
 		err := s.core.AbortMultipartUpload(ctx, s.opts.Bucket, w.key, id)
 		if s3Code(err) == minio.NoSuchUpload {
 			return nil
@@ -746,60 +778,43 @@ func (w *s3Stream) abortUpload() {
 }
 
 // Abort discards what was written: the pending multipart upload, or the
-// object itself after a successful Close.
+// object itself after a successful Close. With the writer's context done
+// it sends no request (the sweeps and the lifecycle rule clean up).
 func (w *s3Stream) Abort() {
 	w.done = true
 	w.buf = nil
 	if w.err == nil {
-		w.err = fmt.Errorf("cannot write state blob %s: aborted", w.s.where(w.key))
+		w.err = fmt.Errorf("cannot write %s: aborted", w.s.where(w.key))
 	}
 	w.abortUpload()
 	if w.closed {
 		w.closed = false
-		_ = w.s.remove(context.Background(), "delete state blob", w.key)
+		_ = w.s.remove(w.ctx, "delete object", w.key)
 	}
 }
 
-// handleKey checks that a handle's Path stays inside the storage root and
-// returns its object key.
-func (s *S3) handleKey(path string) (string, error) {
-	if strings.HasPrefix(path, "/") || strings.Contains(path, "\\") {
-		return "", fmt.Errorf("state handle path %q leaves the checkpoint storage %s", path, s)
+// Open starts reading the object of key and returns its size. A read
+// interrupted by a transient error resumes where it stopped, from the same
+// object version; an object that changes meanwhile is an error.
+func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, int64, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return nil, 0, err
 	}
-	for _, seg := range strings.Split(path, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return "", fmt.Errorf("state handle path %q leaves the checkpoint storage %s", path, s)
-		}
-	}
-	return s.key(path), nil
-}
-
-// OpenStream reads a blob. It fails if the object is missing or its size
-// is not the handle's (truncated or replaced). A read interrupted by a
-// transient error resumes where it stopped, from the same object version.
-func (s *S3) OpenStream(h checkpoint.StreamHandle) (io.ReadCloser, error) {
-	if h.Path == "" {
-		return io.NopCloser(bytes.NewReader(h.Inline)), nil
-	}
-	key, err := s.handleKey(h.Path)
-	if err != nil {
-		return nil, err
-	}
-	r := &s3Reader{s: s, key: key, size: h.Size}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r := &s3Reader{s: s, key: s.key(key), size: -1}
+	r.ctx, r.cancel = context.WithCancel(ctx)
 	if err := r.open(); err != nil {
 		r.cancel()
-		return nil, err
+		return nil, 0, err
 	}
-	return r, nil
+	return r, r.size, nil
 }
 
 // s3Reader reads one object and resumes after transient errors with a
 // ranged GET conditional on the first response's ETag.
 type s3Reader struct {
-	s      *S3
+	s      *Store
 	key    string
-	size   int64 // from the handle
+	size   int64 // from the first response
 	off    int64
 	etag   string
 	ctx    context.Context
@@ -815,9 +830,9 @@ var errSizeMismatch = errors.New("size mismatch")
 // open starts a GET at r.off.
 func (r *s3Reader) open() error {
 	s := r.s
-	op := "read state blob"
+	op := "read object"
 	if r.off > 0 {
-		op = "resume reading state blob at offset " + strconv.FormatInt(r.off, 10) + " of"
+		op = "resume reading at offset " + strconv.FormatInt(r.off, 10) + " of"
 	}
 	var got int64
 	err := s.retry(r.ctx, op, r.key, func(context.Context) error {
@@ -860,19 +875,20 @@ func (r *s3Reader) open() error {
 	})
 	if err != nil {
 		if isNotFound(err) {
-			return fmt.Errorf("cannot read state blob %s: it is missing (NoSuchKey); the checkpoint recorded %d bytes", s.where(r.key), r.size)
+			return &storage.NotExistError{Msg: "cannot read " + s.where(r.key) + ": it is missing (NoSuchKey)"}
 		}
 		if s3Code(err) == "PreconditionFailed" {
-			return fmt.Errorf("cannot read state blob %s: it was replaced while being read", s.where(r.key))
+			return fmt.Errorf("cannot read %s: it was replaced while being read", s.where(r.key))
 		}
 		return err
 	}
+	if r.size < 0 {
+		r.size = got
+		return nil
+	}
 	if want := r.size - r.off; got != want {
 		r.closeBody()
-		if r.off == 0 {
-			return fmt.Errorf("state blob %s has %d bytes, the checkpoint recorded %d (truncated or replaced): %w", s.where(r.key), got, r.size, errSizeMismatch)
-		}
-		return fmt.Errorf("state blob %s changed while being read: %d bytes left at offset %d, expected %d: %w", s.where(r.key), got, r.off, want, errSizeMismatch)
+		return fmt.Errorf("%s changed while being read: %d bytes left at offset %d, expected %d: %w", s.where(r.key), got, r.off, want, errSizeMismatch)
 	}
 	return nil
 }
@@ -890,6 +906,12 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
+		if err := r.ctx.Err(); err != nil {
+			// Bytes the transport holds already would still read.
+			r.closeBody()
+			r.err = fmt.Errorf("cannot read %s: %w", r.s.where(r.key), err)
+			return 0, r.err
+		}
 		if r.off == r.size {
 			return 0, io.EOF
 		}
@@ -902,7 +924,7 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		n, err := r.body.Read(p)
 		r.off += int64(n)
 		if r.off > r.size {
-			r.err = fmt.Errorf("state blob %s is longer than the %d bytes the checkpoint recorded: %w", r.s.where(r.key), r.size, errSizeMismatch)
+			r.err = fmt.Errorf("%s is longer than the %d bytes it had when opened: %w", r.s.where(r.key), r.size, errSizeMismatch)
 			r.closeBody()
 			return 0, r.err
 		}
@@ -920,8 +942,8 @@ func (r *s3Reader) Read(p []byte) (int, error) {
 		}
 		r.closeBody()
 		r.fails++
-		if !isTransient(err) || r.fails >= r.s.opts.MaxAttempts {
-			r.err = &s3Error{op: "read state blob", where: r.s.where(r.key) + " at offset " + strconv.FormatInt(r.off, 10), attempts: r.fails, err: err}
+		if r.ctx.Err() != nil || !isTransient(err) || r.fails >= r.s.opts.MaxAttempts {
+			r.err = &s3Error{op: "read object", where: r.s.where(r.key) + " at offset " + strconv.FormatInt(r.off, 10), attempts: r.fails, err: err, ctxErr: r.ctx.Err()}
 			return n, r.err
 		}
 		if n > 0 {
@@ -940,167 +962,30 @@ func (r *s3Reader) Close() error {
 	r.closeBody()
 	r.cancel()
 	if r.err == nil {
-		r.err = fmt.Errorf("cannot read state blob %s: closed", r.s.where(r.key))
+		r.err = fmt.Errorf("cannot read %s: closed", r.s.where(r.key))
 	}
 	return nil
 }
 
-// Commit writes chk-<id>/_metadata, the commit point, with a conditional
-// create (If-None-Match: *) after a check that it is not there yet. A
-// _metadata with the same bytes is success (a retried commit); different
-// bytes are ErrExists.
-func (s *S3) Commit(md *checkpoint.Metadata) error {
-	b, err := EncodeMetadata(md)
+// List lists the objects under <prefix>/<prefix argument>. S3 listings are
+// strongly consistent (AWS since 2020, MinIO): a blob is listed as soon as
+// its Put or Close returned.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := storage.CheckPrefix(prefix); err != nil {
+		return nil, err
+	}
+	keys, err := s.list(ctx, prefix)
 	if err != nil {
+		return nil, err
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// Delete deletes the object of key; absent is no error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	key := s.key(chkDir(md.CheckpointID) + "/" + metadataName)
-	same := func() error {
-		old, ok, err := s.getAll(ctx, "read existing checkpoint metadata", key)
-		if err != nil {
-			return fmt.Errorf("cannot commit checkpoint %d: %w", md.CheckpointID, err)
-		}
-		if !ok {
-			return fmt.Errorf("cannot commit checkpoint %d: %s was deleted while being committed", md.CheckpointID, s.where(key))
-		}
-		if bytes.Equal(old, b) {
-			return nil // a retried commit of the same checkpoint
-		}
-		return fmt.Errorf("cannot commit checkpoint %d: %s %w with other content", md.CheckpointID, s.where(key), ErrExists)
-	}
-	// For servers that ignore If-None-Match.
-	if _, exists, err := s.stat(ctx, "check checkpoint metadata", key); err != nil {
-		return fmt.Errorf("cannot commit checkpoint %d: %w", md.CheckpointID, err)
-	} else if exists {
-		return same()
-	}
-	if err := s.put(ctx, "write checkpoint metadata", key, b, true); err != nil {
-		if s3Code(err) == "PreconditionFailed" {
-			return same()
-		}
-		return fmt.Errorf("cannot commit checkpoint %d: %w", md.CheckpointID, err)
-	}
-	return nil
-}
-
-// ReadMetadata reads and decodes chk-<id>/_metadata.
-func (s *S3) ReadMetadata(id checkpoint.ID) (*checkpoint.Metadata, error) {
-	key := s.key(chkDir(id) + "/" + metadataName)
-	b, ok, err := s.getAll(context.Background(), "read checkpoint metadata", key)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read checkpoint metadata: %w", err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("cannot read checkpoint metadata: checkpoint %d has no %s", id, s.where(key))
-	}
-	md, err := DecodeMetadata(b)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read checkpoint metadata %s: %w", s.where(key), err)
-	}
-	return md, nil
-}
-
-// listCheckpoints returns the ids with any object, and those with a
-// _metadata, both ascending.
-func (s *S3) listCheckpoints() (all, completed []checkpoint.ID, err error) {
-	keys, err := s.list(context.Background(), "chk-")
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot list checkpoints in %s: %w", s, err)
-	}
-	seen := map[checkpoint.ID]bool{}
-	for _, k := range keys {
-		dir, name, ok := strings.Cut(k, "/")
-		if !ok {
-			continue
-		}
-		id, ok := parseChkDir(dir)
-		if !ok {
-			continue
-		}
-		if !seen[id] {
-			seen[id] = true
-			all = append(all, id)
-		}
-		if name == metadataName {
-			completed = append(completed, id)
-		}
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	sort.Slice(completed, func(i, j int) bool { return completed[i] < completed[j] })
-	return all, completed, nil
-}
-
-// Completed lists the ids with a _metadata, ascending.
-func (s *S3) Completed() ([]checkpoint.ID, error) {
-	_, c, err := s.listCheckpoints()
-	return c, err
-}
-
-// Latest is the newest completed checkpoint.
-func (s *S3) Latest() (checkpoint.ID, bool, error) {
-	_, c, err := s.listCheckpoints()
-	if err != nil || len(c) == 0 {
-		return 0, false, err
-	}
-	return c[len(c)-1], true, nil
-}
-
-// Incomplete lists the ids with objects under chk-<id>/ but no _metadata.
-func (s *S3) Incomplete() ([]checkpoint.ID, error) {
-	all, completed, err := s.listCheckpoints()
-	return incomplete(all, completed), err
-}
-
-// MaxID is the highest id with any object under chk-<id>/.
-func (s *S3) MaxID() (checkpoint.ID, error) {
-	all, _, err := s.listCheckpoints()
-	if err != nil || len(all) == 0 {
-		return 0, err
-	}
-	return all[len(all)-1], nil
-}
-
-// Discard deletes chk-<id>/_metadata first, so that a half-deleted
-// checkpoint never looks complete, then the rest of chk-<id>/.
-func (s *S3) Discard(id checkpoint.ID) error {
-	ctx := context.Background()
-	dir := chkDir(id) + "/"
-	if err := s.remove(ctx, "delete checkpoint metadata", s.key(dir+metadataName)); err != nil {
-		return fmt.Errorf("cannot discard checkpoint %d: %w", id, err)
-	}
-	keys, err := s.list(ctx, dir)
-	if err != nil {
-		return fmt.Errorf("cannot discard checkpoint %d: %w", id, err)
-	}
-	for _, k := range keys {
-		if err := s.remove(ctx, "delete state blob", s.key(k)); err != nil {
-			return fmt.Errorf("cannot discard checkpoint %d: %w", id, err)
-		}
-	}
-	return nil
-}
-
-// ListShared lists the names of the blobs in shared/.
-func (s *S3) ListShared() ([]string, error) {
-	keys, err := s.list(context.Background(), SharedPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("cannot list shared state in %s: %w", s, err)
-	}
-	var out []string
-	for _, k := range keys {
-		name := strings.TrimPrefix(k, SharedPrefix)
-		if checkName(name) == nil {
-			out = append(out, name)
-		}
-	}
-	return out, nil
-}
-
-// DeleteShared deletes shared/<name>; absent is no error.
-func (s *S3) DeleteShared(name string) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
-	return s.remove(context.Background(), "delete shared state blob", s.key(SharedPrefix+name))
+	return s.remove(ctx, "delete object", s.key(key))
 }

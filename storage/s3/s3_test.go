@@ -1,4 +1,4 @@
-package storage
+package s3
 
 import (
 	"bytes"
@@ -12,9 +12,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +27,14 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/storage"
+	"github.com/weirstream/weir/storage/storagetest"
+)
+
+var (
+	ctx            = context.Background()
+	sampleMetadata = storagetest.SampleMetadata
+	readAll        = storagetest.ReadAll
 )
 
 const testBucket = "weir-test"
@@ -70,10 +80,18 @@ func (f *fakeS3) endpoint() string {
 	return strings.TrimPrefix(strings.TrimPrefix(f.srv.URL, "https://"), "http://")
 }
 
-// open returns the storage at prefix, talking through the fault injector.
-func (f *fakeS3) open(t *testing.T, prefix string, tweak func(*S3Options)) *S3 {
+// open returns the checkpoint storage at prefix, talking through the fault
+// injector.
+func (f *fakeS3) open(t *testing.T, prefix string, tweak func(*Options)) *storage.Storage {
 	t.Helper()
-	o := S3Options{
+	return storage.New(f.store(t, prefix, tweak))
+}
+
+// store returns the blob store at prefix, talking through the fault
+// injector.
+func (f *fakeS3) store(t *testing.T, prefix string, tweak func(*Options)) *Store {
+	t.Helper()
+	o := Options{
 		Endpoint: f.endpoint(), Bucket: testBucket, Prefix: prefix, Region: "us-east-1",
 		Insecure: f.srv.TLS == nil, AccessKey: "test-key", SecretKey: "test-secret",
 		Transport: f.faults, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
@@ -81,7 +99,7 @@ func (f *fakeS3) open(t *testing.T, prefix string, tweak func(*S3Options)) *S3 {
 	if tweak != nil {
 		tweak(&o)
 	}
-	s, err := NewS3(context.Background(), o)
+	s, err := New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +271,7 @@ func randomBytes(n int, seed uint64) []byte {
 }
 
 // writeChunks writes b in uneven chunks, as a snapshot writer does.
-func writeChunks(t *testing.T, w StreamWriter, b []byte) {
+func writeChunks(t *testing.T, w storage.StreamWriter, b []byte) {
 	t.Helper()
 	for len(b) > 0 {
 		k := min(len(b), 1<<20+7)
@@ -273,7 +291,7 @@ func TestS3MultipartRoundTrip(t *testing.T) {
 	want := randomBytes(20<<20+12345, 1)
 	f.faults.inject(&fault{match: isPartPut, times: 1, status: http.StatusServiceUnavailable, code: "SlowDown"})
 	f.faults.inject(&fault{match: isPartPut, times: 1, reset: true})
-	w, err := s.CreateStream(9, "1-0-0.keyed")
+	w, err := s.CreateStream(ctx, 9, "1-0-0.keyed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,18 +339,18 @@ func TestS3Layout(t *testing.T) {
 	if s.String() != "s3://"+testBucket+"/jobs/a?endpoint="+f.endpoint()+"&region=us-east-1" {
 		t.Fatalf("String() = %s", s)
 	}
-	w, _ := s.CreateStream(3, "3-1-0.keyed")
+	w, _ := s.CreateStream(ctx, 3, "3-1-0.keyed")
 	io.WriteString(w, "keyed")
 	h, err := w.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, _ = s.CreateShared("3-1-0-000001.sst")
+	w, _ = s.CreateShared(ctx, "3-1-0-000001.sst")
 	io.WriteString(w, "sst")
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(sampleMetadata(3, h)); err != nil {
+	if err := s.Commit(ctx, sampleMetadata(3, h)); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"jobs/a/chk-3/3-1-0.keyed", "jobs/a/chk-3/_metadata", "jobs/a/shared/3-1-0-000001.sst"}
@@ -342,14 +360,14 @@ func TestS3Layout(t *testing.T) {
 	// Another prefix in the same bucket is another storage; "chk-30" is
 	// not "chk-3".
 	other := f.open(t, "jobs/b", nil)
-	if c, err := other.Completed(); err != nil || len(c) != 0 {
+	if c, err := other.Completed(ctx); err != nil || len(c) != 0 {
 		t.Fatalf("other prefix sees %v %v", c, err)
 	}
-	w, _ = s.CreateStream(30, "x")
+	w, _ = s.CreateStream(ctx, 30, "x")
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Discard(3); err != nil {
+	if err := s.Discard(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
 	want = []string{"jobs/a/chk-30/x", "jobs/a/shared/3-1-0-000001.sst"}
@@ -360,7 +378,7 @@ func TestS3Layout(t *testing.T) {
 	f.put(t, "jobs/a/chk-x/y", []byte("?"))
 	f.put(t, "jobs/a/chk-0/y", []byte("?"))
 	f.put(t, "jobs/a/chk-31", []byte("?"))
-	if m, err := s.MaxID(); err != nil || m != 30 {
+	if m, err := s.MaxID(ctx); err != nil || m != 30 {
 		t.Fatalf("max id %d %v", m, err)
 	}
 }
@@ -370,16 +388,16 @@ func TestS3DiscardDeletesMetadataFirst(t *testing.T) {
 	f := newFakeS3(t)
 	s := f.open(t, "", nil)
 	for _, n := range []string{"a", "b"} {
-		w, _ := s.CreateStream(4, n)
+		w, _ := s.CreateStream(ctx, 4, n)
 		if _, err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Commit(sampleMetadata(4, checkpoint.StreamHandle{Path: "chk-4/a"})); err != nil {
+	if err := s.Commit(ctx, sampleMetadata(4, checkpoint.StreamHandle{Path: "chk-4/a"})); err != nil {
 		t.Fatal(err)
 	}
 	f.faults.clear()
-	if err := s.Discard(4); err != nil {
+	if err := s.Discard(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
 	var deletes []string
@@ -392,18 +410,18 @@ func TestS3DiscardDeletesMetadataFirst(t *testing.T) {
 		t.Fatalf("deletes %v, want chk-4/_metadata first", deletes)
 	}
 	// A discard that fails after removing _metadata leaves no checkpoint.
-	w, _ := s.CreateStream(5, "a")
+	w, _ := s.CreateStream(ctx, 5, "a")
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(sampleMetadata(5, checkpoint.StreamHandle{Path: "chk-5/a"})); err != nil {
+	if err := s.Commit(ctx, sampleMetadata(5, checkpoint.StreamHandle{Path: "chk-5/a"})); err != nil {
 		t.Fatal(err)
 	}
 	f.faults.inject(&fault{match: keyIs("chk-5/a"), times: -1, status: http.StatusForbidden, code: "AccessDenied"})
-	if err := s.Discard(5); err == nil || !strings.Contains(err.Error(), "chk-5/a") {
+	if err := s.Discard(ctx, 5); err == nil || !strings.Contains(err.Error(), "chk-5/a") {
 		t.Fatalf("failed discard: %v", err)
 	}
-	if c, _ := s.Completed(); len(c) != 0 {
+	if c, _ := s.Completed(ctx); len(c) != 0 {
 		t.Fatalf("half-discarded checkpoint still completed: %v", c)
 	}
 }
@@ -415,16 +433,16 @@ func TestS3CommitIsConditional(t *testing.T) {
 	s := f.open(t, "jobs/c", nil)
 	h := checkpoint.StreamHandle{Path: "chk-7/x", Size: 1}
 	md := sampleMetadata(7, h)
-	if err := s.Commit(md); err != nil {
+	if err := s.Commit(ctx, md); err != nil {
 		t.Fatal(err)
 	}
 	other := sampleMetadata(7, h)
 	other.JobName = "another job"
-	err := s.Commit(other)
-	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "s3://"+testBucket+"/jobs/c/chk-7/_metadata") {
+	err := s.Commit(ctx, other)
+	if !errors.Is(err, storage.ErrExists) || !strings.Contains(err.Error(), "s3://"+testBucket+"/jobs/c/chk-7/_metadata") {
 		t.Fatalf("second commit of checkpoint 7: %v", err)
 	}
-	if back, err := s.ReadMetadata(7); err != nil || back.JobName != "job" {
+	if back, err := s.ReadMetadata(ctx, 7); err != nil || back.JobName != "job" {
 		t.Fatalf("metadata after refused overwrite: %+v %v", back, err)
 	}
 
@@ -435,7 +453,7 @@ func TestS3CommitIsConditional(t *testing.T) {
 	var sneakOnce sync.Once
 	sneak := func(*http.Request) {
 		sneakOnce.Do(func() {
-			b, err := EncodeMetadata(sneaky)
+			b, err := storage.EncodeMetadata(sneaky)
 			if err != nil {
 				t.Error(err)
 				return
@@ -446,17 +464,17 @@ func TestS3CommitIsConditional(t *testing.T) {
 	f.faults.inject(&fault{match: func(r *http.Request) bool {
 		return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "chk-8/_metadata")
 	}, times: 1, before: sneak})
-	err = s.Commit(sampleMetadata(8, h))
-	if !errors.Is(err, ErrExists) {
+	err = s.Commit(ctx, sampleMetadata(8, h))
+	if !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("commit racing another committer: %v", err)
 	}
-	if back, err := s.ReadMetadata(8); err != nil || back.JobName != "another job" {
+	if back, err := s.ReadMetadata(ctx, 8); err != nil || back.JobName != "another job" {
 		t.Fatalf("the first committer's metadata was overwritten: %+v %v", back, err)
 	}
 
 	// A server that ignores If-None-Match: the stat still refuses.
 	f.faults.inject(&fault{times: -1, strip: "If-None-Match"})
-	if err := s.Commit(other); !errors.Is(err, ErrExists) {
+	if err := s.Commit(ctx, other); !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("commit without If-None-Match support: %v", err)
 	}
 
@@ -464,8 +482,8 @@ func TestS3CommitIsConditional(t *testing.T) {
 	// _metadata: success.
 	f.faults.clear()
 	lost := &lostAnswer{ft: f.faults.base, key: "chk-9/_metadata"}
-	s9 := f.open(t, "jobs/c", func(o *S3Options) { o.Transport = lost })
-	if err := s9.Commit(sampleMetadata(9, h)); err != nil {
+	s9 := f.open(t, "jobs/c", func(o *Options) { o.Transport = lost })
+	if err := s9.Commit(ctx, sampleMetadata(9, h)); err != nil {
 		t.Fatalf("commit retried after a lost answer: %v", err)
 	}
 	if lost.lost != 1 {
@@ -502,7 +520,7 @@ func (l *lostAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestS3DetectsDamagedBlobs(t *testing.T) {
 	f := newFakeS3(t)
 	s := f.open(t, "jobs/d", nil)
-	w, _ := s.CreateStream(2, "0-0-0.keyed")
+	w, _ := s.CreateStream(ctx, 2, "0-0-0.keyed")
 	io.WriteString(w, "0123456789")
 	h, err := w.Close()
 	if err != nil {
@@ -524,7 +542,7 @@ func TestS3DetectsDamagedBlobs(t *testing.T) {
 		} else {
 			f.put(t, "jobs/d/chk-2/0-0-0.keyed", tc.content)
 		}
-		r, err := s.OpenStream(h)
+		r, err := s.OpenStream(ctx, h)
 		if err == nil {
 			r.Close()
 		}
@@ -533,24 +551,24 @@ func TestS3DetectsDamagedBlobs(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"../chk-2/x", "/etc/passwd", "chk-2//x", "chk-2/./x", `chk-2\x`} {
-		if _, err := s.OpenStream(checkpoint.StreamHandle{Path: p, Size: 1}); err == nil || !strings.Contains(err.Error(), "leaves the checkpoint storage") {
+		if _, err := s.OpenStream(ctx, checkpoint.StreamHandle{Path: p, Size: 1}); err == nil || !strings.Contains(err.Error(), "leaves the checkpoint storage") {
 			t.Fatalf("handle path %q: %v", p, err)
 		}
 	}
 	// Damaged metadata names its object.
-	if err := s.Commit(sampleMetadata(3, h)); err != nil {
+	if err := s.Commit(ctx, sampleMetadata(3, h)); err != nil {
 		t.Fatal(err)
 	}
-	b, err := EncodeMetadata(sampleMetadata(3, h))
+	b, err := storage.EncodeMetadata(sampleMetadata(3, h))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b[30] ^= 1
 	f.put(t, "jobs/d/chk-3/_metadata", b)
-	if _, err := s.ReadMetadata(3); err == nil || !strings.Contains(err.Error(), "s3://"+testBucket+"/jobs/d/chk-3/_metadata") || !strings.Contains(err.Error(), "checksum mismatch") {
+	if _, err := s.ReadMetadata(ctx, 3); err == nil || !strings.Contains(err.Error(), "s3://"+testBucket+"/jobs/d/chk-3/_metadata") || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Fatalf("damaged metadata: %v", err)
 	}
-	if _, err := s.ReadMetadata(4); err == nil || !strings.Contains(err.Error(), "checkpoint 4 has no s3://"+testBucket+"/jobs/d/chk-4/_metadata") {
+	if _, err := s.ReadMetadata(ctx, 4); err == nil || !strings.Contains(err.Error(), "checkpoint 4 has no s3://"+testBucket+"/jobs/d/chk-4/_metadata") {
 		t.Fatalf("absent metadata: %v", err)
 	}
 }
@@ -564,7 +582,7 @@ func TestS3Retries(t *testing.T) {
 	f.faults.inject(&fault{times: 2, status: http.StatusServiceUnavailable, code: "SlowDown"})
 	f.faults.inject(&fault{times: 1, reset: true})
 	f.faults.inject(&fault{times: 1, status: http.StatusInternalServerError, code: "InternalError"})
-	w, err := s.CreateStream(1, "a")
+	w, err := s.CreateStream(ctx, 1, "a")
 	if err != nil {
 		t.Fatalf("create with 4 transient failures: %v", err)
 	}
@@ -573,7 +591,7 @@ func TestS3Retries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(sampleMetadata(1, h)); err != nil {
+	if err := s.Commit(ctx, sampleMetadata(1, h)); err != nil {
 		t.Fatal(err)
 	}
 	if got := readAll(t, s, h); string(got) != "abc" {
@@ -585,16 +603,16 @@ func TestS3Retries(t *testing.T) {
 
 	// Every call gives up after MaxAttempts.
 	for name, call := range map[string]func() error{
-		"commit":  func() error { return s.Commit(sampleMetadata(2, h)) },
-		"read":    func() error { _, err := s.ReadMetadata(1); return err },
-		"list":    func() error { _, err := s.Completed(); return err },
-		"discard": func() error { return s.Discard(1) },
-		"shared":  func() error { _, err := s.ListShared(); return err },
-		"delete":  func() error { return s.DeleteShared("x") },
-		"open":    func() error { _, err := s.OpenStream(h); return err },
-		"create":  func() error { _, err := s.CreateStream(3, "b"); return err },
+		"commit":  func() error { return s.Commit(ctx, sampleMetadata(2, h)) },
+		"read":    func() error { _, err := s.ReadMetadata(ctx, 1); return err },
+		"list":    func() error { _, err := s.Completed(ctx); return err },
+		"discard": func() error { return s.Discard(ctx, 1) },
+		"shared":  func() error { _, err := s.ListShared(ctx); return err },
+		"delete":  func() error { return s.DeleteShared(ctx, "x") },
+		"open":    func() error { _, err := s.OpenStream(ctx, h); return err },
+		"create":  func() error { _, err := s.CreateStream(ctx, 3, "b"); return err },
 		"upload": func() error {
-			w, err := s.CreateStream(3, "c")
+			w, err := s.CreateStream(ctx, 3, "c")
 			if err != nil {
 				return err
 			}
@@ -622,7 +640,7 @@ func TestS3Retries(t *testing.T) {
 	// A permanent error is not retried.
 	f.faults.clear()
 	f.faults.inject(&fault{times: -1, status: http.StatusForbidden, code: "AccessDenied"})
-	err = s.Commit(sampleMetadata(2, h))
+	err = s.Commit(ctx, sampleMetadata(2, h))
 	if err == nil || !strings.Contains(err.Error(), "AccessDenied, HTTP 403") || !strings.Contains(err.Error(), "chk-2/_metadata") {
 		t.Fatalf("commit denied: %v", err)
 	}
@@ -634,11 +652,11 @@ func TestS3Retries(t *testing.T) {
 // Abort leaves nothing behind: no object, no pending multipart upload.
 func TestS3Abort(t *testing.T) {
 	f := newFakeS3(t)
-	s := f.open(t, "jobs/x", func(o *S3Options) { o.PartSize = 5 << 20 })
-	w, _ := s.CreateStream(1, "small")
+	s := f.open(t, "jobs/x", func(o *Options) { o.PartSize = 5 << 20 })
+	w, _ := s.CreateStream(ctx, 1, "small")
 	io.WriteString(w, "abc")
 	w.Abort()
-	w, _ = s.CreateStream(1, "big")
+	w, _ = s.CreateStream(ctx, 1, "big")
 	writeChunks(t, w, randomBytes(11<<20, 2))
 	w.Abort()
 	if _, err := w.Write([]byte("x")); err == nil {
@@ -647,7 +665,7 @@ func TestS3Abort(t *testing.T) {
 	if _, err := w.Close(); err == nil {
 		t.Fatal("closed an aborted stream")
 	}
-	w, _ = s.CreateShared("1-closed")
+	w, _ = s.CreateShared(ctx, "1-closed")
 	io.WriteString(w, "abc")
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -664,7 +682,7 @@ func TestS3Abort(t *testing.T) {
 		t.Fatalf("pending multipart uploads %+v", res.Uploads)
 	}
 	// A failing upload cleans up after itself too.
-	w, _ = s.CreateStream(1, "failing")
+	w, _ = s.CreateStream(ctx, 1, "failing")
 	writeChunks(t, w, randomBytes(6<<20, 3))
 	f.faults.inject(&fault{match: func(r *http.Request) bool { return r.Method == http.MethodPost }, times: -1, status: http.StatusBadRequest, code: "InvalidPart"})
 	if _, err := w.Close(); err == nil || !strings.Contains(err.Error(), "complete multipart upload of s3://"+testBucket+"/jobs/x/chk-1/failing") {
@@ -694,7 +712,7 @@ func TestS3Options(t *testing.T) {
 		{"s3://bkt/a/../b", "bad key prefix"},
 		{"s3://bkt/x#frag", "unexpected fragment"},
 	} {
-		_, err := parseS3Location(tc.loc, getenv)
+		_, err := parseLocation(tc.loc, getenv)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%s: %v, want %q", tc.loc, err, tc.want)
 		}
@@ -703,11 +721,11 @@ func TestS3Options(t *testing.T) {
 		}
 	}
 	env["AWS_ACCESS_KEY_ID"] = "aws-id"
-	if _, err := parseS3Location("s3://bkt", getenv); err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not") {
+	if _, err := parseLocation("s3://bkt", getenv); err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not") {
 		t.Fatalf("half the credentials: %v", err)
 	}
 	env["AWS_SECRET_ACCESS_KEY"] = "aws-secret"
-	o, err := parseS3Location("s3://bkt/p/q/?endpoint=minio:9000&region=eu-1&insecure=true", getenv)
+	o, err := parseLocation("s3://bkt/p/q/?endpoint=minio:9000&region=eu-1&insecure=true", getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -715,10 +733,10 @@ func TestS3Options(t *testing.T) {
 		t.Fatalf("options %+v", o)
 	}
 	env["WEIR_S3_ACCESS_KEY"], env["WEIR_S3_SECRET_KEY"] = "weir-id", "weir-secret"
-	if o, err := parseS3Location("s3://bkt", getenv); err != nil || o.AccessKey != "weir-id" || o.Endpoint != DefaultS3Endpoint {
+	if o, err := parseLocation("s3://bkt", getenv); err != nil || o.AccessKey != "weir-id" || o.Endpoint != DefaultEndpoint {
 		t.Fatalf("weir credentials: %+v %v", o, err)
 	}
-	if _, err := NewS3(context.Background(), S3Options{Bucket: "bkt", PartSize: 1 << 20}); err == nil || !strings.Contains(err.Error(), "part size") {
+	if _, err := New(context.Background(), Options{Bucket: "bkt", PartSize: 1 << 20}); err == nil || !strings.Contains(err.Error(), "part size") {
 		t.Fatalf("tiny part size: %v", err)
 	}
 }
@@ -735,7 +753,7 @@ func TestOpenS3(t *testing.T) {
 	// uploads arrive intact even at gofakes3.
 	f := startFakeS3(t, false)
 	loc := "s3://" + testBucket + "/jobs/open?endpoint=" + f.endpoint() + "&region=us-east-1&insecure=true"
-	st, err := Open(loc)
+	st, err := storage.Open(ctx, loc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -743,7 +761,7 @@ func TestOpenS3(t *testing.T) {
 		t.Fatalf("String() = %s, want %s", st, loc)
 	}
 	want := randomBytes(17<<20, 4)
-	w, err := st.CreateStream(1, "big")
+	w, err := st.CreateStream(ctx, 1, "big")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -757,7 +775,7 @@ func TestOpenS3(t *testing.T) {
 	}
 
 	// A restore path names a checkpoint in S3 (query parameters kept).
-	if err := st.Commit(sampleMetadata(1, h)); err != nil {
+	if err := st.Commit(ctx, sampleMetadata(1, h)); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{
@@ -765,17 +783,17 @@ func TestOpenS3(t *testing.T) {
 		"s3://" + testBucket + "/jobs/open/chk-1/_metadata?endpoint=" + f.endpoint() + "&region=us-east-1&insecure=true",
 		loc, // the storage root: its latest checkpoint
 	} {
-		rs, id, err := ResolveRestorePath(p)
+		rs, id, err := storage.ResolveRestorePath(ctx, p)
 		if err != nil || id != 1 || rs.String() != loc {
 			t.Fatalf("ResolveRestorePath(%s) = %v, %d, %v", p, rs, id, err)
 		}
 	}
-	if _, _, err := ResolveRestorePath("s3://" + testBucket + "/jobs/open/chk-9?endpoint=" + f.endpoint() + "&region=us-east-1&insecure=true"); err == nil || !strings.Contains(err.Error(), "checkpoint 9") {
+	if _, _, err := storage.ResolveRestorePath(ctx, "s3://"+testBucket+"/jobs/open/chk-9?endpoint="+f.endpoint()+"&region=us-east-1&insecure=true"); err == nil || !strings.Contains(err.Error(), "checkpoint 9") {
 		t.Fatalf("restore path of a missing checkpoint: %v", err)
 	}
 
 	// Without a region the server is asked for it.
-	st2, err := Open("s3://" + testBucket + "/jobs/open?endpoint=" + f.endpoint() + "&insecure=1")
+	st2, err := storage.Open(ctx, "s3://"+testBucket+"/jobs/open?endpoint="+f.endpoint()+"&insecure=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -783,14 +801,14 @@ func TestOpenS3(t *testing.T) {
 		t.Fatal("a storage opened without a region reads other bytes")
 	}
 
-	if _, err := Open("s3://no-such-bucket/x?endpoint=" + f.endpoint() + "&region=us-east-1&insecure=true"); err == nil || !strings.Contains(err.Error(), `bucket "no-such-bucket" does not exist`) {
+	if _, err := storage.Open(ctx, "s3://no-such-bucket/x?endpoint="+f.endpoint()+"&region=us-east-1&insecure=true"); err == nil || !strings.Contains(err.Error(), `bucket "no-such-bucket" does not exist`) {
 		t.Fatalf("missing bucket: %v", err)
 	}
 	// TLS by default: a server whose certificate nobody trusts is refused
 	// at once, not retried.
 	tf := newFakeS3(t)
 	start := time.Now()
-	_, err = Open("s3://" + testBucket + "?endpoint=" + tf.endpoint() + "&region=us-east-1")
+	_, err = storage.Open(ctx, "s3://"+testBucket+"?endpoint="+tf.endpoint()+"&region=us-east-1")
 	if err == nil || !strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "attempts") {
 		t.Fatalf("untrusted certificate: %v", err)
 	}
@@ -804,7 +822,7 @@ func TestOpenS3(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	if _, err := NewS3(context.Background(), S3Options{Endpoint: addr, Bucket: testBucket, Region: "us-east-1", RetryBase: time.Millisecond}); err == nil || !strings.Contains(err.Error(), "gave up after 5 attempts") || !strings.Contains(err.Error(), "s3://"+testBucket) {
+	if _, err := New(context.Background(), Options{Endpoint: addr, Bucket: testBucket, Region: "us-east-1", RetryBase: time.Millisecond}); err == nil || !strings.Contains(err.Error(), "gave up after 5 attempts") || !strings.Contains(err.Error(), "s3://"+testBucket) {
 		t.Fatalf("nobody listening: %v", err)
 	}
 }
@@ -813,15 +831,185 @@ func TestS3ListIsSorted(t *testing.T) {
 	f := newFakeS3(t)
 	s := f.open(t, "l", nil)
 	for _, id := range []checkpoint.ID{10, 9, 100, 2} {
-		if err := s.Commit(sampleMetadata(id, checkpoint.StreamHandle{Path: "x", Size: 1})); err != nil {
+		if err := s.Commit(ctx, sampleMetadata(id, checkpoint.StreamHandle{Path: "x", Size: 1})); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := s.Completed()
+	c, err := s.Completed(ctx)
 	if err != nil || !sort.SliceIsSorted(c, func(i, j int) bool { return c[i] < c[j] }) || !reflect.DeepEqual(c, []checkpoint.ID{2, 9, 10, 100}) {
 		t.Fatalf("completed %v %v", c, err)
 	}
-	if id, ok, err := s.Latest(); err != nil || !ok || id != 100 {
+	if id, ok, err := s.Latest(ctx); err != nil || !ok || id != 100 {
 		t.Fatalf("latest %d %v %v", id, ok, err)
+	}
+}
+
+// TestConformance runs the checkpoint storage conformance suite on S3.
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) *storage.Storage { return newFakeS3(t).open(t, "jobs/conformance", nil) })
+}
+
+// hangingS3 serves gofakes3 until told to hang: then every request (or, with
+// midBody, every GET after the first bytes of its body) blocks until its
+// client goes away.
+type hangingS3 struct {
+	next    http.Handler
+	hang    atomic.Bool
+	midBody atomic.Bool
+	release chan struct{}
+}
+
+func (h *hangingS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case h.hang.Load():
+		select {
+		case <-r.Context().Done():
+		case <-h.release:
+		}
+	case h.midBody.Load() && r.Method == http.MethodGet && !r.URL.Query().Has("list-type"):
+		h.next.ServeHTTP(&stallingWriter{ResponseWriter: w, left: 1 << 10, r: r, release: h.release}, r)
+	default:
+		h.next.ServeHTTP(w, r)
+	}
+}
+
+// stallingWriter passes left bytes of a body and then blocks.
+type stallingWriter struct {
+	http.ResponseWriter
+	left    int
+	r       *http.Request
+	release chan struct{}
+}
+
+func (w *stallingWriter) Write(p []byte) (int, error) {
+	if len(p) <= w.left {
+		w.left -= len(p)
+		return w.ResponseWriter.Write(p)
+	}
+	n, _ := w.ResponseWriter.Write(p[:w.left])
+	w.left = 0
+	w.ResponseWriter.(http.Flusher).Flush()
+	select {
+	case <-w.r.Context().Done():
+	case <-w.release:
+	}
+	return n, errors.New("stalled")
+}
+
+// A server that stops answering holds no call whose context ends: every
+// call returns promptly with the context's error (the attempt timeout is
+// minutes), and leaves no goroutine behind.
+func TestS3CancelWhileServerHangs(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() { storagetest.CheckGoroutines(t, before) })
+	backend := s3mem.New()
+	if err := backend.CreateBucket(testBucket); err != nil {
+		t.Fatal(err)
+	}
+	h := &hangingS3{next: gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server(), release: make(chan struct{})}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(h.release) }) // before srv.Close: it waits for the handlers
+	transport := srv.Client().Transport.(*http.Transport).Clone()
+	t.Cleanup(transport.CloseIdleConnections)
+	store, err := New(ctx, Options{
+		Endpoint: strings.TrimPrefix(srv.URL, "https://"), Bucket: testBucket, Prefix: "hang", Region: "us-east-1",
+		AccessKey: "test-key", SecretKey: "test-secret", Transport: transport, PartSize: 5 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := storage.New(store)
+	w, err := s.CreateStream(ctx, 1, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := randomBytes(1<<20, 5)
+	w.Write(blob)
+	hd, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, sampleMetadata(1, hd)); err != nil {
+		t.Fatal(err)
+	}
+
+	calls := map[string]func(ctx context.Context) error{
+		"Commit":       func(ctx context.Context) error { return s.Commit(ctx, sampleMetadata(2, hd)) },
+		"ReadMetadata": func(ctx context.Context) error { _, err := s.ReadMetadata(ctx, 1); return err },
+		"Completed":    func(ctx context.Context) error { _, err := s.Completed(ctx); return err },
+		"Discard":      func(ctx context.Context) error { return s.Discard(ctx, 7) },
+		"ListShared":   func(ctx context.Context) error { _, err := s.ListShared(ctx); return err },
+		"DeleteShared": func(ctx context.Context) error { return s.DeleteShared(ctx, "1-x") },
+		"CreateStream": func(ctx context.Context) error { _, err := s.CreateStream(ctx, 2, "b"); return err },
+		"OpenStream":   func(ctx context.Context) error { _, err := s.OpenStream(ctx, hd); return err },
+		"Open": func(ctx context.Context) error {
+			_, err := New(ctx, Options{Endpoint: strings.TrimPrefix(srv.URL, "https://"), Bucket: testBucket, Prefix: "hang",
+				Region: "us-east-1", AccessKey: "test-key", SecretKey: "test-secret", Transport: transport})
+			return err
+		},
+		"Close": func(ctx context.Context) error {
+			h.hang.Store(false)
+			w, err := s.CreateStream(ctx, 3, "small")
+			h.hang.Store(true)
+			if err != nil {
+				return err
+			}
+			w.Write([]byte("abc"))
+			_, err = w.Close()
+			return err
+		},
+		"Multipart": func(ctx context.Context) error {
+			h.hang.Store(false)
+			w, err := s.CreateStream(ctx, 3, "big")
+			h.hang.Store(true)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(randomBytes(6<<20, 6)); err != nil {
+				return err
+			}
+			_, err = w.Close()
+			return err
+		},
+		"Read": func(ctx context.Context) error {
+			h.hang.Store(false)
+			h.midBody.Store(true)
+			defer h.midBody.Store(false)
+			r, err := s.OpenStream(ctx, hd)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			_, err = io.Copy(io.Discard, r)
+			return err
+		},
+	}
+	for name, call := range calls {
+		h.hang.Store(true)
+		c, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- call(c) }()
+		time.Sleep(50 * time.Millisecond)
+		start := time.Now()
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: %v, want the context's error", name, err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s returned %s after its context ended", name, d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s still waits for a hanging server 10 s after its context ended", name)
+		}
+	}
+	h.hang.Store(false)
+	// The store still works.
+	if got := readAll(t, s, hd); !bytes.Equal(got, blob) {
+		t.Fatal("read back other bytes")
 	}
 }
