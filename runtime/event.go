@@ -28,6 +28,11 @@ const (
 	// EventStatus says the sender is idle (Idle) or active again: an idle
 	// channel does not hold the receiver's watermark back.
 	EventStatus
+	// EventEndOfData says the sender's input really ended (not a stop):
+	// no record follows on this channel. It travels before the final
+	// checkpoint's barrier, so what operators emit when their input ends
+	// (EndOfDataListener) is covered by that checkpoint.
+	EventEndOfData
 )
 
 func (k EventKind) String() string {
@@ -42,6 +47,8 @@ func (k EventKind) String() string {
 		return "watermark"
 	case EventStatus:
 		return "status"
+	case EventEndOfData:
+		return "end-of-data"
 	}
 	return "unknown-event"
 }

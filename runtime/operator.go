@@ -39,6 +39,17 @@ type Operator interface {
 	Close() error
 }
 
+// EndOfDataListener is implemented by operators that act when their input
+// really ends (every input channel delivered end of data; for a source
+// chain, its reader reached the end): an event-time operator has seen the
+// maximum watermark by then, and EndOfData may emit what is left (a user
+// function's Finish hook). It runs before the final checkpoint, so what it
+// emits is covered by that checkpoint. It is not called when the job is
+// stopped with a savepoint: the state stays in the savepoint instead.
+type EndOfDataListener interface {
+	EndOfData() error
+}
+
 // BarrierSnapshotter is implemented by operators whose snapshot depends on
 // the barrier (a savepoint is always written in the canonical format); the
 // task calls SnapshotStateFor instead of SnapshotState.

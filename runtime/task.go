@@ -59,6 +59,11 @@ type Task struct {
 	handler barrier.Handler
 	ended   []bool
 	nEnded  int
+	// dataEnded marks the channels that delivered end of data; when every
+	// channel has, the chain's input really ended (dataEnd).
+	dataEnded  []bool
+	nDataEnded int
+	dataEnd    bool
 
 	bufferTimeout time.Duration
 	lastFlush     time.Time
@@ -186,6 +191,10 @@ func (t *Task) step() bool {
 		case MoreAvailable:
 			return true
 		case EndOfInput:
+			t.endOfData()
+			if t.failErr != nil {
+				return false
+			}
 			t.flush()
 			t.sourceEnded = true
 			t.host.SourceEnded(t.ID)
@@ -217,6 +226,17 @@ func (t *Task) step() bool {
 			}
 			if t.nEnded == len(t.ended) {
 				t.endOfInput()
+			}
+		}
+	case EventEndOfData:
+		if t.dataEnded == nil {
+			t.dataEnded = make([]bool, len(t.ended))
+		}
+		if !t.dataEnded[ch] {
+			t.dataEnded[ch] = true
+			t.nDataEnded++
+			if t.nDataEnded == len(t.dataEnded) {
+				t.endOfData()
 			}
 		}
 	case EventWatermark:
@@ -311,6 +331,29 @@ func (t *Task) handleMail() {
 		}
 	}
 	clear(t.mails)
+}
+
+// endOfData tells the chain's operators, head to tail, that the input
+// really ended (EndOfDataListener), then sends end of data downstream. It
+// runs before the final checkpoint's barrier can reach the task: a source
+// task reports SourceEnded after it, and downstream the barrier follows
+// end of data on every channel.
+func (t *Task) endOfData() {
+	if t.dataEnd {
+		return
+	}
+	t.dataEnd = true
+	for i, op := range t.chain.Operators {
+		if l, ok := op.(EndOfDataListener); ok {
+			if err := l.EndOfData(); err != nil {
+				t.fail(fmt.Errorf("operator %s failed at the end of its input: %w", t.opInfo[i].Name, err))
+				return
+			}
+		}
+	}
+	for _, o := range t.outputs {
+		o.EmitEvent(Event{Kind: EventEndOfData})
+	}
 }
 
 // endOfInput finishes the chain head to tail, so what the head emits while

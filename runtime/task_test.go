@@ -113,7 +113,8 @@ func (o *recordingOp) NotifyCheckpointAborted(id checkpoint.ID) error {
 	o.add(fmt.Sprintf("aborted %d", id))
 	return nil
 }
-func (o *recordingOp) Finish() error { o.add("finish"); return nil }
+func (o *recordingOp) Finish() error    { o.add("finish"); return nil }
+func (o *recordingOp) EndOfData() error { o.add("end-of-data"); return nil }
 func (o *recordingOp) Close() error  { o.add("close"); return nil }
 
 func (o *recordingOp) calls() []string {
@@ -206,6 +207,7 @@ func (h *harness) cancelMarker(ch int, id checkpoint.ID) {
 	h.send(ch, Buffer[int]{Event: Event{Kind: EventCancel, Barrier: checkpoint.Barrier{ID: id}}})
 }
 func (h *harness) eop(ch int) { h.send(ch, Buffer[int]{Event: Event{Kind: EventEndOfPartition}}) }
+func (h *harness) eod(ch int) { h.send(ch, Buffer[int]{Event: Event{Kind: EventEndOfData}}) }
 
 func (h *harness) sum() int {
 	h.op.mu.Lock()
@@ -353,6 +355,54 @@ func TestTaskEndOfInput(t *testing.T) {
 		}
 		if _, _, _, fin := h.host.snapshot(); fin != 1 || h.sum() != 3 {
 			t.Fatalf("finished %d, sum %d", fin, h.sum())
+		}
+	})
+}
+
+// End of data on every channel tells the operators once, before the
+// final checkpoint's barrier arrives, and goes downstream ahead of it;
+// end of partition then finishes the task. A channel that ends without
+// end of data (a stop with savepoint) never tells the operators.
+func TestTaskEndOfData(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, checkpoint.ExactlyOnce, 2)
+		h.records(0, 1)
+		h.eod(0)
+		h.records(1, 2)
+		synctest.Wait()
+		if slices.Contains(h.op.calls(), "end-of-data") {
+			t.Fatal("end of data with a channel still sending")
+		}
+		h.eod(1)
+		h.eod(1) // repeated: ignored
+		h.barrier(0, 7)
+		h.barrier(1, 7)
+		synctest.Wait()
+		if calls := h.op.calls(); !slices.Equal(calls, []string{"open", "end-of-data", "snapshot 7"}) {
+			t.Fatalf("calls %v", calls)
+		}
+		h.eop(0)
+		h.eop(1)
+		if err := <-h.done; err != nil {
+			t.Fatal(err)
+		}
+		_, events := h.out.got()
+		if !slices.Equal(events, []string{"end-of-data 0", "barrier 7", "end-of-partition 0"}) {
+			t.Fatalf("events %v", events)
+		}
+		if calls := h.op.calls(); !slices.Equal(calls, []string{"open", "end-of-data", "snapshot 7", "finish", "close"}) {
+			t.Fatalf("calls %v", calls)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, checkpoint.ExactlyOnce, 1)
+		h.records(0, 1)
+		h.eop(0) // stopped: no end of data
+		if err := <-h.done; err != nil {
+			t.Fatal(err)
+		}
+		if calls := h.op.calls(); slices.Contains(calls, "end-of-data") {
+			t.Fatalf("calls %v", calls)
 		}
 	})
 }

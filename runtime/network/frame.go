@@ -177,7 +177,7 @@ func decodeEvent(payload []byte) (runtime.Event, error) {
 	kind := runtime.EventKind(payload[0])
 	e := runtime.Event{Kind: kind}
 	switch kind {
-	case runtime.EventBarrier, runtime.EventCancel, runtime.EventEndOfPartition:
+	case runtime.EventBarrier, runtime.EventCancel, runtime.EventEndOfPartition, runtime.EventEndOfData:
 		e.Barrier.ID = checkpoint.ID(binary.BigEndian.Uint64(payload[1:]))
 	case runtime.EventWatermark:
 		e.Watermark = int64(binary.BigEndian.Uint64(payload[1:]))

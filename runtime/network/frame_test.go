@@ -20,6 +20,7 @@ func TestWatermarkEventRoundTrip(t *testing.T) {
 		{Kind: runtime.EventWatermark, Watermark: -5},
 		{Kind: runtime.EventStatus, Idle: true},
 		{Kind: runtime.EventStatus},
+		{Kind: runtime.EventEndOfData},
 	} {
 		_, _, payload, err := newFrameReader(bytes.NewReader(appendEvent(nil, 5, e)), 1<<10).next()
 		if err != nil {

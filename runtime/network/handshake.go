@@ -9,7 +9,7 @@ import (
 
 // Version is the version of the data plane protocol: the handshake and the
 // frames. Both ends of a connection must speak the same version.
-const Version uint16 = 2
+const Version uint16 = 3
 
 var magic = [4]byte{'W', 'E', 'I', 'R'}
 
