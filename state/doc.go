@@ -39,8 +39,12 @@
 //	  kind     1 byte   1 = value state; 6 = value state with a
 //	                    time-to-live, whose values are an 8-byte
 //	                    big-endian expiry (unix milliseconds) followed by
-//	                    the value's encoding (2 list, 3 map, 4 reducing
-//	                    and 5 timers are reserved for later kinds)
+//	                    the value's encoding; 5 = timer queue, one entry
+//	                    per timer, whose value is the timestamp (8 bytes,
+//	                    big-endian two's complement, milliseconds since
+//	                    1970) followed by the namespace's bytes (a key
+//	                    has one entry per timer); 2 list, 3 map and 4
+//	                    reducing are reserved for later kinds
 //	  count    uvarint  number of entries, at least 1 (states without
 //	                    entries in this key group are left out)
 //	  count × entry, in no particular order:
@@ -139,6 +143,21 @@
 // ValueStateRequest, which builds the typed state for the backend), so a
 // KeyedBackend that wraps another one works wherever the two above do.
 // Package statetest is the conformance suite every backend runs.
+//
+// # Timers
+//
+// A timer queue (TimerService, GetTimerQueue) is keyed state of kind
+// "timers": timers (key, timestamp, namespace), deduplicated, per key
+// group, polled earliest first over all the backend's key groups. The heap
+// backend keeps per key group a binary heap indexed by timer (Add, Delete
+// and Poll in O(log n), Delete without a scan), copy-on-write like its
+// tables, and orders the key groups by their earliest timer. A
+// RawKeyedBackend stores one key per timer, ordered by key group, queue,
+// timestamp, key and namespace, and keeps each key group's 64 earliest
+// timers in memory, refilled from the store when they run out. Timers are
+// in every snapshot (the canonical stream writes one entry per timer) and
+// restore into either backend and any key group range. A timer queue and
+// another kind of state cannot share a name.
 //
 // # Time-to-live
 //

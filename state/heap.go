@@ -23,13 +23,9 @@ import (
 // WriteKeyGroups and Release may run elsewhere. The backend is not safe for
 // concurrent use.
 //
-// Room for more kinds of keyed state: every registered state is a
-// keyedTable (kind, copy-on-write freeze, restore of one entry). ListState,
-// MapState and ReducingState become further keyedTable implementations over
-// the same per-key-group kgTable (a list or a map as the value type, a
-// reducing state as a value state with a reduce function); timers become a
-// keyedTable per time domain whose entries are (key, timestamp) and which
-// also keeps a priority queue per key group. The snapshot format already
+// Every registered state is a keyedTable (kind, copy-on-write freeze,
+// restore of one entry): value tables over per-key-group kgTables, and
+// timer queues (heapTimerQueue, per-key-group heaps). The snapshot format
 // carries a kind byte per state (see doc.go).
 type HeapKeyedBackend[K comparable] struct {
 	keyCodec Codec[K]
@@ -66,8 +62,11 @@ type stateKind byte
 
 const (
 	kindValue stateKind = 1
+	// kindTimers is a timer queue (TimerService): its entries are the
+	// timer's key and its timestamp and namespace (see doc.go).
+	kindTimers stateKind = 5
 	// Reserved for the kinds a later issue adds: kindList = 2,
-	// kindMap = 3, kindReducing = 4, kindTimers = 5.
+	// kindMap = 3, kindReducing = 4.
 
 	// kindValueTTL is a value state with a time-to-live: every value is
 	// prefixed with its expiry (see TTLConfig).
@@ -80,6 +79,8 @@ func (k stateKind) String() string {
 		return "value"
 	case kindValueTTL:
 		return "value-with-ttl"
+	case kindTimers:
+		return "timers"
 	}
 	return fmt.Sprintf("kind %d", byte(k))
 }
@@ -220,6 +221,9 @@ func getHeapTable[K comparable, V any](b *HeapKeyedBackend[K], name string, c Co
 			return nil, fmt.Errorf("state %q is already registered with codec %s, not %s", name, codecRef(vt.meta.Codec, vt.meta.CodecVersion), codecRef(id, v))
 		}
 		return vt, nil
+	}
+	if m, ok := b.stored[name]; ok && m.Kind == kindTimers.String() {
+		return nil, fmt.Errorf("state %q was checkpointed as a timer queue, cannot restore it as %s state", name, kind)
 	}
 	t := &valueTable[K, V]{b: b, name: name, codec: c, k: kind, ttl: ttl, groups: make([]*kgTable[K, V], b.nGroups),
 		meta: stateMeta(name, kind, c, b.keyID, b.keyVersion)}

@@ -187,6 +187,7 @@ func walkRawKeyGroup(v RawView, kinds map[string]stateKind, kg int, visit func(n
 	binary.BigEndian.PutUint16(lo[:], uint16(kg))
 	binary.BigEndian.PutUint16(hi[:], uint16(kg+1))
 	name, kind, started := "", stateKind(0), false
+	var vbuf []byte
 	err := v.Scan(lo[:], hi[:], 0, func(k, val []byte) error {
 		rest := k[2:]
 		i := bytes.IndexByte(rest, 0)
@@ -199,6 +200,14 @@ func walkRawKeyGroup(v RawView, kinds map[string]stateKind, kg int, visit func(n
 			if kind, ok = kinds[name]; !ok {
 				return fmt.Errorf("state %q has no recorded kind", name)
 			}
+		}
+		if kind == kindTimers { // one raw key per timer: into the stream's entry
+			key, tv, err := timerEntryOf(rest[i+1:], vbuf)
+			if err != nil {
+				return fmt.Errorf("timer queue %q: %w", name, err)
+			}
+			vbuf = tv
+			return visit(name, kind, key, tv)
 		}
 		return visit(name, kind, rest[i+1:], val)
 	})
@@ -390,6 +399,9 @@ func getRawValueState[K comparable, V any](b *RawKeyedBackend[K], name string, c
 		kind = kindValueTTL
 	}
 	meta := stateMeta(name, kind, c, b.keyID, b.keyVersion)
+	if m, ok := b.stored[name]; ok && m.Kind == kindTimers.String() {
+		return nil, fmt.Errorf("state %q was checkpointed as a timer queue, cannot restore it as %s state", name, kind)
+	}
 	if t, ok := b.states[name]; ok {
 		if t.kind() != kind {
 			return nil, fmt.Errorf("state %q is already registered as %s state, not %s state", name, t.kind(), kind)
@@ -691,6 +703,13 @@ func (b *RawKeyedBackend[K]) RestoreHandles(handles []checkpoint.KeyedStateHandl
 		}
 		unregistered = append(unregistered, m)
 	}
+	for _, t := range b.states {
+		if r, ok := t.(interface{ reload() error }); ok { // in-memory parts of registered states
+			if err := r.reload(); err != nil {
+				return err
+			}
+		}
+	}
 	return mergeStored(b.stored, unregistered)
 }
 
@@ -709,6 +728,13 @@ func (b *RawKeyedBackend[K]) restoreEntry(kg int, name string, kind byte, key, v
 		return wrongKeyGroupError(name, k, key, b.keyID, got, kg)
 	}
 	full := appendKGPrefix(nil, kg, name)
+	if stateKind(kind) == kindTimers {
+		ts, ns, err := parseTimerValue(val)
+		if err != nil {
+			return fmt.Errorf("timer queue %q: %w", name, err)
+		}
+		return b.store.Set(appendTimerSuffix(full, ts, key, string(ns)), nil)
+	}
 	return b.store.Set(append(full, key...), val)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -155,7 +156,10 @@ func dumpState(ctx context.Context, w, notes io.Writer, st *storage.Storage, md 
 	if vc, err = recordedCodec(vc, recorded, false); err != nil {
 		return err
 	}
-	if recorded != nil {
+	if recorded != nil && recorded.Kind == "timers" {
+		fmt.Fprintf(notes, "state %q of operator %q: timer queue, keys %s printed as %s; one line per timer: key, timestamp (milliseconds since 1970, UTC time), namespace\n", o.state, o.operator,
+			codecRef(recorded.KeyCodec, recorded.KeyCodecVersion), kc.name)
+	} else if recorded != nil {
 		fmt.Fprintf(notes, "state %q of operator %q: %s state, keys %s printed as %s, values %s printed as %s\n", o.state, o.operator, recorded.Kind,
 			codecRef(recorded.KeyCodec, recorded.KeyCodecVersion), kc.name, codecRef(recorded.Codec, recorded.CodecVersion), vc.name)
 	}
@@ -337,7 +341,17 @@ func (d *dumper) flush() error {
 		if c := d.kc.compare(a, b); c != 0 {
 			return c < 0
 		}
-		return bytes.Compare(a, b) < 0
+		if c := bytes.Compare(a, b); c != 0 {
+			return c < 0
+		}
+		// Timers of one key: by timestamp, then namespace.
+		va, vb := d.buf[d.entries[i].val0:d.entries[i].end], d.buf[d.entries[j].val0:d.entries[j].end]
+		if len(va) >= 8 && len(vb) >= 8 && d.entries[i].kind.IsTimers() {
+			if ta, tb := int64(binary.BigEndian.Uint64(va)), int64(binary.BigEndian.Uint64(vb)); ta != tb {
+				return ta < tb
+			}
+		}
+		return bytes.Compare(va, vb) < 0
 	})
 	for _, e := range d.entries {
 		if d.o.limit > 0 && d.printed >= d.o.limit {
@@ -356,6 +370,9 @@ func (d *dumper) flush() error {
 
 func (d *dumper) print(e dumpEntry) error {
 	k, raw := d.buf[e.key0:e.val0], d.buf[e.val0:e.end]
+	if e.kind.IsTimers() {
+		return d.printTimer(e, k, raw)
+	}
 	exp, v, hasTTL := state.RawEntry{Kind: e.kind, Value: raw}.Expiry()
 	if e.kind.HasTTL() && !hasTTL {
 		return fmt.Errorf("key group %d, state %q: a value with a time-to-live has %d bytes, needs at least 8", e.keyGroup, d.o.state, len(raw))
@@ -393,6 +410,48 @@ func (d *dumper) print(e dumpEntry) error {
 		}
 		if hasTTL {
 			l = append(append(l, "\texpires "...), time.UnixMilli(exp).UTC().Format(timeFormat)...)
+		}
+		l = append(l, '\n')
+	}
+	d.line = l
+	_, err = d.w.Write(l)
+	return err
+}
+
+// autoCodec prints timer namespaces: printable UTF-8 as a string, anything
+// else as hex.
+var autoCodec, _ = parseCodec("auto")
+
+// printTimer prints one timer of a timer queue: its key, its timestamp
+// (milliseconds since 1970, and as a UTC time) and its namespace.
+func (d *dumper) printTimer(e dumpEntry, k, raw []byte) error {
+	ts, ns, err := state.TimerEntry(raw)
+	if err != nil {
+		return fmt.Errorf("key group %d, timer queue %q: %w", e.keyGroup, d.o.state, err)
+	}
+	at := time.UnixMilli(ts).UTC().Format(timeFormat)
+	l := d.line[:0]
+	if d.o.asJSON {
+		l = strconv.AppendInt(append(l, `{"keyGroup":`...), int64(e.keyGroup), 10)
+		if l, err = d.kc.json(append(l, `,"key":`...), k); err != nil {
+			return fmt.Errorf("key group %d, timer queue %q: cannot decode key %x as %s: %w (wrong --key-codec?)", e.keyGroup, d.o.state, k, d.kc.name, err)
+		}
+		l = strconv.AppendInt(append(l, `,"timestamp":`...), ts, 10)
+		l = strconv.AppendQuote(append(l, `,"time":`...), at)
+		if l, err = autoCodec.json(append(l, `,"namespace":`...), ns); err != nil {
+			return err
+		}
+		l = append(l, '}', '\n')
+	} else {
+		if l, err = d.kc.text(l, k); err != nil {
+			return fmt.Errorf("key group %d, timer queue %q: cannot decode key %x as %s: %w (wrong --key-codec?)", e.keyGroup, d.o.state, k, d.kc.name, err)
+		}
+		l = strconv.AppendInt(append(l, "\ttimer "...), ts, 10)
+		l = append(append(append(l, " ("...), at...), ')')
+		if len(ns) > 0 {
+			if l, err = autoCodec.text(append(l, "\tnamespace "...), ns); err != nil {
+				return err
+			}
 		}
 		l = append(l, '\n')
 	}

@@ -188,3 +188,45 @@ func BenchmarkRestore(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTimers is a window operator's timers: per record one Add for
+// the record's key at a timestamp a little ahead of the watermark (keys
+// of 10k, window ends on a 100 ms grid), and the watermark advancing every
+// 100 records with a Poll of every timer up to it; ns/op is per record
+// (one Add, and on average one Poll).
+//
+//	go test -run X -bench Timers -benchtime 1000000x ./state/pebblestate/
+func BenchmarkTimers(b *testing.B) {
+	for _, k := range benchKinds() {
+		b.Run(k.Name, func(b *testing.B) {
+			be := newBench(b, k)
+			q, err := state.GetTimerQueue[int64](be, "event-timers")
+			if err != nil {
+				b.Fatal(err)
+			}
+			hash := state.HasherFor(state.CodecFor[int64]())
+			rnd := rand.New(rand.NewPCG(1, 1))
+			wm := int64(0)
+			polled := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				key := int64(rnd.IntN(10_000))
+				be.SetCurrentKeyHashed(key, hash(key))
+				ts := wm + int64(rnd.IntN(1000))
+				q.Add(ts-ts%100+99, "")
+				if i%100 == 99 {
+					wm += 10
+					for {
+						if _, ok := q.Poll(wm); !ok {
+							break
+						}
+						polled++
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrec/s")
+			b.ReportMetric(float64(q.Len()), "timers")
+		})
+	}
+}

@@ -81,6 +81,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("ChangedKeyType", func(t *testing.T) { testChangedKeyType(t, b) })
 	t.Run("MigrationLargeKeyGroup", func(t *testing.T) { testMigrationLargeKeyGroup(t, b) })
 	t.Run("DamagedStream", func(t *testing.T) { testDamagedStream(t, b) })
+	runTimers(t, b)
 }
 
 // SavepointsAcross checks that a savepoint written by each backend
@@ -94,6 +95,7 @@ func SavepointsAcross(t *testing.T, backends ...Backend) {
 				continue
 			}
 			t.Run(from.Name+"->"+to.Name, func(t *testing.T) { testSavepoint(t, from, to) })
+			t.Run("Timers/"+from.Name+"->"+to.Name, func(t *testing.T) { testTimersSavepoint(t, from, to) })
 		}
 	}
 }
