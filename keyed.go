@@ -20,6 +20,13 @@ type KeyedContext[K comparable] struct {
 	backend state.KeyedBackend[K]
 	op      *runtime.OperatorContext
 	wm      *int64
+	// timers is the operator's timer service (nil when its function has
+	// no OnTimer); domain is the time domain of the timer being fired (0
+	// while processing a record).
+	timers *keyedTimers[K]
+	domain TimeDomain
+	// sides are the collectors of the side outputs read downstream, by tag.
+	sides map[string]any
 }
 
 // Timestamp is the event timestamp of the record being processed; ok is
@@ -222,19 +229,34 @@ func Count[K comparable, T any](ks KeyedStream[K, T]) Stream[KV[K, int64]] {
 	return Sum(ks, func(T) int64 { return 1 })
 }
 
-// keyedLogic is the per-record body of a keyed operator.
+// keyedLogic is the per-record body of a keyed operator. A logic that
+// uses timers also implements timerLogic; one that acts at the end of its
+// input implements endOfDataLogic.
 type keyedLogic[K comparable, IN any] interface {
 	open(ctx *KeyedContext[K]) error
 	process(ctx *KeyedContext[K], in IN) error
 	operator() any // the user function, for optional interfaces
 }
 
+// timerLogic is a keyed logic with timers: usesTimers says whether the
+// operator needs the timer service (decided before open), onTimer handles
+// a timer with its key restored in ctx.
+type timerLogic[K comparable] interface {
+	usesTimers() bool
+	onTimer(ctx *KeyedContext[K], t state.Timer[K]) error
+}
+
+// endOfDataLogic is a keyed logic that acts when its input really ends.
+type endOfDataLogic[K comparable] interface {
+	endOfData(ctx *KeyedContext[K]) error
+}
+
 func keyedNode[K comparable, IN, OUT any](ks KeyedStream[K, IN], kind string, newLogic func(out runtime.Collector[OUT]) keyedLogic[K, IN]) Stream[OUT] {
 	n := addNode[OUT](ks.s.env, kind, []plan.Input{ks.hashInput()})
 	key, codec := ks.key, ks.codec
 	backend := ks.s.env.cfg.stateBackend
-	n.NewOperator = func(_ int, out any) (any, runtime.Operator, runtime.SourceDriver, error) {
-		op := &keyedOp[K, IN]{key: key, codec: codec, backend: backend, logic: newLogic(out.(runtime.Collector[OUT])), out: out}
+	n.NewOperatorWithSides = func(_ int, out any, sides map[string]any) (any, runtime.Operator, runtime.SourceDriver, error) {
+		op := &keyedOp[K, IN]{key: key, codec: codec, backend: backend, logic: newLogic(out.(runtime.Collector[OUT])), out: out, sides: sides}
 		return runtime.Collector[IN](op), op, nil, nil
 	}
 	return Stream[OUT]{ks.s.env, n}
@@ -250,21 +272,53 @@ type keyedOp[K comparable, IN any] struct {
 	ctx     KeyedContext[K]
 	kgr     checkpoint.KeyGroupRange
 	fail    func(error)
-	// out is the operator's output, where watermarks go on; wm is the
+	// out is the operator's output, where watermarks go on, and sides
+	// the collectors of its side outputs read downstream; wm is the
 	// operator's current watermark.
-	out any
-	wm  int64
+	out   any
+	sides map[string]any
+	wm    int64
+	// timers is the timer service when the logic uses timers.
+	timers *keyedTimers[K]
 }
 
 // ProcessWatermark implements runtime.WatermarkStage: the operator's
-// watermark advances, then the watermark goes on downstream.
+// watermark advances, the event-time timers it passed fire, then the
+// watermark goes on downstream (to the side outputs too).
 func (o *keyedOp[K, IN]) ProcessWatermark(wm int64) {
+	if wm <= o.wm {
+		return
+	}
 	o.wm = wm
+	if o.timers != nil {
+		if err := o.timers.fireEventTime(wm); err != nil {
+			o.fail(err)
+			return
+		}
+	}
 	runtime.ForwardWatermark(o.out, wm)
+	for _, s := range o.sides {
+		runtime.ForwardWatermark(s, wm)
+	}
 }
 
 // ProcessStatus implements runtime.WatermarkStage.
-func (o *keyedOp[K, IN]) ProcessStatus(idle bool) { runtime.ForwardStatus(o.out, idle) }
+func (o *keyedOp[K, IN]) ProcessStatus(idle bool) {
+	runtime.ForwardStatus(o.out, idle)
+	for _, s := range o.sides {
+		runtime.ForwardStatus(s, idle)
+	}
+}
+
+// EndOfData implements runtime.EndOfDataListener: the input really ended
+// (after the maximum watermark fired every event-time timer).
+func (o *keyedOp[K, IN]) EndOfData() error {
+	if l, ok := o.logic.(endOfDataLogic[K]); ok {
+		o.ctx.domain = 0
+		return l.endOfData(&o.ctx)
+	}
+	return nil
+}
 
 func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 	o.hash = state.HasherFor(o.codec)
@@ -287,13 +341,27 @@ func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 		rb.ReuseRestoredFiles = oc.RestoredOwned
 		b = rb
 	}
-	o.ctx = KeyedContext[K]{backend: b, op: oc, wm: &o.wm}
+	o.ctx = KeyedContext[K]{backend: b, op: oc, wm: &o.wm, sides: o.sides}
 	if len(oc.RestoredKeyed) > 0 {
 		if err := b.RestoreHandles(oc.RestoredKeyed, oc.OpenStream); err != nil {
 			return fmt.Errorf("cannot restore keyed state of %s (uid %q) from checkpoint %d: %w", oc.OperatorName, oc.OperatorUID, oc.RestoredCheckpoint, err)
 		}
 	}
-	return o.logic.open(&o.ctx)
+	if tl, ok := o.logic.(timerLogic[K]); ok && tl.usesTimers() {
+		t, err := newKeyedTimers(&o.ctx, o.hash, tl)
+		if err != nil {
+			return o.ctx.registerError(err)
+		}
+		o.timers = t
+		o.ctx.timers = t
+	}
+	if err := o.logic.open(&o.ctx); err != nil {
+		return err
+	}
+	if o.timers != nil {
+		o.timers.scheduleProcessingTime()
+	}
+	return nil
 }
 
 func (o *keyedOp[K, IN]) Collect(in IN) {
@@ -341,6 +409,9 @@ func (o *keyedOp[K, IN]) NotifyCheckpointAborted(id checkpoint.ID) error {
 func (o *keyedOp[K, IN]) Finish() error { return nil }
 
 func (o *keyedOp[K, IN]) Close() error {
+	if o.timers != nil {
+		o.timers.stop()
+	}
 	if o.ctx.backend != nil {
 		return o.ctx.backend.Close()
 	}
@@ -364,6 +435,22 @@ func (l *processLogic[K, IN, OUT]) process(ctx *KeyedContext[K], in IN) error {
 }
 
 func (l *processLogic[K, IN, OUT]) operator() any { return l.fn }
+
+func (l *processLogic[K, IN, OUT]) usesTimers() bool {
+	_, ok := l.fn.(KeyedTimerFunction[K, OUT])
+	return ok
+}
+
+func (l *processLogic[K, IN, OUT]) onTimer(ctx *KeyedContext[K], t state.Timer[K]) error {
+	return l.fn.(KeyedTimerFunction[K, OUT]).OnTimer(ctx, t.Timestamp, l.out)
+}
+
+func (l *processLogic[K, IN, OUT]) endOfData(ctx *KeyedContext[K]) error {
+	if f, ok := l.fn.(KeyedFinisher[K, OUT]); ok {
+		return f.Finish(ctx, l.out)
+	}
+	return nil
+}
 
 type reduceLogic[K comparable, T any] struct {
 	f   func(acc, in T) T
