@@ -603,3 +603,110 @@ func TestWindowsFailureInjection(t *testing.T) {
 		})
 	}
 }
+
+// Windows survive rescaling: a job of tumbling and session windows runs
+// at parallelism 2, then 4, then 1, each stage restoring the previous
+// one's latest checkpoint; the windows committed over all stages are
+// exactly the model's (each once, with its exact count) — contents, merged
+// sessions and timers moved with their keys.
+func TestWindowsRescale(t *testing.T) {
+	t.Run("heap", func(t *testing.T) { testWindowsRescale(t, 2000) })
+	t.Run("pebble", func(t *testing.T) {
+		testWindowsRescale(t, 2000, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+	})
+}
+
+// testWindowsRescale runs limit records per partition: slowly (200/s) in
+// the stages that are cancelled after three checkpoints, so that they
+// cannot reach the end of the input even when a loaded machine makes
+// pebble's checkpoints take seconds, and at full speed in the last.
+func testWindowsRescale(t *testing.T, limit int64, backend ...weir.Option) {
+	dir := t.TempDir()
+	// Partition p's records: keys 0..9, timestamps 5 ms apart, and a
+	// pause of 2 s every 150 records (a session boundary).
+	mk := func(p int, off int64) ev {
+		return ev{Key: int((off + int64(p)) % 10), Off: off*4 + int64(p), TS: 1_000 + off*5 + (off/150)*2000}
+	}
+	tumbling := weir.NewCollectSink[winCount]()
+	sessions := weir.NewCollectSink[winCount]()
+	job := func(p int, rate float64, opts ...weir.Option) *weir.Environment {
+		base := []weir.Option{weir.Parallelism(p), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
+			weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None()), weir.AutoWatermarkInterval(2 * time.Millisecond)}
+		env := weir.NewEnvironment(append(append(base, backend...), opts...)...)
+		src := weir.FromSourceWithWatermarks(env, weir.Generator(4, limit, mk).WithRate(rate),
+			weir.ForMonotonousTimestamps[ev]().WithTimestampAssigner(func(e ev, _ int64) int64 { return e.TS }), "gen").UID("gen")
+		keyed := weir.KeyBy(src, func(e ev) int { return e.Key })
+		agg := weir.Aggregator[ev, int64, int64](countAgg{})
+		weir.WindowAggregateProcess(weir.Window(keyed, weir.TumblingEventTimeWindows(100*time.Millisecond)), agg,
+			weir.ProcessWindowFunc[int, int64, winCount](withWindow)).UID("tumbling").SinkTo(tumbling).UID("tumbling-sink")
+		weir.WindowAggregateProcess(weir.Window(keyed, weir.EventTimeSessionWindows(time.Second)), agg,
+			weir.ProcessWindowFunc[int, int64, winCount](withWindow)).UID("sessions").SinkTo(sessions).UID("sessions-sink")
+		return env
+	}
+	for i, p := range []int{2, 4, 1} {
+		var opts []weir.Option
+		if i > 0 {
+			opts = append(opts, weir.Restore("latest"))
+		}
+		rate := 200.0
+		if i == 2 {
+			rate = 0 // unbounded
+		}
+		env := job(p, rate, opts...)
+		if i < 2 {
+			if err := runUntilCheckpoints(env, 3); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := env.Execute(context.Background(), "windows"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The model: per partition in order, so per key in timestamp order
+	// after merging the partitions by timestamp.
+	var events []ev
+	for p := range 4 {
+		for off := range limit {
+			events = append(events, mk(p, off))
+		}
+	}
+	slices.SortFunc(events, func(a, b ev) int { return cmp.Compare(a.TS, b.TS) })
+	wantT := map[winCount]int64{}
+	for _, e := range events {
+		start := e.TS - e.TS%100
+		wantT[winCount{Key: e.Key, Start: start, End: start + 100}]++
+	}
+	wantS := map[winCount]int64{}
+	for k := range 10 {
+		var cur winCount
+		for _, e := range events {
+			if e.Key != k {
+				continue
+			}
+			if cur.Count > 0 && e.TS < cur.End {
+				cur.End = max(cur.End, e.TS+1000)
+				cur.Count++
+				continue
+			}
+			if cur.Count > 0 {
+				wantS[winCount{Key: k, Start: cur.Start, End: cur.End}] = cur.Count
+			}
+			cur = winCount{Key: k, Start: e.TS, End: e.TS + 1000, Count: 1}
+		}
+		wantS[winCount{Key: k, Start: cur.Start, End: cur.End}] = cur.Count
+	}
+	for name, c := range map[string]struct {
+		got  []winCount
+		want map[winCount]int64
+	}{"tumbling": {tumbling.Committed(), wantT}, "sessions": {sessions.Committed(), wantS}} {
+		var w []winCount
+		for k, n := range c.want {
+			k.Count = n
+			w = append(w, k)
+		}
+		if got, w := slices.SortedFunc(slices.Values(c.got), cmpWinCount), slices.SortedFunc(slices.Values(w), cmpWinCount); !slices.Equal(got, w) {
+			t.Errorf("%s: got %d windows, want %d\n got %v\nwant %v", name, len(got), len(w), head(got), head(w))
+		}
+	}
+}
