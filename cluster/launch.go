@@ -13,6 +13,7 @@ import (
 	"github.com/weirstream/weir/ha"
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/runtime/network"
+	"github.com/weirstream/weir/runtime/network/tcp"
 	"github.com/weirstream/weir/storage"
 )
 
@@ -181,8 +182,12 @@ func runTaskManagerProcess(ctx context.Context, o Options, g *runtime.JobGraph, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ep, err := network.NewEndpoint(network.Config{
-		Name: o.Name, ListenAddr: listen, Token: o.dataToken(), Logger: logger, ServerTLS: o.TLS, ClientTLS: o.TLS,
+	tr, err := tcp.Listen(tcp.Config{ListenAddr: listen, ServerTLS: o.TLS, ClientTLS: o.TLS})
+	if err != nil {
+		return err
+	}
+	ep, err := network.NewEndpoint(tr, network.Config{
+		Name: o.Name, Token: o.dataToken(), Logger: logger,
 		OnError: func(id network.ChannelID, err error) {
 			if h := onError.Load(); h != nil {
 				(*h)(int(id.Attempt()), err)

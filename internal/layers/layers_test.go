@@ -31,11 +31,13 @@ var allowed = map[string][]string{
 	"state/statetest":             {"state", "checkpoint", "storage"},
 	"runtime/watermark":           {},
 	"runtime":                     {"checkpoint", "checkpoint/barrier", "checkpoint/coordinator", "restart", "state", "storage", "runtime/watermark"},
-	"runtime/network":             {"runtime", "checkpoint", "state", "internal/secret"},
+	"runtime/network/transport":   {},
+	"runtime/network":             {"runtime", "runtime/network/transport", "checkpoint", "state", "internal/secret"},
+	"runtime/network/tcp":         {"runtime/network/transport"},
 	"plan":                        {"runtime", "checkpoint", "state"},
 	".":                           {"plan", "runtime", "runtime/network", "runtime/watermark", "checkpoint", "checkpoint/coordinator", "restart", "state", "storage"},
 	"ha":                          {"checkpoint", "storage"},
-	"cluster":                     {"runtime", "runtime/network", "checkpoint", "checkpoint/coordinator", "ha", "storage", "internal/secret"},
+	"cluster":                     {"runtime", "runtime/network", "runtime/network/tcp", "checkpoint", "checkpoint/coordinator", "ha", "storage", "internal/secret"},
 	"connector/files":             {".", "checkpoint"},
 	"connector/socket":            {".", "checkpoint"},
 	"connector/kafka":             {".", "checkpoint"},
@@ -60,6 +62,12 @@ var allowed = map[string][]string{
 var forbiddenExternal = map[string][]string{
 	".": {"google.golang.org/grpc", "go.etcd.io/", "github.com/minio/", "github.com/cockroachdb/pebble"},
 }
+
+// forbiddenDeps are packages that a program importing only the root
+// package must not link at all (go list -deps): sockets and TLS belong to
+// the data plane's transport, runtime/network/tcp, which only the cluster
+// roles import.
+var forbiddenDeps = []string{"net", "crypto/tls", "crypto/x509", module + "/runtime/network/tcp"}
 
 func moduleRoot(t *testing.T) string {
 	dir, err := os.Getwd()
@@ -185,13 +193,19 @@ func TestLayeringCatchesAForbiddenImport(t *testing.T) {
 	if permits(allowed["state"], "storage") || permits(allowed["runtime"], ".") || permits(allowed["."], "cluster") {
 		t.Fatal("the rules allow an upward or sideways import they must forbid")
 	}
+	for _, pkg := range []string{".", "runtime", "runtime/network", "plan"} {
+		if permits(allowed[pkg], "runtime/network/tcp") {
+			t.Fatalf("the rules let %s import the TCP transport", pkg)
+		}
+	}
 	if !permits(allowed["examples/..."], "connector/kafka") {
 		t.Fatal("a /... entry does not allow the packages below it")
 	}
 }
 
 // A program that imports only the root package and runs locally links no
-// cluster, high-availability, object-store or disk-state dependency.
+// cluster, high-availability, object-store or disk-state dependency, and
+// no socket or TLS code.
 func TestRootLinksNoClusterDependencies(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -207,6 +221,9 @@ func TestRootLinksNoClusterDependencies(t *testing.T) {
 			if strings.HasPrefix(d, b) {
 				t.Errorf("the root package links %s", d)
 			}
+		}
+		if slices.Contains(forbiddenDeps, d) {
+			t.Errorf("the root package links %s", d)
 		}
 	}
 	t.Logf("go list -deps %s: %d packages", module, len(deps))

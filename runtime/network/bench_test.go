@@ -52,12 +52,12 @@ func BenchmarkNetworkChannel(b *testing.B) {
 
 func benchChannel[T any](b *testing.B, codec state.Codec[T], record func(int) T) {
 	quiet := slog.New(slog.DiscardHandler)
-	recv, err := NewEndpoint(Config{Name: "receiver", Token: testToken, Logger: quiet})
+	recv, err := listen(endpointConfig{Config: Config{Name: "receiver", Token: testToken, Logger: quiet}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer recv.Close()
-	send, err := NewEndpoint(Config{Name: "sender", Token: testToken, Logger: quiet})
+	send, err := listen(endpointConfig{Config: Config{Name: "sender", Token: testToken, Logger: quiet}})
 	if err != nil {
 		b.Fatal(err)
 	}

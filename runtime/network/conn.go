@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/runtime/network/transport"
 )
 
 // inputEnd is the receiving end of a channel as a connection sees it.
@@ -32,18 +32,17 @@ type outputEnd interface {
 	fail(err error)
 }
 
-// conn is one TCP connection between two endpoints. The dialing end sends
+// conn is one transport connection between two endpoints. The dialing end sends
 // records and events of its output channels; the accepting end sends
 // credit. One goroutine reads, one writes; senders append whole frames to
 // an output buffer that the writer swaps out and writes in one call, so
 // frames of many channels share system calls.
 type conn struct {
 	ep       *Endpoint
-	raw      net.Conn // the TCP connection; closing it aborts everything
-	nc       net.Conn // raw, or TLS over raw
-	peer     string   // for errors and logs
-	inbound  bool     // accepted: carries input channels
-	maxSend  int      // largest payload the peer reads (outbound)
+	c        transport.Conn
+	peer     string // for errors and logs
+	inbound  bool   // accepted: carries input channels
+	maxSend  int    // largest payload the peer reads (outbound)
 	wake     chan struct{}
 	done     chan struct{} // closed by fail
 	spare    []byte        // the writer's second buffer
@@ -59,8 +58,8 @@ type conn struct {
 	}
 }
 
-func newConn(e *Endpoint, raw, nc net.Conn, peer string, inbound bool, maxSend int) *conn {
-	c := &conn{ep: e, raw: raw, nc: nc, peer: peer, inbound: inbound, maxSend: maxSend,
+func newConn(e *Endpoint, tc transport.Conn, peer string, inbound bool, maxSend int) *conn {
+	c := &conn{ep: e, c: tc, peer: peer, inbound: inbound, maxSend: maxSend,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	c.mu.outputs = make(map[ChannelID]outputEnd)
 	c.mu.inputs = make(map[ChannelID]inputEnd)
@@ -219,7 +218,7 @@ func (c *conn) fail(err error) {
 		c.mu.out = nil
 		c.mu.Unlock()
 		close(c.done)
-		c.raw.Close()
+		c.c.Close()
 		c.ep.forget(c)
 		for _, o := range outs {
 			o.fail(err)
@@ -252,9 +251,9 @@ func (c *conn) writeLoop() {
 		draining := c.mu.draining && c.mu.err == nil
 		c.mu.Unlock()
 		if len(buf) > 0 {
-			err := c.nc.SetWriteDeadline(time.Now().Add(c.ep.cfg.WriteTimeout))
+			err := c.c.SetWriteDeadline(time.Now().Add(c.ep.cfg.WriteTimeout))
 			if err == nil {
-				_, err = c.nc.Write(buf)
+				_, err = c.c.Write(buf)
 			}
 			if err != nil {
 				c.fail(fmt.Errorf("%w: cannot write to %s: %w", ErrConnectionLost, c.peer, err))
@@ -268,10 +267,8 @@ func (c *conn) writeLoop() {
 			// Everything queued before draining began is written: tell
 			// the peer there is no more (it closes in turn; the reader
 			// sees that).
-			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-				if err := cw.CloseWrite(); err == nil {
-					return
-				}
+			if err := c.c.CloseWrite(); err == nil {
+				return
 			}
 			c.fail(fmt.Errorf("connection to %s: %w", c.peer, ErrClosed))
 			return
@@ -281,7 +278,7 @@ func (c *conn) writeLoop() {
 
 func (c *conn) readLoop() {
 	defer c.ep.wg.Done()
-	fr := newFrameReader(c.nc, c.ep.cfg.MaxFrameSize)
+	fr := newFrameReader(c.c, c.ep.cfg.MaxFrameSize)
 	for {
 		t, id, payload, err := fr.next()
 		if err != nil {

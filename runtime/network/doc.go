@@ -1,18 +1,28 @@
 // Package network is weir's data plane between processes: channels that
 // carry record batches and in-band events from a subtask in one process to
-// a subtask in another over TCP. OutputChannel implements
-// runtime.OutputChannel and InputChannel implements runtime.InputChannel,
-// with the credit-based flow control of runtime.LocalChannel, so a task
-// cannot tell a remote channel from a local one.
+// a subtask in another, as frames over the connections of a
+// transport.Transport. OutputChannel implements runtime.OutputChannel and
+// InputChannel implements runtime.InputChannel, with the credit-based flow
+// control of runtime.LocalChannel, so a task cannot tell a remote channel
+// from a local one.
+//
+// The package holds the protocol (handshake, frames, credits, the
+// multiplexing of channels over connections) and no socket or TLS code:
+// package runtime/network/tcp is the transport the cluster roles use. So
+// the API package, which instantiates the typed channels of every edge
+// (Channels), links no network stack into a job that runs in one process.
 //
 // # Wiring
 //
-// Every process runs one Endpoint, configured with the job's shared token
-// (and TLS if the network is not trusted). Both processes derive the same
-// ChannelID for a channel (NewChannelID: attempt, edge, sender subtask,
-// receiver subtask). The receiving process registers the channel with its
-// task's gate; the sending process opens it towards the receiver's address:
+// Every process runs one Endpoint over its transport, configured with the
+// job's shared token (TLS, if the network is not trusted, is the
+// transport's). Both processes derive the same ChannelID for a channel
+// (NewChannelID: attempt, edge, sender subtask, receiver subtask). The
+// receiving process registers the channel with its task's gate; the
+// sending process opens it towards the receiver's address:
 //
+//	t, err := tcp.Listen(tcp.Config{ListenAddr: addr})
+//	ep, err := network.NewEndpoint(t, network.Config{Name: "tm-1", Token: token})
 //	// receiving process
 //	in, err := network.NewInputChannel(ep, id, state.CodecFor[int64](), gate, index, credits, bufSize)
 //	// sending process
@@ -26,7 +36,7 @@
 //
 // # Connections and flow control
 //
-// An Endpoint dials one TCP connection to each process it sends to and
+// An Endpoint dials one connection to each process it sends to and
 // multiplexes all its channels to that process over it; the receiving
 // process accepts it. The dialing end writes records, events, open and close
 // frames; the accepting end writes credit and close frames. A writer
@@ -70,7 +80,8 @@
 //	13      n     name of the accepting process
 //
 // and closes the connection unless the status is 0 (a refusal is logged).
-// With TLS the handshake runs inside the TLS session.
+// The transport's own handshake (TLS) comes first: this one runs inside
+// the TLS session.
 //
 // # Frames
 //

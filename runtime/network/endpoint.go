@@ -2,15 +2,14 @@ package network
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
 	"github.com/weirstream/weir/internal/secret"
+	"github.com/weirstream/weir/runtime/network/transport"
 )
 
 // Config configures an Endpoint. Token is required; everything else has a
@@ -19,19 +18,10 @@ type Config struct {
 	// Name names this process in the peers' logs and errors (for example
 	// "taskmanager-2").
 	Name string
-	// ListenAddr is the address to accept connections on; default
-	// "127.0.0.1:0" (loopback, a free port). Listen on another interface
-	// only together with ServerTLS, or on a trusted network.
-	ListenAddr string
 	// Token is the shared secret every process of the job presents in the
 	// handshake. A connection offering another token is refused (and
 	// logged).
 	Token string
-	// ServerTLS, when set, makes the endpoint accept TLS connections only.
-	ServerTLS *tls.Config
-	// ClientTLS, when set, makes the endpoint dial TLS connections. An
-	// empty ServerName is taken from the dialed address.
-	ClientTLS *tls.Config
 	// Logger receives refused connections and connection failures; default
 	// slog.Default().
 	Logger *slog.Logger
@@ -46,7 +36,8 @@ type Config struct {
 	// the limit in the handshake, and a record batch that does not fit is
 	// an error of Send.
 	MaxFrameSize int
-	// HandshakeTimeout bounds dialing plus handshake; default 10 s.
+	// HandshakeTimeout bounds dialing plus handshakes (the transport's
+	// and the data plane's); default 10 s.
 	HandshakeTimeout time.Duration
 	// WriteTimeout fails a connection on which one write does not finish
 	// in time (a peer that stopped reading); default 1 min.
@@ -59,11 +50,6 @@ type Config struct {
 // DefaultMaxFrameSize is the default of Config.MaxFrameSize.
 const DefaultMaxFrameSize = 16 << 20
 
-// keepAlive makes the kernel notice a peer that vanished without closing
-// (power loss, partition) within about 30 s of silence: an idle
-// connection is otherwise never read from or written to.
-var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}
-
 var (
 	// ErrClosed is returned on the channels of an endpoint that was closed.
 	ErrClosed = errors.New("data plane endpoint closed")
@@ -73,28 +59,28 @@ var (
 	ErrChannelClosed = errors.New("channel closed by the peer")
 )
 
-// Endpoint is one process's end of the data plane. It accepts connections
-// from processes that send to it, dials one connection to each process it
-// sends to, and multiplexes the logical channels of both directions over
-// those connections: output channels (NewOutputChannel) and input channels
-// (NewInputChannel).
+// Endpoint is one process's end of the data plane. Over its transport it
+// accepts connections from processes that send to it, dials one connection
+// to each process it sends to, and multiplexes the logical channels of both
+// directions over those connections: output channels (NewOutputChannel)
+// and input channels (NewInputChannel).
 //
-// An Endpoint is safe for concurrent use. Close it to release its listener,
-// connections and goroutines.
+// An Endpoint is safe for concurrent use. Close it to release its
+// transport, connections and goroutines.
 type Endpoint struct {
 	cfg     Config
 	log     *slog.Logger
-	ln      net.Listener
+	t       transport.Transport
 	closing chan struct{} // closed by Close
 	wg      sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
 		closed      bool
-		conns       map[*conn]struct{}     // handshaken connections, both directions
-		handshaking map[net.Conn]struct{}  // accepted, handshake running
-		dials       map[string]*dial       // outbound connection per address
-		inputs      map[ChannelID]inputEnd // registered input channels
+		conns       map[*conn]struct{}          // handshaken connections, both directions
+		handshaking map[transport.Conn]struct{} // accepted, handshake running
+		dials       map[string]*dial            // outbound connection per address
+		inputs      map[ChannelID]inputEnd      // registered input channels
 		pending     map[ChannelID]pendingOpen
 	}
 }
@@ -113,13 +99,13 @@ type pendingOpen struct {
 	typeName string
 }
 
-// NewEndpoint listens on cfg.ListenAddr and returns the endpoint.
-func NewEndpoint(cfg Config) (*Endpoint, error) {
+// NewEndpoint returns the endpoint that accepts and dials connections
+// through t. The endpoint owns t from then on, also when NewEndpoint fails:
+// Close closes it.
+func NewEndpoint(t transport.Transport, cfg Config) (*Endpoint, error) {
 	if cfg.Token == "" {
+		t.Close()
 		return nil, errors.New("cannot start data plane endpoint: a token is required")
-	}
-	if cfg.ListenAddr == "" {
-		cfg.ListenAddr = "127.0.0.1:0"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -137,14 +123,9 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 5 * time.Second
 	}
-	lc := net.ListenConfig{KeepAliveConfig: keepAlive}
-	ln, err := lc.Listen(context.Background(), "tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot start data plane endpoint: %w", err)
-	}
-	e := &Endpoint{cfg: cfg, log: cfg.Logger.With("component", "dataplane", "endpoint", cfg.Name), ln: ln, closing: make(chan struct{})}
+	e := &Endpoint{cfg: cfg, log: cfg.Logger.With("component", "dataplane", "endpoint", cfg.Name), t: t, closing: make(chan struct{})}
 	e.mu.conns = make(map[*conn]struct{})
-	e.mu.handshaking = make(map[net.Conn]struct{})
+	e.mu.handshaking = make(map[transport.Conn]struct{})
 	e.mu.dials = make(map[string]*dial)
 	e.mu.inputs = make(map[ChannelID]inputEnd)
 	e.mu.pending = make(map[ChannelID]pendingOpen)
@@ -153,11 +134,11 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	return e, nil
 }
 
-// Addr is the address the endpoint accepts connections on; senders pass it
-// to NewOutputChannel.
-func (e *Endpoint) Addr() string { return e.ln.Addr().String() }
+// Addr is the address the endpoint accepts connections on (its
+// transport's); senders pass it to NewOutputChannel.
+func (e *Endpoint) Addr() string { return e.t.Addr() }
 
-// Close stops accepting, gives queued frames up to CloseTimeout to reach
+// Close closes the transport (no more connections are accepted), gives queued frames up to CloseTimeout to reach
 // the peers, closes every connection (their channels fail with ErrClosed)
 // and waits for the endpoint's goroutines to end.
 func (e *Endpoint) Close() error {
@@ -182,10 +163,7 @@ func (e *Endpoint) Close() error {
 	}
 	e.mu.Unlock()
 
-	err := e.ln.Close()
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
+	err := e.t.Close()
 	for _, c := range conns {
 		c.drain()
 	}
@@ -214,9 +192,9 @@ func (e *Endpoint) acceptLoop() {
 	defer e.wg.Done()
 	var delay time.Duration
 	for {
-		raw, err := e.ln.Accept()
+		raw, err := e.t.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, transport.ErrClosed) {
 				return
 			}
 			// Out of file descriptors, for example: back off and retry.
@@ -246,7 +224,7 @@ func (e *Endpoint) acceptLoop() {
 }
 
 // serve runs the handshake of an accepted connection and starts it.
-func (e *Endpoint) serve(raw net.Conn) {
+func (e *Endpoint) serve(raw transport.Conn) {
 	defer e.wg.Done()
 	c, err := e.serverHandshake(raw)
 	e.mu.Lock()
@@ -265,21 +243,20 @@ func (e *Endpoint) serve(raw net.Conn) {
 	e.log.Debug("accepted data plane connection", "peer", c.peer)
 }
 
-func (e *Endpoint) serverHandshake(raw net.Conn) (*conn, error) {
-	remote := raw.RemoteAddr().String()
-	if err := raw.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout)); err != nil {
+func (e *Endpoint) serverHandshake(raw transport.Conn) (*conn, error) {
+	remote := raw.RemoteAddr()
+	deadline := time.Now().Add(e.cfg.HandshakeTimeout)
+	if err := raw.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
-	nc := raw
-	if e.cfg.ServerTLS != nil {
-		tc := tls.Server(raw, e.cfg.ServerTLS)
-		if err := tc.Handshake(); err != nil {
-			e.log.Warn("refused data plane connection", "remote", remote, "reason", "TLS handshake failed", "err", err)
-			return nil, err
-		}
-		nc = tc
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	err := raw.Handshake(ctx)
+	cancel()
+	if err != nil {
+		e.log.Warn("refused data plane connection", "remote", remote, "reason", "transport handshake failed", "err", err)
+		return nil, err
 	}
-	h, err := readHello(nc)
+	h, err := readHello(raw)
 	if err != nil {
 		e.log.Warn("refused data plane connection", "remote", remote, "reason", "bad handshake", "err", err)
 		return nil, err
@@ -291,7 +268,7 @@ func (e *Endpoint) serverHandshake(raw net.Conn) (*conn, error) {
 	case !secret.Equal(h.token, e.cfg.Token):
 		status, reason = statusBadToken, "wrong token"
 	}
-	_, werr := nc.Write(appendWelcome(nil, welcome{version: Version, status: status, maxPayload: uint32(e.cfg.MaxFrameSize), name: e.cfg.Name}))
+	_, werr := raw.Write(appendWelcome(nil, welcome{version: Version, status: status, maxPayload: uint32(e.cfg.MaxFrameSize), name: e.cfg.Name}))
 	if status != statusOK {
 		e.log.Warn("refused data plane connection", "remote", remote, "claimed_name", h.name, "reason", reason)
 		return nil, ErrRefused
@@ -303,7 +280,7 @@ func (e *Endpoint) serverHandshake(raw net.Conn) (*conn, error) {
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	return newConn(e, raw, nc, peerName(h.name, remote), true, 0), nil
+	return newConn(e, raw, peerName(h.name, remote), true, 0), nil
 }
 
 func peerName(name, addr string) string {
@@ -354,7 +331,7 @@ func (e *Endpoint) dialAndStart(ctx context.Context, addr string, d *dial) (*con
 	c, err := e.dial(ctx, addr)
 	e.mu.Lock()
 	if err == nil && e.mu.closed {
-		c.raw.Close()
+		c.c.Close()
 		c, err = nil, ErrClosed
 	}
 	if err != nil {
@@ -373,8 +350,7 @@ func (e *Endpoint) dialAndStart(ctx context.Context, addr string, d *dial) (*con
 func (e *Endpoint) dial(ctx context.Context, addr string) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
 	defer cancel()
-	dialer := net.Dialer{KeepAliveConfig: keepAlive}
-	raw, err := dialer.DialContext(ctx, "tcp", addr)
+	raw, err := e.t.Dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to %s: %w", addr, err)
 	}
@@ -394,25 +370,14 @@ func (e *Endpoint) dial(ctx context.Context, addr string) (*conn, error) {
 	return c, nil
 }
 
-func (e *Endpoint) clientHandshake(ctx context.Context, raw net.Conn, addr string) (*conn, error) {
-	nc := raw
-	if e.cfg.ClientTLS != nil {
-		cfg := e.cfg.ClientTLS.Clone()
-		if cfg.ServerName == "" {
-			if host, _, err := net.SplitHostPort(addr); err == nil {
-				cfg.ServerName = host
-			}
-		}
-		tc := tls.Client(raw, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, fmt.Errorf("cannot connect to %s: TLS handshake: %w", addr, err)
-		}
-		nc = tc
-	}
-	if _, err := nc.Write(appendHello(nil, hello{version: Version, token: e.cfg.Token, name: e.cfg.Name})); err != nil {
+func (e *Endpoint) clientHandshake(ctx context.Context, raw transport.Conn, addr string) (*conn, error) {
+	if err := raw.Handshake(ctx); err != nil {
 		return nil, fmt.Errorf("cannot connect to %s: %w", addr, err)
 	}
-	w, err := readWelcome(nc)
+	if _, err := raw.Write(appendHello(nil, hello{version: Version, token: e.cfg.Token, name: e.cfg.Name})); err != nil {
+		return nil, fmt.Errorf("cannot connect to %s: %w", addr, err)
+	}
+	w, err := readWelcome(raw)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to %s: no handshake answer: %w", addr, err)
 	}
@@ -427,7 +392,7 @@ func (e *Endpoint) clientHandshake(ctx context.Context, raw net.Conn, addr strin
 	case w.maxPayload < 1<<10:
 		return nil, fmt.Errorf("cannot connect to %s: %w: frame limit of %d bytes", peer, ErrProtocol, w.maxPayload)
 	}
-	return newConn(e, raw, nc, peer, false, int(w.maxPayload)), nil
+	return newConn(e, raw, peer, false, int(w.maxPayload)), nil
 }
 
 // forget drops a failed connection from the endpoint.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/runtime/network"
+	"github.com/weirstream/weir/runtime/network/tcp"
 	"github.com/weirstream/weir/state"
 )
 
@@ -19,7 +20,11 @@ func Example() {
 	onError := func(id network.ChannelID, err error) { fmt.Println("fail over:", id, err) }
 
 	// Receiving process.
-	recvEP, err := network.NewEndpoint(network.Config{Name: "tm-2", Token: "job-secret", Logger: quiet, OnError: onError})
+	recvTr, err := tcp.Listen(tcp.Config{}) // loopback, a free port
+	if err != nil {
+		panic(err)
+	}
+	recvEP, err := network.NewEndpoint(recvTr, network.Config{Name: "tm-2", Token: "job-secret", Logger: quiet, OnError: onError})
 	if err != nil {
 		panic(err)
 	}
@@ -32,7 +37,11 @@ func Example() {
 	}
 
 	// Sending process: it learns recvEP.Addr() from the deployment.
-	sendEP, err := network.NewEndpoint(network.Config{Name: "tm-1", Token: "job-secret", Logger: quiet})
+	sendTr, err := tcp.Listen(tcp.Config{})
+	if err != nil {
+		panic(err)
+	}
+	sendEP, err := network.NewEndpoint(sendTr, network.Config{Name: "tm-1", Token: "job-secret", Logger: quiet})
 	if err != nil {
 		panic(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/internal/leaktest"
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/runtime/network/tcp"
 	"github.com/weirstream/weir/state"
 )
 
@@ -114,6 +115,21 @@ func (s *errorSink) waitError(t *testing.T, id ChannelID) error {
 	return s.get(id)[0]
 }
 
+// endpointConfig is an endpoint's configuration with its transport's.
+type endpointConfig struct {
+	Config
+	TCP tcp.Config
+}
+
+// listen starts an endpoint over a TCP transport.
+func listen(cfg endpointConfig) (*Endpoint, error) {
+	tr, err := tcp.Listen(cfg.TCP)
+	if err != nil {
+		return nil, err
+	}
+	return NewEndpoint(tr, cfg.Config)
+}
+
 type testEnv struct {
 	send, recv *Endpoint
 	errs       errorSink // of recv
@@ -122,22 +138,22 @@ type testEnv struct {
 }
 
 // newEnv starts a sending and a receiving endpoint, closed at cleanup.
-func newEnv(t *testing.T, adjust func(send, recv *Config)) *testEnv {
+func newEnv(t *testing.T, adjust func(send, recv *endpointConfig)) *testEnv {
 	t.Helper()
 	env := &testEnv{}
-	sc := Config{Name: "sender", Token: testToken, OnError: env.sendErrs.onError,
-		Logger: slog.New(slog.NewTextHandler(&logBuffer{}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	rc := Config{Name: "receiver", Token: testToken, OnError: env.errs.onError,
-		Logger: slog.New(slog.NewTextHandler(&env.recvLog, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	sc := endpointConfig{Config: Config{Name: "sender", Token: testToken, OnError: env.sendErrs.onError,
+		Logger: slog.New(slog.NewTextHandler(&logBuffer{}, &slog.HandlerOptions{Level: slog.LevelDebug}))}}
+	rc := endpointConfig{Config: Config{Name: "receiver", Token: testToken, OnError: env.errs.onError,
+		Logger: slog.New(slog.NewTextHandler(&env.recvLog, &slog.HandlerOptions{Level: slog.LevelDebug}))}}
 	if adjust != nil {
 		adjust(&sc, &rc)
 	}
 	var err error
-	if env.recv, err = NewEndpoint(rc); err != nil {
+	if env.recv, err = listen(rc); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.recv.Close() })
-	if env.send, err = NewEndpoint(sc); err != nil {
+	if env.send, err = listen(sc); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.send.Close() })

@@ -489,7 +489,7 @@ func TestDroppedConnectionFailsBothSides(t *testing.T) {
 			}
 			ep.mu.Lock()
 			for c := range ep.mu.conns {
-				c.raw.Close()
+				c.c.Close()
 			}
 			ep.mu.Unlock()
 
@@ -694,7 +694,7 @@ func TestBytesRecords(t *testing.T) {
 // of the connection.
 func TestBatchOverFrameLimit(t *testing.T) {
 	checkLeaks(t)
-	env := newEnv(t, func(_, r *Config) { r.MaxFrameSize = 4 << 10 })
+	env := newEnv(t, func(_, r *endpointConfig) { r.MaxFrameSize = 4 << 10 })
 	gate := runtime.NewInputGate(1)
 	codec := state.CodecFor[[]byte]()
 	id := NewChannelID(0, 0, 0, 0)

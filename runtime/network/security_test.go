@@ -16,6 +16,8 @@ import (
 	"github.com/weirstream/weir/internal/secret"
 	"github.com/weirstream/weir/internal/tlstest"
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/runtime/network/tcp"
+	"github.com/weirstream/weir/runtime/network/transport"
 )
 
 // rawSender dials ep and does the handshake by hand, for tests that send
@@ -43,9 +45,19 @@ func expectClosedByPeer(t *testing.T, nc net.Conn) {
 	}
 }
 
+// An endpoint without a token does not start, and closes the transport it
+// was given.
 func TestTokenRequired(t *testing.T) {
-	if _, err := NewEndpoint(Config{}); err == nil {
+	tr, err := tcp.Listen(tcp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := NewEndpoint(tr, Config{}); err == nil {
 		t.Fatal("an endpoint without a token started")
+	}
+	if _, err := tr.Accept(); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("the transport is open after the endpoint refused to start: Accept returned %v", err)
 	}
 }
 
@@ -53,7 +65,7 @@ func TestTokenRequired(t *testing.T) {
 // is not a handshake at all: refused, logged, nothing registered.
 func TestHandshakeRefusals(t *testing.T) {
 	checkLeaks(t)
-	env := newEnv(t, func(s, _ *Config) { s.Token = "not-the-token" })
+	env := newEnv(t, func(s, _ *endpointConfig) { s.Token = "not-the-token" })
 	id := NewChannelID(0, 0, 0, 0)
 	_, err := NewOutputChannel(context.Background(), env.send, env.recv.Addr(), id, int64Codec, 4)
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "wrong token") {
@@ -116,9 +128,9 @@ func TestTokenComparison(t *testing.T) {
 func TestTLS(t *testing.T) {
 	checkLeaks(t)
 	cert, pool := tlstest.SelfSigned(t)
-	env := newEnv(t, func(s, r *Config) {
-		r.ServerTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
-		s.ClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+	env := newEnv(t, func(s, r *endpointConfig) {
+		r.TCP.ServerTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+		s.TCP.ClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
 	})
 	gate := runtime.NewInputGate(1)
 	out, in := env.channel(t, NewChannelID(0, 0, 0, 0), gate, 0, 2, 32)
@@ -139,16 +151,9 @@ func TestTLS(t *testing.T) {
 	if len(got) != 201 || got[198].rec != 99 || got[199].rec != -99 {
 		t.Fatalf("got %.200s", itemsString(got))
 	}
-	env.send.mu.Lock()
-	for c := range env.send.mu.conns {
-		if _, ok := c.nc.(*tls.Conn); !ok {
-			t.Errorf("connection is %T, not TLS", c.nc)
-		}
-	}
-	env.send.mu.Unlock()
 
 	quiet := slog.New(slog.DiscardHandler)
-	plain, err := NewEndpoint(Config{Token: testToken, Logger: quiet})
+	plain, err := listen(endpointConfig{Config: Config{Token: testToken, Logger: quiet}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +163,7 @@ func TestTLS(t *testing.T) {
 	if _, err := NewOutputChannel(ctx, plain, env.recv.Addr(), NewChannelID(0, 0, 1, 0), int64Codec, 4); err == nil || ctx.Err() != nil {
 		t.Fatalf("a plain connection to a TLS endpoint: %v", err)
 	}
-	untrusting, err := NewEndpoint(Config{Token: testToken, Logger: quiet, ClientTLS: &tls.Config{}})
+	untrusting, err := listen(endpointConfig{Config: Config{Token: testToken, Logger: quiet}, TCP: tcp.Config{ClientTLS: &tls.Config{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
