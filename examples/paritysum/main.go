@@ -1,4 +1,4 @@
-// Command paritysum is the seeds' example as a runnable job: a source with
+// Command paritysum shows exactly-once recovery on the smallest job: a source with
 // two partitions whose records are their own offsets (0, 1, 2, ...), keyed by
 // parity and summed, printed by two parallel subtasks. It checkpoints every
 // second to a local folder; --fail-after injects one failure so you can watch
@@ -49,7 +49,7 @@ func run(args []string, stdout io.Writer) error {
 	count := fs.Int64("count", 30, "records per partition (-1: no end)")
 	rate := fs.Float64("rate", 10, "records per second per partition (0: as fast as possible)")
 	failAfter := fs.Int64("fail-after", 0, "inject one failure after this many records (0: none)")
-	// The seeds' job runs with parallelism 2 unless told otherwise.
+	// Two subtasks, one per parity, unless told otherwise.
 	if err := fs.Set("parallelism", "2"); err != nil {
 		return err
 	}
