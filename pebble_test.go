@@ -38,7 +38,11 @@ func TestSavepointAcrossBackends(t *testing.T) {
 		if restoreFrom != "" {
 			opts = append(opts, weir.Restore(restoreFrom))
 		}
-		env, sink := countJob(t, dir, 1500, opts...)
+		rate := float64(slowRate)
+		if i == len(stages)-1 {
+			rate = 0
+		}
+		env, sink := countJobAt(t, dir, 1500, rate, opts...)
 		if i == len(stages)-1 {
 			if err := env.Execute(context.Background(), "count"); err != nil {
 				t.Fatalf("stage %d: %v", i, err)
@@ -58,10 +62,7 @@ func TestSavepointAcrossBackends(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		start := job.LatestCheckpoint()
-		for job.LatestCheckpoint() < start+2 {
-			time.Sleep(2 * time.Millisecond)
-		}
+		waitForCheckpoint(t, job, job.LatestCheckpoint()+2)
 		restoreFrom, err = job.StopWithSavepoint(context.Background())
 		if err != nil {
 			t.Fatalf("stage %d: %v", i, err)
@@ -101,19 +102,21 @@ func TestPebbleSnapshotFailureDeclines(t *testing.T) {
 		return nil
 	}))
 	dir := t.TempDir()
-	env, sink := countJob(t, dir, 1500,
+	env, sink := countJobAt(t, dir, 1500, slowRate,
 		weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir(), FS: fs})),
 		weir.TolerableCheckpointFailures(100))
 	job, err := env.Start(context.Background(), "count")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for job.LatestCheckpoint() < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	waitForCheckpoint(t, job, 2)
 	failing.Store(true)
 	for hits.Load() == 0 {
-		time.Sleep(time.Millisecond)
+		select {
+		case <-job.Done():
+			t.Fatalf("the job ended before a checkpoint hit the failing disk: %v", job.Wait())
+		case <-time.After(time.Millisecond):
+		}
 	}
 	time.Sleep(60 * time.Millisecond)
 	failing.Store(false)

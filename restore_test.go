@@ -20,11 +20,24 @@ import (
 // sink; limit records per partition, 2 partitions, 10 keys.
 func countJob(t *testing.T, dir string, limit int64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[weir.KV[int64, int64]]) {
 	t.Helper()
+	return countJobAt(t, dir, limit, 2000, opts...)
+}
+
+// slowRate is the rate (per partition) of a count job that a test stops
+// or fails mid-stream: slow enough that it cannot reach its end before
+// the checkpoints the test waits for, however long they take on a loaded
+// machine.
+const slowRate = 200
+
+// countJobAt is countJob at rate records per second per partition (0:
+// unbounded).
+func countJobAt(t *testing.T, dir string, limit int64, rate float64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[weir.KV[int64, int64]]) {
+	t.Helper()
 	base := []weir.Option{weir.Parallelism(2), weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
 		weir.CheckpointStorage(dir), weir.RestartStrategy(restart.None())}
 	env := weir.NewEnvironment(append(base, opts...)...)
 	sink := weir.NewCollectSink[weir.KV[int64, int64]]()
-	src := weir.FromSource(env, weir.Generator(2, limit, func(p int, off int64) int64 { return off % 10 }).WithRate(2000), "gen").UID("gen")
+	src := weir.FromSource(env, weir.Generator(2, limit, func(p int, off int64) int64 { return off % 10 }).WithRate(rate), "gen").UID("gen")
 	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").SinkTo(sink).UID("sink")
 	return env, sink
 }
@@ -299,6 +312,19 @@ func testRescale(t *testing.T, limit int64, backend ...weir.Option) {
 	}
 }
 
+// waitForCheckpoint waits until job completed checkpoint id; the test
+// fails if the job ends first.
+func waitForCheckpoint(t *testing.T, job *weir.JobClient, id checkpoint.ID) {
+	t.Helper()
+	for job.LatestCheckpoint() < id {
+		select {
+		case <-job.Done():
+			t.Fatalf("the job ended before checkpoint %d: %v", id, job.Wait())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
 // runUntilCheckpoints runs a job until it completed n checkpoints, then
 // cancels it (checkpoints are retained on cancel).
 func runUntilCheckpoints(env *weir.Environment, n int) error {
@@ -400,14 +426,12 @@ func TestListAndReducingStateAcrossFailure(t *testing.T) {
 // run restored from the savepoint continues exactly once.
 func TestStopWithSavepoint(t *testing.T) {
 	dir := t.TempDir()
-	env, sink := countJob(t, dir, 1500)
+	env, sink := countJobAt(t, dir, 1500, slowRate)
 	job, err := env.Start(context.Background(), "count")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for job.LatestCheckpoint() < 2 {
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitForCheckpoint(t, job, 2)
 	path, err := job.StopWithSavepoint(context.Background())
 	if err != nil {
 		t.Fatal(err)

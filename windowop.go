@@ -126,18 +126,18 @@ func (l *windowLogic[K, T, OUT]) registerCleanup(w TimeWindow) {
 		return
 	}
 	if l.spec.assigner.IsEventTime() {
-		l.ctx.timers.event.Add(t, windowNamespace(w))
+		l.ctx.timers.event.Add(t, l.tctx.l.ns(w))
 	} else {
-		l.ctx.timers.addProcessingTime(t, windowNamespace(w))
+		l.ctx.timers.addProcessingTime(t, l.tctx.l.ns(w))
 	}
 }
 
 func (l *windowLogic[K, T, OUT]) deleteCleanup(w TimeWindow) {
 	t := l.spec.cleanupTime(w)
 	if l.spec.assigner.IsEventTime() {
-		l.ctx.timers.event.Delete(t, windowNamespace(w))
+		l.ctx.timers.event.Delete(t, l.tctx.l.ns(w))
 	} else {
-		l.ctx.timers.proc.Delete(t, windowNamespace(w))
+		l.ctx.timers.proc.Delete(t, l.tctx.l.ns(w))
 	}
 }
 
@@ -269,6 +269,18 @@ func (l *windowLogic[K, T, OUT]) clearAll(w TimeWindow) {
 type windowLogicBase[K comparable] struct {
 	ctx  *KeyedContext[K]
 	trig MapState[trigKey, int64]
+	// lastW and lastNS cache the namespace of the last window a timer was
+	// registered for: consecutive records mostly fall in the same window.
+	lastW  TimeWindow
+	lastNS string
+}
+
+// ns is the timer namespace of w.
+func (b *windowLogicBase[K]) ns(w TimeWindow) string {
+	if w != b.lastW || b.lastNS == "" {
+		b.lastW, b.lastNS = w, windowNamespace(w)
+	}
+	return b.lastNS
 }
 
 // triggerCtx is the TriggerContext of the window w of the current key.
@@ -280,16 +292,16 @@ type triggerCtx[K comparable] struct {
 func (c *triggerCtx[K]) CurrentWatermark() int64      { return *c.l.ctx.wm }
 func (c *triggerCtx[K]) CurrentProcessingTime() int64 { return c.l.ctx.CurrentProcessingTime() }
 func (c *triggerCtx[K]) RegisterEventTimeTimer(ts int64) {
-	c.l.ctx.timers.event.Add(ts, windowNamespace(c.w))
+	c.l.ctx.timers.event.Add(ts, c.l.ns(c.w))
 }
 func (c *triggerCtx[K]) DeleteEventTimeTimer(ts int64) {
-	c.l.ctx.timers.event.Delete(ts, windowNamespace(c.w))
+	c.l.ctx.timers.event.Delete(ts, c.l.ns(c.w))
 }
 func (c *triggerCtx[K]) RegisterProcessingTimeTimer(ts int64) {
-	c.l.ctx.timers.addProcessingTime(ts, windowNamespace(c.w))
+	c.l.ctx.timers.addProcessingTime(ts, c.l.ns(c.w))
 }
 func (c *triggerCtx[K]) DeleteProcessingTimeTimer(ts int64) {
-	c.l.ctx.timers.proc.Delete(ts, windowNamespace(c.w))
+	c.l.ctx.timers.proc.Delete(ts, c.l.ns(c.w))
 }
 func (c *triggerCtx[K]) Value(name string) (int64, bool) { return c.l.trig.Get(trigKey{c.w, name}) }
 func (c *triggerCtx[K]) SetValue(name string, v int64)   { c.l.trig.Put(trigKey{c.w, name}, v) }

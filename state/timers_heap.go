@@ -14,24 +14,32 @@ type timerKey[K comparable] struct {
 	ns  string
 }
 
+// timerEntry is a timer in a kgTimers heap, with its heap position, so
+// that the heap's swaps update positions in place instead of in the index.
+type timerEntry[K comparable] struct {
+	timerKey[K]
+	pos int32
+}
+
 // kgTimers is the timers of one key group of a heap timer queue: a binary
-// min-heap by timestamp and an index from timer to its heap position, so
-// that Add deduplicates and Delete finds its timer without a scan, both in
-// O(log n). Copy-on-write like kgTable: a live snapshot may reference it,
-// and the queue clones it (heap and index) before the first write in a
+// min-heap by timestamp and an index from timer to its entry (which knows
+// its heap position), so that Add deduplicates and Delete finds its timer
+// without a scan, both in O(log n), and sifting touches no map.
+// Copy-on-write like kgTable: a live snapshot may reference it, and the
+// queue clones it (heap, entries and index) before the first write in a
 // later epoch.
 type kgTimers[K comparable] struct {
 	owner uint64
-	heap  []timerKey[K]
-	index map[timerKey[K]]int32
+	heap  []*timerEntry[K]
+	index map[timerKey[K]]*timerEntry[K]
 }
 
 func (g *kgTimers[K]) less(i, j int) bool { return g.heap[i].ts < g.heap[j].ts }
 
 func (g *kgTimers[K]) swap(i, j int) {
 	g.heap[i], g.heap[j] = g.heap[j], g.heap[i]
-	g.index[g.heap[i]] = int32(i)
-	g.index[g.heap[j]] = int32(j)
+	g.heap[i].pos = int32(i)
+	g.heap[j].pos = int32(j)
 }
 
 func (g *kgTimers[K]) up(i int) {
@@ -64,34 +72,39 @@ func (g *kgTimers[K]) down(i int) {
 	}
 }
 
-// push adds t, which is not in g.
-func (g *kgTimers[K]) push(t timerKey[K]) {
-	g.heap = append(g.heap, t)
-	g.index[t] = int32(len(g.heap) - 1)
+// push adds e, whose timer is not in g.
+func (g *kgTimers[K]) push(e *timerEntry[K]) {
+	e.pos = int32(len(g.heap))
+	g.heap = append(g.heap, e)
+	g.index[e.timerKey] = e
 	g.up(len(g.heap) - 1)
 }
 
-// removeAt removes the timer at heap position i.
-func (g *kgTimers[K]) removeAt(i int) timerKey[K] {
-	t := g.heap[i]
+// removeAt removes the timer at heap position i and returns its entry,
+// which nothing references any more.
+func (g *kgTimers[K]) removeAt(i int) *timerEntry[K] {
+	e := g.heap[i]
 	last := len(g.heap) - 1
 	if i != last {
 		g.swap(i, last)
 	}
-	g.heap[last] = timerKey[K]{}
+	g.heap[last] = nil
 	g.heap = g.heap[:last]
-	delete(g.index, t)
+	delete(g.index, e.timerKey)
 	if i < last {
 		g.down(i)
 		g.up(i)
 	}
-	return t
+	return e
 }
 
 func (g *kgTimers[K]) clone(owner uint64) *kgTimers[K] {
-	c := &kgTimers[K]{owner: owner, heap: append(make([]timerKey[K], 0, cap(g.heap)), g.heap...), index: make(map[timerKey[K]]int32, len(g.index))}
-	for t, i := range g.index {
-		c.index[t] = i
+	entries := make([]timerEntry[K], len(g.heap))
+	c := &kgTimers[K]{owner: owner, heap: make([]*timerEntry[K], len(g.heap), cap(g.heap)), index: make(map[timerKey[K]]*timerEntry[K], len(g.index))}
+	for i, e := range g.heap {
+		entries[i] = *e
+		c.heap[i] = &entries[i]
+		c.index[e.timerKey] = &entries[i]
 	}
 	return c
 }
@@ -105,6 +118,9 @@ type heapTimerQueue[K comparable] struct {
 	groups []*kgTimers[K] // nil until the key group gets a timer
 	order  kgOrder
 	n      int
+	// free holds entries of removed timers for reuse: an entry removed
+	// from a group the current epoch owns is referenced by no snapshot.
+	free []*timerEntry[K]
 }
 
 // TimerQueue implements TimerService: it registers the timer queue called
@@ -163,7 +179,7 @@ func (q *heapTimerQueue[K]) useStored(stored checkpoint.StateMeta) error {
 func (q *heapTimerQueue[K]) writable(kg int) *kgTimers[K] {
 	g := q.groups[kg]
 	if g == nil {
-		g = &kgTimers[K]{owner: q.b.epoch, index: map[timerKey[K]]int32{}}
+		g = &kgTimers[K]{owner: q.b.epoch, index: map[timerKey[K]]*timerEntry[K]{}}
 		q.groups[kg] = g
 		return g
 	}
@@ -194,9 +210,16 @@ func (q *heapTimerQueue[K]) add(kg int, t timerKey[K]) {
 		}
 	}
 	g := q.writable(kg)
-	g.push(t)
+	var e *timerEntry[K]
+	if n := len(q.free); n > 0 {
+		e, q.free = q.free[n-1], q.free[:n-1]
+	} else {
+		e = new(timerEntry[K])
+	}
+	e.timerKey = t
+	g.push(e)
 	q.n++
-	if g.heap[0] == t {
+	if g.heap[0] == e {
 		q.order.set(kg, t.ts)
 	}
 }
@@ -214,11 +237,11 @@ func (q *heapTimerQueue[K]) Delete(ts int64, ns string) {
 		return
 	}
 	t := timerKey[K]{key: q.b.curKey, ts: ts, ns: ns}
-	i, ok := g.index[t]
+	e, ok := g.index[t]
 	if !ok {
 		return
 	}
-	q.writable(kg).removeAt(int(i)) // a clone keeps the positions
+	q.recycle(q.writable(kg).removeAt(int(e.pos))) // a clone keeps the positions
 	q.n--
 	q.fix(kg)
 }
@@ -235,10 +258,20 @@ func (q *heapTimerQueue[K]) Poll(limit int64) (Timer[K], bool) {
 	if !ok || ts > limit {
 		return Timer[K]{}, false
 	}
-	t := q.writable(kg).removeAt(0)
+	e := q.writable(kg).removeAt(0)
+	t := Timer[K]{Timestamp: e.ts, Key: e.key, Namespace: e.ns}
+	q.recycle(e)
 	q.n--
 	q.fix(kg)
-	return Timer[K]{Timestamp: t.ts, Key: t.key, Namespace: t.ns}, true
+	return t, true
+}
+
+// recycle keeps a removed timer's entry for the next Add.
+func (q *heapTimerQueue[K]) recycle(e *timerEntry[K]) {
+	*e = timerEntry[K]{}
+	if len(q.free) < 1024 {
+		q.free = append(q.free, e)
+	}
 }
 
 // Len implements TimerQueue.
@@ -291,7 +324,7 @@ func (f *frozenTimers[K]) appendEntries(dst []byte, kg int) []byte {
 		return dst
 	}
 	for i := range g.heap {
-		t := &g.heap[i]
+		t := g.heap[i]
 		start := len(dst)
 		dst = fixLength(f.keyCodec.Append(append(dst, 0), t.key), start)
 		start = len(dst)
