@@ -83,7 +83,9 @@ type Event struct {
 
 // NewPersonEvent, NewAuctionEvent and NewBidEvent wrap a record in an
 // Event stamped with its DateTime.
-func NewPersonEvent(p *Person) Event { return Event{Type: PersonEvent, Timestamp: p.DateTime, Person: p} }
+func NewPersonEvent(p *Person) Event {
+	return Event{Type: PersonEvent, Timestamp: p.DateTime, Person: p}
+}
 
 // NewAuctionEvent wraps an auction; see NewPersonEvent.
 func NewAuctionEvent(a *Auction) Event {
