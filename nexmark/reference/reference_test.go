@@ -73,8 +73,8 @@ func TestQ4Q9(t *testing.T) {
 	in := []nexmark.Event{
 		auction(1, 5, 10, T0, T0+100), auction(2, 5, 10, T0, T0+100), auction(3, 5, 11, T0, T0+50), auction(4, 6, 10, T0, T0+100),
 		bid(1, 1, 100, T0+10), bid(1, 2, 300, T0+100), bid(1, 3, 999, T0+101), // expiry included, after it not
-		bid(2, 1, 50, T0),   // start included
-		bid(3, 1, 7, T0-1),  // before the auction: no winner in category 11
+		bid(2, 1, 50, T0),                                            // start included
+		bid(3, 1, 7, T0-1),                                           // before the auction: no winner in category 11
 		bid(4, 1, 2, T0+20), bid(4, 2, 2, T0+10), bid(4, 3, 1, T0+5), // equal prices: the earliest wins
 	}
 	// Category 10: (300 + 50 + 2) / 3 = 117.33 → 117.
@@ -303,4 +303,44 @@ func TestQ22(t *testing.T) {
 		{Auction: 1, Bidder: 1, Price: 1, Channel: "c", Dir1: "a", Dir2: "b", Dir3: "c"},
 		{Auction: 2, Bidder: 1, Price: 1, Channel: "c", Dir1: "y"},
 	})
+}
+
+// On generated events every query finds rows, and results that two
+// queries share agree.
+func TestOnGeneratedEvents(t *testing.T) {
+	g, err := nexmark.NewGenerator(nexmark.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in []nexmark.Event
+	for n := range int64(60_000) {
+		in = append(in, g.Event(n))
+	}
+	bids := len(bids(in))
+	counts := map[string]int{
+		"q0": len(Q0(in)), "q1": len(Q1(in)), "q2": len(Q2(in)), "q3": len(Q3(in)), "q4": len(Q4(in)), "q5": len(Q5(in)),
+		"q6": len(Q6(in)), "q7": len(Q7(in)), "q8": len(Q8(in)), "q9": len(Q9(in)), "q10": len(Q10(in)), "q11": len(Q11(in)),
+		"q12": len(Q12(in, func(i int) int64 { return int64(i) })), "q13": len(Q13(in, nexmark.SideInput())), "q14": len(Q14(in)),
+		"q15": len(Q15(in)), "q16": len(Q16(in)), "q17": len(Q17(in)), "q18": len(Q18(in)), "q19": len(Q19(in)), "q20": len(Q20(in)),
+		"q21": len(Q21(in)), "q22": len(Q22(in)),
+	}
+	for q, n := range counts {
+		if n == 0 {
+			t.Errorf("%s: no rows from %d events", q, len(in))
+		}
+	}
+	if counts["q0"] != bids || counts["q13"] != bids || counts["q22"] != bids {
+		t.Errorf("q0, q13, q22 give %d, %d, %d rows for %d bids", counts["q0"], counts["q13"], counts["q22"], bids)
+	}
+	if counts["q4"] > nexmark.NumCategories || counts["q15"] != 1 {
+		t.Errorf("q4 has %d categories, q15 %d days", counts["q4"], counts["q15"])
+	}
+	var sum int64
+	for _, r := range Q11(in) {
+		sum += r.BidCount
+	}
+	if sum != int64(bids) {
+		t.Errorf("q11 sessions hold %d bids of %d", sum, bids)
+	}
+	t.Logf("rows: %v", counts)
 }
