@@ -1,0 +1,279 @@
+package queries
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/internal/leaktest"
+	"github.com/weirstream/weir/nexmark"
+	"github.com/weirstream/weir/nexmark/reference"
+	"github.com/weirstream/weir/restart"
+)
+
+func TestMain(m *testing.M) { leaktest.Main(m) }
+
+const (
+	testEvents     = 30_000
+	testPartitions = 4
+)
+
+func testConfig() nexmark.GeneratorConfig {
+	c := nexmark.DefaultConfig()
+	c.Seed = 42
+	c.MaxEvents = testEvents
+	return c
+}
+
+func generated(t *testing.T, cfg nexmark.GeneratorConfig) []nexmark.Event {
+	t.Helper()
+	g, err := nexmark.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]nexmark.Event, cfg.MaxEvents)
+	for n := range out {
+		out[n] = g.Event(int64(n))
+	}
+	return out
+}
+
+// result is one query's sink and how to compare it with the reference.
+type result struct {
+	name  string
+	check func(t *testing.T, events []nexmark.Event)
+}
+
+// sinkTo adds q's rows to the job and returns the comparison with want.
+func sinkTo[T interface{ Compare(T) int }](name string, s weir.Stream[T], want func([]nexmark.Event) []T, final func([]T) []T) result {
+	sink := weir.NewCollectSink[T]()
+	s.SinkTo(sink).Name(name + "-sink")
+	return result{name, func(t *testing.T, events []nexmark.Event) {
+		got := sink.Committed()
+		if final != nil {
+			got = final(got)
+		}
+		slices.SortStableFunc(got, func(a, b T) int { return a.Compare(b) })
+		w := want(events)
+		if len(got) != len(w) {
+			t.Errorf("%s: %d rows, the reference has %d", name, len(got), len(w))
+		}
+		for i := range min(len(got), len(w)) {
+			if !reflect.DeepEqual(got[i], w[i]) {
+				t.Errorf("%s: row %d is\n %+v\nthe reference's\n %+v", name, i, got[i], w[i])
+				return
+			}
+		}
+	}}
+}
+
+// finalQ17 keeps the last row of every key (the one counting the most bids).
+func finalQ17(rows []nexmark.Q17Row) []nexmark.Q17Row {
+	last := map[[2]any]nexmark.Q17Row{}
+	for _, r := range rows {
+		k := [2]any{r.Auction, r.Day}
+		if prev, ok := last[k]; !ok || r.TotalBids > prev.TotalBids {
+			last[k] = r
+		}
+	}
+	out := make([]nexmark.Q17Row, 0, len(last))
+	for _, r := range last {
+		out = append(out, r)
+	}
+	return out
+}
+
+// allQueries adds every query of this package to the job.
+func allQueries(events weir.Stream[nexmark.Event]) []result {
+	side := nexmark.SideInput()
+	return []result{
+		sinkTo("q0", Q0(events), reference.Q0, nil),
+		sinkTo("q1", Q1(events), reference.Q1, nil),
+		sinkTo("q2", Q2(events), reference.Q2, nil),
+		sinkTo("q10", Q10(events), reference.Q10, nil),
+		sinkTo("q13", Q13(events, side), func(e []nexmark.Event) []nexmark.Q13Row { return reference.Q13(e, side) }, nil),
+		sinkTo("q14", Q14(events), reference.Q14, nil),
+		sinkTo("q17", Q17(events), reference.Q17, finalQ17),
+		sinkTo("q21", Q21(events), reference.Q21, nil),
+		sinkTo("q22", Q22(events), reference.Q22, nil),
+	}
+}
+
+// Every query gives the reference's rows on generated events, at
+// parallelism 1 and 3 (the source has 4 partitions either way).
+func TestQueriesMatchReference(t *testing.T) {
+	cfg := testConfig()
+	events := generated(t, cfg)
+	for _, p := range []int{1, 3} {
+		t.Run(fmt.Sprintf("parallelism%d", p), func(t *testing.T) {
+			env := weir.NewEnvironment(weir.Parallelism(p))
+			results := allQueries(Events(env, NewSource(cfg, testPartitions)))
+			if err := env.Execute(context.Background(), "nexmark"); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range results {
+				r.check(t, events)
+			}
+		})
+	}
+}
+
+// A failure after a checkpoint restores the source's partition offsets
+// and the keyed state: with the exactly-once collecting sink, q0 and q17
+// still give the reference's rows.
+func TestQueriesAfterFailover(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxEvents = 20_000
+	cfg.EventsPerSecond = 20_000 // paced: about a second
+	events := generated(t, cfg)
+	env := weir.NewEnvironment(weir.Parallelism(3),
+		weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorage(t.TempDir()),
+		weir.RestartStrategy(restart.FixedDelay(3, time.Millisecond)))
+	src := NewSource(cfg, testPartitions)
+	src.Paced = true
+	var seen atomic.Int64
+	var failed atomic.Bool
+	in := weir.MapErr(Events(env, src), func(e nexmark.Event) (nexmark.Event, error) {
+		if seen.Add(1) == testEvents/3 && failed.CompareAndSwap(false, true) {
+			return e, errors.New("injected failure")
+		}
+		return e, nil
+	})
+	results := []result{
+		sinkTo("q0", Q0(in), reference.Q0, nil),
+		sinkTo("q17", Q17(in), reference.Q17, finalQ17),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	job, err := env.Start(ctx, "nexmark-failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if job.Restarts() != 1 || len(job.Checkpoints()) == 0 {
+		t.Fatalf("%d restarts, %d checkpoints: want 1 restart after a checkpoint", job.Restarts(), len(job.Checkpoints()))
+	}
+	for _, r := range results {
+		r.check(t, events)
+	}
+}
+
+// A source of 5 partitions read by 2 subtasks restores, at parallelism
+// 3, every partition's offset.
+func TestSourceSnapshotRestore(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxEvents = 1000
+	src := NewSource(cfg, 5)
+	g, _ := nexmark.NewGenerator(cfg)
+	var positions [][]byte
+	var first []int64
+	for sub := range 2 {
+		r, err := src.CreateReader(weir.SourceContext{Subtask: sub, Parallelism: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf, splits, st, err := r.(weir.SplitReader[nexmark.Event]).ReadSplits(make([]nexmark.Event, 0, 100), nil)
+		if err != nil || st != weir.MoreAvailable || len(buf) != 100 || len(splits) != 100 {
+			t.Fatalf("subtask %d read %d events, %d splits, %v, %v", sub, len(buf), len(splits), st, err)
+		}
+		for i, e := range buf {
+			if splits[i]%2 != sub {
+				t.Fatalf("subtask %d read partition %d", sub, splits[i])
+			}
+			first = append(first, e.Timestamp)
+		}
+		pos, _ := r.Snapshot(1)
+		positions = append(positions, pos...)
+	}
+	// Read everything left at parallelism 3: together with what was read
+	// before, every event exactly once.
+	seen := map[string]int{}
+	count := func(e nexmark.Event) { seen[string(nexmark.AppendJSON(nil, e))]++ }
+	var rest int
+	for sub := range 3 {
+		r, err := src.CreateReader(weir.SourceContext{Subtask: sub, Parallelism: 3, Restored: positions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			buf, st, err := r.Read(make([]nexmark.Event, 0, 64))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range buf {
+				count(e)
+			}
+			rest += len(buf)
+			if st == weir.EndOfInput {
+				break
+			}
+		}
+	}
+	if rest != 1000-200 {
+		t.Fatalf("read %d events after the restore, want 800", rest)
+	}
+	for n := range int64(1000) {
+		seen[string(nexmark.AppendJSON(nil, g.Event(n)))]--
+	}
+	extra := 0
+	for _, c := range seen {
+		if c > 0 {
+			extra += c
+		}
+	}
+	if extra != 0 {
+		t.Fatalf("%d events read after the restore that are not events of the config", extra)
+	}
+	if _, err := src.CreateReader(weir.SourceContext{Subtask: 0, Parallelism: 1, Restored: [][]byte{{1, 2}}}); err == nil {
+		t.Error("restoring a 2-byte position: no error")
+	}
+}
+
+// Pure helpers against their SQL definitions.
+func TestHelpers(t *testing.T) {
+	for _, c := range []struct {
+		ms     int64
+		day, m string
+	}{{0, "1970-01-01", "00:00"}, {1_000_000_000_000, "2001-09-09", "01:46"}, {951_825_600_000, "2000-02-29", "12:00"}, {-1, "1969-12-31", "23:59"}} {
+		day := floorDiv(c.ms, msPerDay)
+		if got := dayString(day); got != c.day {
+			t.Errorf("dayString(%d) = %s, want %s", c.ms, got, c.day)
+		}
+		if got := minuteString(floorDiv(c.ms, msPerMinute) - day*24*60); got != c.m {
+			t.Errorf("minuteString(%d) = %s, want %s", c.ms, got, c.m)
+		}
+	}
+	for _, c := range []struct {
+		ch, url, id string
+		ok          bool
+	}{
+		{"APPLE", "", "0", true}, {"channel-1", "a&channel_id=5&b", "5", true}, {"c", "channel_id=", "", true},
+		{"c", "xchannel_id=1", "", false}, {"c", "xchannel_id=1&channel_id=2", "2", true},
+	} {
+		if id, ok := ChannelID(c.ch, c.url); id != c.id || ok != c.ok {
+			t.Errorf("ChannelID(%q, %q) = %q, %t", c.ch, c.url, id, ok)
+		}
+	}
+	if got := splitIndex("a/b/c", '/', 2); got != "c" {
+		t.Errorf("splitIndex: %q", got)
+	}
+	if got := splitIndex("a/b/c", '/', 3); got != "" {
+		t.Errorf("splitIndex past the end: %q", got)
+	}
+	k := AuctionDay{Auction: 1_234_567, Day: -3}
+	if back, err := (AuctionDayCodec{}).Decode(AuctionDayCodec{}.Append(nil, k)); err != nil || back != k {
+		t.Errorf("codec round trip: %v, %v", back, err)
+	}
+	if _, err := (AuctionDayCodec{}).Decode([]byte{0x80}); err == nil {
+		t.Error("decoding a truncated key: no error")
+	}
+}
