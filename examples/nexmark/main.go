@@ -6,7 +6,7 @@
 //	go run ./examples/nexmark -query q1 -events 10000000 -parallelism 2
 //
 // The queries are those package nexmark/queries has: q0 q1 q2 q10 q13 q14
-// q17 q21 q22; "source" runs the generator alone.
+// q15 q16 q17 q18 q19 q21 q22; "source" runs the generator alone.
 package main
 
 import (
@@ -48,7 +48,11 @@ var jobs = map[string]func(weir.Stream[nexmark.Event]){
 	"q10":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q10(s)) },
 	"q13":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q13(s, nexmark.SideInput())) },
 	"q14":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q14(s)) },
+	"q15":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q15(s)) },
+	"q16":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q16(s)) },
 	"q17":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q17(s)) },
+	"q18":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q18(s)) },
+	"q19":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q19(s)) },
 	"q21":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q21(s)) },
 	"q22":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q22(s)) },
 }

@@ -10,11 +10,11 @@ import (
 	"github.com/weirstream/weir/nexmark"
 )
 
-// The queries here need only stateless operators and keyed state: q0,
-// q1, q2, q10 (the stream part, without the file sink), q13 (the side
-// input is a static table), q14, q21, q22, and q17 (an updating
-// aggregation: it emits the new row of its key after every bid). They
-// allocate nothing per record beyond what their rows hold.
+// The stateless queries: q0, q1, q2, q10 (the stream part, without the
+// file sink), q13 (the side input is a static table), q14, q21, q22. They
+// allocate nothing per record beyond what their rows hold. q17 is here
+// too: an updating aggregation, it emits the new row of its key after
+// every bid. The other keyed queries are in keyed.go.
 
 // bidsOf calls f for every bid of events, in one operator.
 func bidsOf[U any](events weir.Stream[nexmark.Event], name string, f func(b *nexmark.Bid, out weir.Collector[U])) weir.Stream[U] {
