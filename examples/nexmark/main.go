@@ -5,8 +5,9 @@
 //
 //	go run ./examples/nexmark -query q1 -events 10000000 -parallelism 2
 //
-// The queries are those package nexmark/queries has: q0 q1 q2 q10 q13 q14
-// q15 q16 q17 q18 q19 q21 q22; "source" runs the generator alone.
+// The queries are those package nexmark/queries has: q0 q1 q2 q3 q4 q9
+// q10 q13 q14 q15 q16 q17 q18 q19 q20 q21 q22; "source" runs the
+// generator alone.
 package main
 
 import (
@@ -45,6 +46,9 @@ var jobs = map[string]func(weir.Stream[nexmark.Event]){
 	"q0":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q0(s)) },
 	"q1":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q1(s)) },
 	"q2":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q2(s)) },
+	"q3":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q3(s)) },
+	"q4":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q4(s)) },
+	"q9":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q9(s)) },
 	"q10":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q10(s)) },
 	"q13":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q13(s, nexmark.SideInput())) },
 	"q14":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q14(s)) },
@@ -53,6 +57,7 @@ var jobs = map[string]func(weir.Stream[nexmark.Event]){
 	"q17":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q17(s)) },
 	"q18":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q18(s)) },
 	"q19":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q19(s)) },
+	"q20":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q20(s)) },
 	"q21":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q21(s)) },
 	"q22":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q22(s)) },
 }
