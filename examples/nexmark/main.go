@@ -5,8 +5,8 @@
 //
 //	go run ./examples/nexmark -query q1 -events 10000000 -parallelism 2
 //
-// The queries are those package nexmark/queries has: q0 q1 q2 q3 q4 q9
-// q10 q13 q14 q15 q16 q17 q18 q19 q20 q21 q22; "source" runs the
+// The queries are those package nexmark/queries has: q0 q1 q2 q3 q4 q6
+// q9 q10 q13 q14 q15 q16 q17 q18 q19 q20 q21 q22; "source" runs the
 // generator alone.
 package main
 
@@ -48,6 +48,7 @@ var jobs = map[string]func(weir.Stream[nexmark.Event]){
 	"q2":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q2(s)) },
 	"q3":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q3(s)) },
 	"q4":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q4(s)) },
+	"q6":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q6(s)) },
 	"q9":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q9(s)) },
 	"q10":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q10(s)) },
 	"q13":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q13(s, nexmark.SideInput())) },

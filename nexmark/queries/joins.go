@@ -231,3 +231,54 @@ func Q4(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q4Row] {
 	keyed := weir.KeyByWithCodec(Winners(events), func(w WinnerChange) int64 { return w.Auction.Category }, keyCodec[int64](int64Codec{}))
 	return weir.Process[int64, WinnerChange, nexmark.Q4Row](keyed, &categoryAvg{}).Name("q4")
 }
+
+// Q6Window is the number of winning bids q6 averages: the SQL's 10
+// preceding rows and the current one.
+const Q6Window = 11
+
+// sellerWin is a winning bid of one of a seller's auctions.
+type sellerWin struct{ Auction, Price, DateTime int64 }
+
+type q6 struct{ wins weir.ValueState[[]sellerWin] } // by (DateTime, Auction)
+
+func (f *q6) Open(ctx *weir.KeyedContext[int64]) (err error) {
+	f.wins, err = weir.GetValueState[[]sellerWin](ctx, "winning-bids")
+	return err
+}
+
+func (f *q6) ProcessElement(ctx *weir.KeyedContext[int64], w WinnerChange, out weir.Collector[nexmark.Q6Row]) error {
+	old, _ := f.wins.Value()
+	// A new slice: the stored one may be part of a snapshot being written.
+	wins := make([]sellerWin, 0, len(old)+1)
+	for _, x := range old {
+		if x.Auction != w.Auction.ID {
+			wins = append(wins, x)
+		}
+	}
+	nw := sellerWin{w.Auction.ID, w.Bid.Price, w.Bid.DateTime}
+	at := len(wins)
+	for at > 0 && (wins[at-1].DateTime > nw.DateTime || (wins[at-1].DateTime == nw.DateTime && wins[at-1].Auction > nw.Auction)) {
+		at--
+	}
+	wins = append(wins, sellerWin{})
+	copy(wins[at+1:], wins[at:])
+	wins[at] = nw
+	f.wins.Update(wins)
+	var sum int64
+	last := wins[max(0, len(wins)-Q6Window):]
+	for _, x := range last {
+		sum += x.Price
+	}
+	out.Collect(nexmark.Q6Row{Seller: ctx.CurrentKey(), AvgPrice: sum / int64(len(last))})
+	return nil
+}
+
+// Q6 keeps per seller the average price of the winning bids of their
+// last 11 auctions (by the winning bid's time, then the auction id) and
+// emits it whenever a winner changes: the last row of a seller is its
+// final value. Flink's SQL runner cannot run q6 (its OVER window takes no
+// retractions); this follows the query's text.
+func Q6(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q6Row] {
+	keyed := weir.KeyByWithCodec(Winners(events), func(w WinnerChange) int64 { return w.Auction.Seller }, keyCodec[int64](int64Codec{}))
+	return weir.Process[int64, WinnerChange, nexmark.Q6Row](keyed, &q6{}).Name("q6")
+}

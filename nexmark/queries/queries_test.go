@@ -238,6 +238,7 @@ func allQueries(events weir.Stream[nexmark.Event]) []result {
 		sinkTo("q2", Q2(events), reference.Q2, nil),
 		sinkTo("q3", Q3(events), reference.Q3, nil),
 		sinkTo("q4", Q4(events), reference.Q4, lastBy(func(r nexmark.Q4Row) int64 { return r.Category })),
+		sinkTo("q6", Q6(events), reference.Q6, lastBy(func(r nexmark.Q6Row) int64 { return r.Seller })),
 		q9Result(Q9(events)),
 		sinkTo("q10", Q10(events), reference.Q10, nil),
 		sinkTo("q13", Q13(events, side), func(e []nexmark.Event) []nexmark.Q13Row { return reference.Q13(e, side) }, nil),

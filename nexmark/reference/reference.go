@@ -212,21 +212,22 @@ func Q5(events []nexmark.Event) []nexmark.Q5Row {
 }
 
 // Q6 averages, per seller, the prices of the winning bids of their
-// auctions over the last rows of the SQL's window: 10 preceding and the
-// current, ordered by the winning bid's time; the value at the end of the
-// input.
+// auctions over the rows of the SQL's window, 10 preceding and the
+// current, ordered by the winning bid's time (then the auction id): the
+// value at the end of the input.
 func Q6(events []nexmark.Event) []nexmark.Q6Row {
-	bySeller := map[int64][]nexmark.Bid{}
+	type win struct{ auction, price, ts int64 }
+	bySeller := map[int64][]win{}
 	for _, w := range winners(events) {
-		bySeller[w.a.Seller] = append(bySeller[w.a.Seller], w.b)
+		bySeller[w.a.Seller] = append(bySeller[w.a.Seller], win{w.a.ID, w.b.Price, w.b.DateTime})
 	}
 	var out []nexmark.Q6Row
 	for seller, ws := range bySeller {
-		slices.SortStableFunc(ws, func(a, b nexmark.Bid) int { return cmp.Compare(a.DateTime, b.DateTime) })
+		slices.SortFunc(ws, func(a, b win) int { return cmp.Or(cmp.Compare(a.ts, b.ts), cmp.Compare(a.auction, b.auction)) })
 		last := ws[max(0, len(ws)-11):]
 		var sum int64
-		for _, b := range last {
-			sum += b.Price
+		for _, w := range last {
+			sum += w.price
 		}
 		out = append(out, nexmark.Q6Row{Seller: seller, AvgPrice: sum / int64(len(last))})
 	}
