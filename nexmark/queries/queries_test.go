@@ -20,7 +20,7 @@ import (
 func TestMain(m *testing.M) { leaktest.Main(m) }
 
 const (
-	testEvents     = 30_000
+	testEvents     = 20_000
 	testPartitions = 4
 )
 
@@ -274,8 +274,8 @@ func TestQueriesMatchReference(t *testing.T) {
 }
 
 // A failure after a checkpoint restores the source's partition offsets
-// and the keyed state: with the exactly-once collecting sink, q0 and q17
-// still give the reference's rows.
+// and the keyed state: with the exactly-once collecting sink, q0, q3, q4,
+// q15, q17 and q20 still give the reference's rows.
 func TestQueriesAfterFailover(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxEvents = 20_000
@@ -290,7 +290,7 @@ func TestQueriesAfterFailover(t *testing.T) {
 	var seen atomic.Int64
 	var failed atomic.Bool
 	in := weir.MapErr(Events(env, src), func(e nexmark.Event) (nexmark.Event, error) {
-		if seen.Add(1) == testEvents/3 && failed.CompareAndSwap(false, true) {
+		if seen.Add(1) == cfg.MaxEvents/3 && failed.CompareAndSwap(false, true) {
 			return e, errors.New("injected failure")
 		}
 		return e, nil
@@ -298,6 +298,10 @@ func TestQueriesAfterFailover(t *testing.T) {
 	results := []result{
 		sinkTo("q0", Q0(in), reference.Q0, nil),
 		sinkTo("q17", Q17(in), reference.Q17, finalQ17),
+		sinkTo("q3", Q3(in), reference.Q3, nil),
+		sinkTo("q4", Q4(in), reference.Q4, lastBy(func(r nexmark.Q4Row) int64 { return r.Category })),
+		sinkTo("q15", Q15(in), reference.Q15, finalStats(func(r nexmark.Q15Row) (any, nexmark.BidStats) { return r.Day, r.BidStats })),
+		sinkTo("q20", Q20(in), reference.Q20, nil),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -313,7 +313,7 @@ func TestOnGeneratedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	var in []nexmark.Event
-	for n := range int64(60_000) {
+	for n := range int64(30_000) {
 		in = append(in, g.Event(n))
 	}
 	bids := len(bids(in))
