@@ -169,18 +169,18 @@ func (f *sumStats[G, R]) ProcessElement(ctx *weir.KeyedContext[G], d StatsDelta[
 
 // bidStats builds the two-stage distinct aggregation of q15 and q16 over
 // the bids grouped by group.
-func bidStats[G comparable, R any](events weir.Stream[nexmark.Event], name string, group func(*nexmark.Bid) G, gc keyCodec[G],
+func bidStats[G comparable, R any](events weir.Stream[nexmark.Event], name string, group func(nexmark.Bid) G, gc keyCodec[G],
 	day func(G) int64, row func(G, statsAcc) R) weir.Stream[R] {
-	bids := bidsOf(events, name+"-bids", func(b *nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(*b) })
+	bids := bidsOf(events, name+"-bids", func(b nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(b) })
 	direct := weir.Map(bids, func(b nexmark.Bid) StatsDelta[G] {
-		return StatsDelta[G]{Group: group(&b), Bids: counts(rankBits(b.Price)), MinuteOfDay: (b.DateTime - floorDiv(b.DateTime, msPerDay)*msPerDay) / msPerMinute}
+		return StatsDelta[G]{Group: group(b), Bids: counts(rankBits(b.Price)), MinuteOfDay: (b.DateTime - floorDiv(b.DateTime, msPerDay)*msPerDay) / msPerMinute}
 	}).Name(name + "-bid-counts")
 	mc := memberCodec[G]{gc}
 	bidders := weir.Process[Member[G], nexmark.Bid, StatsDelta[G]](weir.KeyByWithCodec(bids, func(b nexmark.Bid) Member[G] {
-		return Member[G]{group(&b), b.Bidder}
+		return Member[G]{group(b), b.Bidder}
 	}, mc), &firstSeen[G]{}).Name(name + "-distinct-bidders")
 	auctions := weir.Process[Member[G], nexmark.Bid, StatsDelta[G]](weir.KeyByWithCodec(bids, func(b nexmark.Bid) Member[G] {
-		return Member[G]{group(&b), b.Auction}
+		return Member[G]{group(b), b.Auction}
 	}, mc), &firstSeen[G]{auctions: true}).Name(name + "-distinct-auctions")
 	all := weir.Union(direct, bidders, auctions)
 	return weir.Process[G, StatsDelta[G], R](weir.KeyByWithCodec(all, func(d StatsDelta[G]) G { return d.Group }, gc),
@@ -190,7 +190,7 @@ func bidStats[G comparable, R any](events weir.Stream[nexmark.Event], name strin
 // Q15 counts per day the bids, distinct bidders and distinct auctions, in
 // all and per price rank, and emits the day's new row after every change.
 func Q15(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q15Row] {
-	return bidStats(events, "q15", func(b *nexmark.Bid) int64 { return floorDiv(b.DateTime, msPerDay) }, keyCodec[int64](int64Codec{}),
+	return bidStats(events, "q15", func(b nexmark.Bid) int64 { return floorDiv(b.DateTime, msPerDay) }, keyCodec[int64](int64Codec{}),
 		func(day int64) int64 { return day },
 		func(_ int64, a statsAcc) nexmark.Q15Row { return nexmark.Q15Row{Day: a.Label, BidStats: a.Stats} })
 }
@@ -201,7 +201,7 @@ func Q16(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q16Row] {
 	for m := range minutes {
 		minutes[m] = minuteString(int64(m))
 	}
-	return bidStats(events, "q16", func(b *nexmark.Bid) ChannelDay {
+	return bidStats(events, "q16", func(b nexmark.Bid) ChannelDay {
 		return ChannelDay{Channel: b.Channel, Day: floorDiv(b.DateTime, msPerDay)}
 	}, keyCodec[ChannelDay](ChannelDayCodec{}),
 		func(g ChannelDay) int64 { return g.Day },
@@ -251,7 +251,7 @@ func (f *q18) ProcessElement(_ *weir.KeyedContext[BidderAuction], b nexmark.Bid,
 // Q18 keeps the last bid (by dateTime; of equal times the later to
 // arrive) of every bidder in every auction, and emits it when it changes.
 func Q18(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q18Row] {
-	bids := bidsOf(events, "q18-bids", func(b *nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(*b) })
+	bids := bidsOf(events, "q18-bids", func(b nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(b) })
 	keyed := weir.KeyByWithCodec(bids, func(b nexmark.Bid) BidderAuction { return BidderAuction{b.Bidder, b.Auction} }, BidderAuctionCodec{})
 	return weir.Process[BidderAuction, nexmark.Bid, nexmark.Q18Row](keyed, &q18{}).Name("q18")
 }
@@ -293,7 +293,7 @@ func (f *q19) ProcessElement(_ *weir.KeyedContext[int64], b nexmark.Bid, out wei
 // Q19 keeps the 10 highest bids of every auction and emits, after a bid
 // enters them, the rows of the ranks that changed.
 func Q19(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q19Row] {
-	bids := bidsOf(events, "q19-bids", func(b *nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(*b) })
+	bids := bidsOf(events, "q19-bids", func(b nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(b) })
 	keyed := weir.KeyByWithCodec(bids, func(b nexmark.Bid) int64 { return b.Auction }, keyCodec[int64](int64Codec{}))
 	return weir.Process[int64, nexmark.Bid, nexmark.Q19Row](keyed, &q19{}).Name("q19")
 }

@@ -17,31 +17,31 @@ import (
 // every bid. The other keyed queries are in keyed.go.
 
 // bidsOf calls f for every bid of events, in one operator.
-func bidsOf[U any](events weir.Stream[nexmark.Event], name string, f func(b *nexmark.Bid, out weir.Collector[U])) weir.Stream[U] {
+func bidsOf[U any](events weir.Stream[nexmark.Event], name string, f func(b nexmark.Bid, out weir.Collector[U])) weir.Stream[U] {
 	return weir.FlatMap(events, func(e nexmark.Event, out weir.Collector[U]) {
 		if e.Type == nexmark.BidEvent {
-			f(&e.Bid, out)
+			f(e.Bid, out)
 		}
 	}).Name(name)
 }
 
 // Q0 passes bids through.
 func Q0(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q0Row] {
-	return bidsOf(events, "q0", func(b *nexmark.Bid, out weir.Collector[nexmark.Q0Row]) {
+	return bidsOf(events, "q0", func(b nexmark.Bid, out weir.Collector[nexmark.Q0Row]) {
 		out.Collect(nexmark.Q0Row{Auction: b.Auction, Bidder: b.Bidder, Price: b.Price, DateTime: b.DateTime, Extra: b.Extra})
 	})
 }
 
 // Q1 converts bid prices to euros.
 func Q1(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q1Row] {
-	return bidsOf(events, "q1", func(b *nexmark.Bid, out weir.Collector[nexmark.Q1Row]) {
+	return bidsOf(events, "q1", func(b nexmark.Bid, out weir.Collector[nexmark.Q1Row]) {
 		out.Collect(nexmark.Q1Row{Auction: b.Auction, Bidder: b.Bidder, PriceMilli: b.Price * 908, DateTime: b.DateTime, Extra: b.Extra})
 	})
 }
 
 // Q2 selects the bids of every 123rd auction.
 func Q2(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q2Row] {
-	return bidsOf(events, "q2", func(b *nexmark.Bid, out weir.Collector[nexmark.Q2Row]) {
+	return bidsOf(events, "q2", func(b nexmark.Bid, out weir.Collector[nexmark.Q2Row]) {
 		if b.Auction%123 == 0 {
 			out.Collect(nexmark.Q2Row{Auction: b.Auction, Price: b.Price})
 		}
@@ -140,7 +140,7 @@ func Q10(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q10Row] {
 // Q13 joins every bid with the row of side (see nexmark.SideInput) keyed
 // by its auction modulo 10 000; side is read only.
 func Q13(events weir.Stream[nexmark.Event], side map[int64]string) weir.Stream[nexmark.Q13Row] {
-	return bidsOf(events, "q13", func(b *nexmark.Bid, out weir.Collector[nexmark.Q13Row]) {
+	return bidsOf(events, "q13", func(b nexmark.Bid, out weir.Collector[nexmark.Q13Row]) {
 		if v, ok := side[b.Auction%10_000]; ok {
 			out.Collect(nexmark.Q13Row{Auction: b.Auction, Bidder: b.Bidder, Price: b.Price, DateTime: b.DateTime, Value: v})
 		}
@@ -150,7 +150,7 @@ func Q13(events weir.Stream[nexmark.Event], side map[int64]string) weir.Stream[n
 // Q14 keeps bids with a euro price strictly between 1 000 000 and
 // 50 000 000 and adds the part of the day and the number of 'c' in extra.
 func Q14(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q14Row] {
-	return bidsOf(events, "q14", func(b *nexmark.Bid, out weir.Collector[nexmark.Q14Row]) {
+	return bidsOf(events, "q14", func(b nexmark.Bid, out weir.Collector[nexmark.Q14Row]) {
 		milli := b.Price * 908
 		if milli <= 1_000_000_000 || milli >= 50_000_000_000 {
 			return
@@ -197,7 +197,7 @@ func ChannelID(channel, url string) (id string, ok bool) {
 
 // Q21 adds the channel id to bids and drops bids without one.
 func Q21(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q21Row] {
-	return bidsOf(events, "q21", func(b *nexmark.Bid, out weir.Collector[nexmark.Q21Row]) {
+	return bidsOf(events, "q21", func(b nexmark.Bid, out weir.Collector[nexmark.Q21Row]) {
 		if id, ok := ChannelID(b.Channel, b.URL); ok {
 			out.Collect(nexmark.Q21Row{Auction: b.Auction, Bidder: b.Bidder, Price: b.Price, Channel: b.Channel, ChannelID: id})
 		}
@@ -221,7 +221,7 @@ func splitIndex(s string, sep byte, i int) string {
 
 // Q22 adds the first three directories of the bid's URL.
 func Q22(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q22Row] {
-	return bidsOf(events, "q22", func(b *nexmark.Bid, out weir.Collector[nexmark.Q22Row]) {
+	return bidsOf(events, "q22", func(b nexmark.Bid, out weir.Collector[nexmark.Q22Row]) {
 		out.Collect(nexmark.Q22Row{Auction: b.Auction, Bidder: b.Bidder, Price: b.Price, Channel: b.Channel,
 			Dir1: splitIndex(b.URL, '/', 3), Dir2: splitIndex(b.URL, '/', 4), Dir3: splitIndex(b.URL, '/', 5)})
 	})
@@ -286,7 +286,7 @@ func (f *q17) ProcessElement(ctx *weir.KeyedContext[AuctionDay], b nexmark.Bid, 
 // minimum, maximum, average and sum of the prices, and emits the key's
 // new row after every bid: the last row of a key is its final value.
 func Q17(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q17Row] {
-	bids := bidsOf(events, "bids", func(b *nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(*b) })
+	bids := bidsOf(events, "bids", func(b nexmark.Bid, out weir.Collector[nexmark.Bid]) { out.Collect(b) })
 	keyed := weir.KeyByWithCodec(bids, func(b nexmark.Bid) AuctionDay {
 		return AuctionDay{b.Auction, floorDiv(b.DateTime, msPerDay)}
 	}, AuctionDayCodec{})
