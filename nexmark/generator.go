@@ -35,7 +35,13 @@ const minStringLength = 3
 // Generator generates the events of a GeneratorConfig. Event(n) depends on
 // the configuration and n only, so a Generator may be shared by any number
 // of goroutines, and readers of disjoint sets of event numbers together
-// generate exactly the events of one reader of all of them.
+// generate exactly the events of one reader of all of them. (The
+// reference draws from an unseeded random generator; here the random
+// values of event n come from a generator seeded with Config.Seed and n,
+// and the channel URLs and the padding text from one seeded with
+// Config.Seed.) Bids have bidder ids offset once by FirstPersonID; the
+// reference's Flink generator adds the offset twice, so its bidders are
+// 1000 above every person id.
 type Generator struct {
 	cfg     GeneratorConfig
 	total   int64

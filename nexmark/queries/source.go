@@ -24,6 +24,10 @@ const OutOfOrderness = 4 * time.Second
 // end if 0), in order; its position (the next offset) is checkpointed, so a
 // restored job regenerates exactly the events after it. Partition p is read
 // by subtask p mod parallelism; a job may restore at another parallelism.
+// Unlike the reference's Flink source, whose splits each run their own
+// timeline over their own id range, the partitions share one sequence of
+// event numbers: events, ids and timestamps do not depend on the number of
+// partitions, and event time advances at Config.EventsPerSecond overall.
 type Source struct {
 	Config     nexmark.GeneratorConfig
 	Partitions int
