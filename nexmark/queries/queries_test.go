@@ -430,3 +430,47 @@ func TestHelpers(t *testing.T) {
 		t.Error("decoding a truncated key: no error")
 	}
 }
+
+// stamp records what a keyed function sees of event time.
+type stamp struct{ TS, Watermark, EventTS int64 }
+
+// Records carry their event's timestamp, watermarks advance, and no
+// record is behind the watermark: partitions generate in time order and
+// the watermark trails by OutOfOrderness.
+func TestEventTime(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxEvents = 10_000
+	cfg.EventsPerSecond = 20_000
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.AutoWatermarkInterval(5*time.Millisecond))
+	src := NewSource(cfg, 3)
+	src.Paced = true
+	keyed := weir.KeyBy(Events(env, src), func(e nexmark.Event) int64 { return int64(e.Type) })
+	sink := weir.NewCollectSink[stamp]()
+	weir.Process(keyed, weir.ProcessFunc[int64, nexmark.Event, stamp](func(ctx *weir.KeyedContext[int64], e nexmark.Event, out weir.Collector[stamp]) error {
+		ts, _ := ctx.Timestamp()
+		out.Collect(stamp{TS: ts, Watermark: ctx.CurrentWatermark(), EventTS: e.Timestamp})
+		return nil
+	})).SinkTo(sink)
+	if err := env.Execute(context.Background(), "nexmark-event-time"); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.Committed()
+	if len(got) != int(cfg.MaxEvents) {
+		t.Fatalf("%d records, want %d", len(got), cfg.MaxEvents)
+	}
+	var maxWM int64 = weir.MinWatermark
+	for _, s := range got {
+		if s.TS != s.EventTS {
+			t.Fatalf("record timestamp %d, event timestamp %d", s.TS, s.EventTS)
+		}
+		if s.TS <= s.Watermark {
+			t.Fatalf("record at %d is behind the watermark %d", s.TS, s.Watermark)
+		}
+		maxWM = max(maxWM, s.Watermark)
+	}
+	// The run spans 500 ms of event time; the watermark starts at the
+	// base time - 4001 ms and must have moved on by a good part of it.
+	if first := cfg.BaseTime - OutOfOrderness.Milliseconds() - 1; maxWM < first+100 {
+		t.Errorf("the watermark reached only %d ms past its first value", maxWM-first)
+	}
+}
