@@ -548,22 +548,22 @@ func (e *jobEntry) startOperation(stop bool, f func(ctx context.Context) (checkp
 func (s *Server) operationStatusHTTP(w http.ResponseWriter, r *http.Request) {
 	var op *operation
 	var e *jobEntry
+	var completed bool
 	handle(func(r *http.Request) (any, error) {
-		var out any
+		var out client.OperationStatus
 		var err error
 		e, op, out, err = s.operationStatus(r)
+		completed = err == nil && out.Status.ID == "COMPLETED"
 		return out, err
 	})(w, r)
-	if op == nil {
+	if !completed {
 		return
 	}
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
 	e.mu.Lock()
-	if op.done {
-		op.reported = true
-	}
+	op.reported = true
 	e.mu.Unlock()
 	select {
 	case e.reported <- struct{}{}:
@@ -571,17 +571,17 @@ func (s *Server) operationStatusHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) operationStatus(r *http.Request) (*jobEntry, *operation, any, error) {
+func (s *Server) operationStatus(r *http.Request) (*jobEntry, *operation, client.OperationStatus, error) {
 	e, err := s.entry(r)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, client.OperationStatus{}, err
 	}
 	rid := r.PathValue("rid")
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	op := e.mu.ops[rid]
 	if op == nil {
-		return nil, nil, nil, errorf(http.StatusNotFound, "job %s has no operation %q", e.job.Graph().Name, rid)
+		return nil, nil, client.OperationStatus{}, errorf(http.StatusNotFound, "job %s has no operation %q", e.job.Graph().Name, rid)
 	}
 	var out client.OperationStatus
 	out.Status.ID = "IN_PROGRESS"
