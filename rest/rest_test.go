@@ -387,13 +387,15 @@ func TestTokenRequired(t *testing.T) {
 			t.Fatalf("token %q: %v", tok, err)
 		}
 	}
-	resp, err := http.Get(rj.srv.URL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("/metrics without the token: %d", resp.StatusCode)
+	for path, want := range map[string]int{"/metrics": 401, "/v1/overview": 401, "/": 200, "/app.js": 200} {
+		resp, err := http.Get(rj.srv.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s without the token: %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 }
 

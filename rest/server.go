@@ -2,9 +2,11 @@
 // Flink's), Prometheus metrics on /metrics and the web UI on /, for the
 // jobs registered with a Server: a local job, or the job of a job manager.
 //
-// A server that listens beyond loopback requires a token: every request
-// must carry "Authorization: Bearer <token>". With a TLS configuration it
-// serves HTTPS.
+// A server that listens beyond loopback requires a token: every request to
+// the API and /metrics must carry "Authorization: Bearer <token>" (the web
+// UI's static files need none; the UI sends the token it was given in its
+// address, #token=..., as a cookie). With a TLS configuration it serves
+// HTTPS.
 package rest
 
 import (
@@ -217,7 +219,10 @@ func (s *Server) lookup(key string) *jobEntry {
 // Handler is the server's HTTP handler (authentication included).
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Token != "" && !s.authorized(r) {
+		// The UI's static files hold no data: a browser loads them
+		// without the token, and then sends it with every API call.
+		ui := !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" && r.URL.Path != "/metrics"
+		if s.cfg.Token != "" && !ui && !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="weir"`)
 			writeError(w, http.StatusUnauthorized, errors.New("wrong or missing token: send Authorization: Bearer <token>"))
 			return
