@@ -2,6 +2,7 @@ package rest_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
+	"github.com/weirstream/weir/internal/tlstest"
 	"github.com/weirstream/weir/rest"
 	"github.com/weirstream/weir/rest/client"
 	"github.com/weirstream/weir/storage"
@@ -534,5 +536,31 @@ func TestWatermarksOfEventTimeJob(t *testing.T) {
 	}
 	if f := fams["weir_task_output_watermark_milliseconds"]; f == nil || len(f.Metric) < 2 {
 		t.Fatalf("output watermarks: %v", f)
+	}
+}
+
+// With the cluster's TLS configuration the API serves HTTPS, and a client
+// that trusts the CA reaches it.
+func TestHTTPS(t *testing.T) {
+	cert, pool := tlstest.SelfSigned(t)
+	srv, err := rest.Start(rest.Config{Listen: "127.0.0.1:0", Token: "tok", TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if !strings.HasPrefix(srv.URL(), "https://") {
+		t.Fatalf("URL %s", srv.URL())
+	}
+	c, err := client.New(srv.URL(), "tok", &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ov, err := c.Overview(context.Background())
+	if err != nil || ov.Version == "" {
+		t.Fatalf("overview over https: %+v %v", ov, err)
+	}
+	plain, _ := client.New(strings.Replace(srv.URL(), "https://", "http://", 1), "tok", nil)
+	if _, err := plain.Overview(context.Background()); err == nil {
+		t.Fatal("plain http reached the https API")
 	}
 }
