@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/weirstream/weir/internal/tlstest"
 	"github.com/weirstream/weir/rest"
 	"github.com/weirstream/weir/rest/client"
+	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/storage"
 )
 
@@ -564,3 +566,70 @@ func TestHTTPS(t *testing.T) {
 		t.Fatal("plain http reached the https API")
 	}
 }
+
+// A job that fails once after its first checkpoints: the API shows the
+// failover (root cause, restart, the checkpoint restored), and /metrics
+// counts the restart.
+func TestFailoverInAPI(t *testing.T) {
+	dir := t.TempDir()
+	started := make(chan *rest.Server, 1)
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(30*time.Millisecond, weir.ExactlyOnce),
+		weir.CheckpointStorage(dir), weir.RestartStrategy(restart.FixedDelay(5, 10*time.Millisecond)),
+		weir.Launch(rest.Serving(rest.Config{Listen: "127.0.0.1:0"}, nil, func(s *rest.Server) { started <- s })))
+	var failed, ready atomic.Bool
+	src := weir.FromSource(env, weir.Generator(2, -1, func(p int, off int64) int64 { return off % 100 }).WithRate(20000), "numbers")
+	checked := weir.Map(src, func(v int64) int64 {
+		if ready.Load() && failed.CompareAndSwap(false, true) {
+			panic(errInjected)
+		}
+		return v
+	})
+	weir.Count(weir.KeyBy(checked, func(k int64) int64 { return k })).SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	job, err := env.Start(ctx, "api-failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); job.Wait() }()
+	srv := <-started
+	c, _ := client.New(srv.URL(), "", nil)
+	eventually(t, "two completed checkpoints", func() (bool, error) { return job.LatestCheckpoint() >= 2, nil })
+	ready.Store(true)
+	var ex client.Exceptions
+	eventually(t, "the failover in the exception history", func() (bool, error) {
+		ex, err = c.Exceptions(ctx, "api-failover")
+		return err == nil && len(ex.History.Entries) == 1, err
+	})
+	e := ex.History.Entries[0]
+	if !strings.Contains(e.RootCause, errInjected.Error()) || !e.Restarted || e.RestoredFrom < 2 || e.Timestamp <= 0 {
+		t.Fatalf("exception: %+v", e)
+	}
+	var cps client.Checkpoints
+	eventually(t, "the restored checkpoint and the job running again", func() (bool, error) {
+		cps, err = c.Checkpoints(ctx, "api-failover", 1)
+		if err != nil {
+			return false, err
+		}
+		j, err := c.Job(ctx, "api-failover")
+		return err == nil && j.State == "RUNNING" && j.Restarts == 1 && cps.Latest.Restored != nil, err
+	})
+	if cps.Counts.Restored != 1 || cps.Latest.Restored.ID != e.RestoredFrom || !strings.HasPrefix(cps.Latest.Restored.ExternalPath, dir) {
+		t.Fatalf("restored: %+v %+v", cps.Counts, cps.Latest.Restored)
+	}
+	resp, err := http.Get(srv.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := fams["weir_job_restarts_total"]; r == nil || r.Metric[0].GetCounter().GetValue() != 1 {
+		t.Fatalf("restarts: %v", r)
+	}
+}
+
+var errInjected = errors.New("injected failure in the map")
