@@ -273,9 +273,13 @@ func (e *jobEntry) checkpointOf(c runtime.CheckpointStats, tasks bool) client.Ch
 	if out.IsSavepoint {
 		out.CheckpointType = "SAVEPOINT"
 	}
-	if c.Completed {
+	switch {
+	case c.Completed:
 		out.Status = "COMPLETED"
 		out.ExternalPath = e.location(c.ID)
+	case c.FinishedAt.IsZero():
+		out.Status = "IN_PROGRESS"
+		out.EndToEndDuration = durMS(time.Since(c.TriggeredAt))
 	}
 	var latest time.Time
 	for _, t := range c.Acked {
@@ -309,9 +313,13 @@ func checkpointVertex(c runtime.CheckpointStats, v *runtime.Vertex) client.Check
 		}
 	}
 	if cv.NumAcknowledged < cv.NumSubtasks {
-		cv.Status = "FAILED"
-		if c.Completed {
+		switch {
+		case c.Completed:
 			cv.Status = "COMPLETED" // finished subtasks acknowledge nothing
+		case c.FinishedAt.IsZero():
+			cv.Status = "IN_PROGRESS"
+		default:
+			cv.Status = "FAILED"
 		}
 	}
 	cv.LatestAck = ms(latest)
@@ -358,6 +366,10 @@ func (s *Server) checkpoints(r *http.Request) (any, error) {
 	out := client.Checkpoints{Counts: client.CheckpointCounts{Restored: c.Restored, Total: c.Triggered, Completed: c.Completed, Failed: c.Failed,
 		InProgress: max(c.Triggered-c.Completed-c.Failed, 0)}, History: []client.Checkpoint{}}
 	var sizes, durs, aligns, delays []int64
+	pending := j.PendingCheckpoints()
+	for i := len(pending) - 1; i >= 0 && len(out.History) < limit; i-- {
+		out.History = append(out.History, e.checkpointOf(pending[i], false))
+	}
 	for i := len(stats) - 1; i >= 0; i-- {
 		st := stats[i]
 		cp := e.checkpointOf(st, false)
@@ -398,12 +410,12 @@ func (e *jobEntry) stats(r *http.Request) (runtime.CheckpointStats, error) {
 	if err != nil {
 		return runtime.CheckpointStats{}, errorf(http.StatusBadRequest, "invalid checkpoint id %q", raw)
 	}
-	for _, st := range e.job.Checkpoints() {
+	for _, st := range append(e.job.Checkpoints(), e.job.PendingCheckpoints()...) {
 		if int64(st.ID) == id {
 			return st, nil
 		}
 	}
-	return runtime.CheckpointStats{}, errorf(http.StatusNotFound, "job %s has no finished checkpoint %d in its history", e.job.Graph().Name, id)
+	return runtime.CheckpointStats{}, errorf(http.StatusNotFound, "job %s has no checkpoint %d in progress or in its history", e.job.Graph().Name, id)
 }
 
 func (s *Server) checkpointDetail(r *http.Request) (any, error) {

@@ -633,3 +633,83 @@ func TestFailoverInAPI(t *testing.T) {
 }
 
 var errInjected = errors.New("injected failure in the map")
+
+// holdSink's writer of subtask 1 blocks in its snapshot while hold is
+// set, until release is closed: a checkpoint stays in progress.
+type holdSink struct {
+	hold    *atomic.Bool
+	held    chan struct{}
+	release chan struct{}
+}
+
+type holdWriter struct {
+	s       *holdSink
+	subtask int
+}
+
+func (s *holdSink) CreateWriter(ctx weir.SinkContext) (weir.SinkWriter[weir.KV[int64, int64]], error) {
+	return &holdWriter{s: s, subtask: ctx.Subtask}, nil
+}
+func (w *holdWriter) Write(weir.KV[int64, int64]) error { return nil }
+func (w *holdWriter) Close() error                      { return nil }
+func (w *holdWriter) SnapshotState(checkpoint.ID) ([][]byte, error) {
+	if w.subtask == 1 && w.s.hold.CompareAndSwap(true, false) {
+		close(w.s.held)
+		<-w.s.release
+	}
+	return nil, nil
+}
+
+// A checkpoint in progress is in the history, and its details show which
+// subtasks acknowledged so far.
+func TestCheckpointInProgress(t *testing.T) {
+	dir := t.TempDir()
+	started := make(chan *rest.Server, 1)
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(30*time.Millisecond, weir.ExactlyOnce), weir.CheckpointStorage(dir),
+		weir.Launch(rest.Serving(rest.Config{Listen: "127.0.0.1:0"}, nil, func(s *rest.Server) { started <- s })))
+	sink := &holdSink{hold: &atomic.Bool{}, held: make(chan struct{}), release: make(chan struct{})}
+	src := weir.FromSource(env, weir.Generator(2, -1, func(p int, off int64) int64 { return off % 100 }).WithRate(20000), "numbers")
+	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).SinkTo(sink)
+	ctx, cancel := context.WithCancel(context.Background())
+	job, err := env.Start(ctx, "api-pending")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(sink.release)
+		}
+		cancel()
+		job.Wait()
+	}()
+	srv := <-started
+	c, _ := client.New(srv.URL(), "", nil)
+	eventually(t, "a completed checkpoint", func() (bool, error) { return job.LatestCheckpoint() >= 1, nil })
+	sink.hold.Store(true)
+	<-sink.held
+	var cps client.Checkpoints
+	eventually(t, "the held checkpoint in progress with 3 of 4 acknowledgements", func() (bool, error) {
+		cps, err = c.Checkpoints(ctx, "api-pending", 5)
+		return err == nil && len(cps.History) > 0 && cps.History[0].Status == "IN_PROGRESS" && cps.History[0].NumAcknowledged == 3, err
+	})
+	if cps.Counts.InProgress != 1 {
+		t.Fatalf("counts: %+v", cps.Counts)
+	}
+	cid := cps.History[0].ID
+	j, _ := c.Job(ctx, "api-pending")
+	subs, err := c.CheckpointSubtasks(ctx, "api-pending", cid, j.Vertices[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subs.Status != "IN_PROGRESS" || subs.Subtasks[0].Status != "completed" || subs.Subtasks[1].Status != "pending_or_failed" || subs.Subtasks[0].AckTimestamp <= 0 {
+		t.Fatalf("subtasks of checkpoint %d in progress: %+v", cid, subs)
+	}
+	close(sink.release)
+	released = true
+	eventually(t, "the held checkpoint completed", func() (bool, error) {
+		d, err := c.CheckpointDetail(ctx, "api-pending", cid)
+		return err == nil && d.Status == "COMPLETED" && d.NumAcknowledged == 4, err
+	})
+}

@@ -196,6 +196,8 @@ type Job struct {
 		lastSamples []metrics.TaskSample
 		counts      CheckpointCounts
 		endHooks    []func()
+		// pending are the checkpoints in progress, as far as acknowledged.
+		pending map[checkpoint.ID]*CheckpointStats
 	}
 }
 
@@ -448,6 +450,7 @@ func (j *Job) recordStats(s CheckpointStats) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.mu.stats = append(j.mu.stats, s)
+	delete(j.mu.pending, s.ID)
 	if s.Completed {
 		j.mu.counts.Completed++
 	} else {

@@ -1,8 +1,11 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
@@ -170,10 +173,45 @@ func (j *Job) CheckpointCounts() CheckpointCounts {
 	return j.mu.counts
 }
 
-func (j *Job) checkpointTriggered() {
+func (j *Job) checkpointTriggered(s CheckpointStats) {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.mu.counts.Triggered++
-	j.mu.Unlock()
+	if j.mu.pending == nil {
+		j.mu.pending = map[checkpoint.ID]*CheckpointStats{}
+	}
+	s.Subtasks = map[checkpoint.TaskID]checkpoint.TaskSnapshot{}
+	s.Acked = map[checkpoint.TaskID]time.Time{}
+	j.mu.pending[s.ID] = &s
+}
+
+// checkpointAcked records an acknowledgement of a checkpoint in progress
+// (without its state handles: only the figures).
+func (j *Job) checkpointAcked(id checkpoint.ID, task checkpoint.TaskID, snap checkpoint.TaskSnapshot, at time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if p := j.mu.pending[id]; p != nil {
+		snap.Operators = nil
+		p.Subtasks[task] = snap
+		p.Acked[task] = at
+	}
+}
+
+// PendingCheckpoints returns the checkpoints in progress, oldest first,
+// with the acknowledgements so far (their Subtasks hold the figures of
+// each acknowledgement, not its state handles).
+func (j *Job) PendingCheckpoints() []CheckpointStats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]CheckpointStats, 0, len(j.mu.pending))
+	for _, p := range j.mu.pending {
+		c := *p
+		c.Subtasks = maps.Clone(p.Subtasks)
+		c.Acked = maps.Clone(p.Acked)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b CheckpointStats) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 func newFailure(err error) Failure {
