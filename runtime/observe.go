@@ -42,7 +42,7 @@ type Failure struct {
 	Err       string
 	RootCause string
 	// Restart is true when the job restarted after it; RestoredFrom is
-	// what the next attempt restored ("" for the beginning).
+	// the checkpoint the next attempt restored (0: the beginning).
 	Restart      bool
 	RestoredFrom checkpoint.ID
 }
