@@ -19,6 +19,7 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/metrics"
 	"github.com/weirstream/weir/runtime"
 )
 
@@ -278,6 +279,8 @@ func (jm *JobManager) connect(stream grpc.ServerStream) error {
 			jm.mu.Unlock()
 			if m.Kind != msgHeartbeat {
 				jm.handleReport(c, a, m)
+			} else if a != nil && m.Attempt == a.a.Number() && m.Metrics != nil {
+				a.ca.report(c.name, m.Metrics)
 			}
 		}
 	}()
@@ -364,7 +367,7 @@ func (jm *JobManager) handleReport(c *tmConn, ja *jmAttempt, m ctlMsg) {
 		a.SourceEnded(m.Task)
 	case msgFinished:
 		a.TaskFinished(m.Task)
-		ja.ca.finished()
+		ja.ca.finished(m.Task)
 	case msgFailed:
 		a.Fail(runtime.Declassify(fmt.Sprintf("task manager %s: %s", c.name, m.Err), m.Class))
 	case msgCancelled:
@@ -388,12 +391,58 @@ type clusterAttempt struct {
 	done      chan struct{}   // closed when remaining reaches 0
 	stopped   map[string]bool // task managers that confirmed the end, or are gone
 	changed   chan struct{}   // signalled when stopped grows
+	// samples are the subtask metrics each task manager last reported.
+	samples map[string][]metrics.TaskSample
+	// finishedTasks are the subtasks that reported they finished.
+	finishedTasks map[checkpoint.TaskID]bool
+}
+
+// report keeps the metrics task manager name reported with a heartbeat.
+func (c *clusterAttempt) report(name string, s []metrics.TaskSample) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.index[name]; ok {
+		for i := range s {
+			s[i].Host = name
+		}
+		c.samples[name] = s
+	}
+}
+
+// sample is the metrics of every subtask of the attempt, as last reported.
+func (c *clusterAttempt) sample(time.Time) []metrics.TaskSample {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []metrics.TaskSample
+	for _, tm := range c.tms {
+		for _, s := range c.samples[tm.name] {
+			if c.finishedTasks[checkpoint.TaskID{Vertex: s.Vertex, Subtask: s.Subtask}] {
+				s.State = metrics.Finished
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TaskManagers implements runtime.TaskManagerLister: the task managers
+// registered now, by name.
+func (jm *JobManager) TaskManagers() []runtime.TaskManagerInfo {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	out := make([]runtime.TaskManagerInfo, 0, len(jm.mu.tms))
+	for _, c := range jm.mu.tms {
+		out = append(out, runtime.TaskManagerInfo{ID: c.name, DataAddr: c.dataAddr, Slots: c.slots, LastHeartbeat: c.lastSeen})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 // finished counts a finished subtask; done closes after the last.
-func (c *clusterAttempt) finished() {
+func (c *clusterAttempt) finished(task checkpoint.TaskID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.finishedTasks[task] = true
 	if c.remaining > 0 {
 		c.remaining--
 		if c.remaining == 0 {
@@ -505,12 +554,13 @@ func (jm *JobManager) Execute(a *runtime.Attempt) error {
 	}
 	addrs := make([]string, len(tms))
 	ca := &clusterAttempt{tms: tms, index: map[string]int{}, done: make(chan struct{}), stopped: map[string]bool{},
-		changed: make(chan struct{}, 1), remaining: len(a.Tasks())}
+		changed: make(chan struct{}, 1), remaining: len(a.Tasks()), samples: map[string][]metrics.TaskSample{}, finishedTasks: map[checkpoint.TaskID]bool{}}
 	for i, c := range tms {
 		addrs[i] = c.dataAddr
 		ca.index[c.name] = i
 	}
 	ja := &jmAttempt{a: a, ca: ca}
+	a.SetMetricsSource(ca.sample)
 	jm.mu.Lock()
 	jm.mu.current = ja
 	jm.mu.Unlock()
@@ -703,7 +753,7 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 			case <-sctx.Done():
 				return
 			case <-hb.C:
-				out.Put(ctlMsg{Kind: msgHeartbeat})
+				out.Put(tm.heartbeat())
 			case <-out.C():
 			}
 			batch = out.Drain(batch[:0])
@@ -764,6 +814,20 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 			return true, nil
 		}
 	}
+}
+
+// heartbeat is a heartbeat with the metrics of the current attempt's
+// subtasks.
+func (tm *taskManager) heartbeat() ctlMsg {
+	tm.mu.Lock()
+	cur := tm.mu.current
+	tm.mu.Unlock()
+	m := ctlMsg{Kind: msgHeartbeat}
+	if cur != nil {
+		m.Attempt = cur.number
+		m.Metrics = cur.dep.Sample(time.Now())
+	}
+	return m
 }
 
 func (tm *taskManager) stopCurrent() {

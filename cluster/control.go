@@ -17,6 +17,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
 	"github.com/weirstream/weir/internal/secret"
+	"github.com/weirstream/weir/metrics"
 	"github.com/weirstream/weir/runtime"
 )
 
@@ -45,7 +46,8 @@ const (
 // it in its registration; a job manager refuses another version, so that
 // processes of different weir builds never exchange messages whose fields
 // they read differently. Bump it when a message changes meaning.
-const ctlVersion = 2
+// Version 3 added the subtasks' metrics to heartbeats.
+const ctlVersion = 3
 
 type msgKind string
 
@@ -88,6 +90,8 @@ type ctlMsg struct {
 	Class runtime.FailureClass      `json:"class,omitempty"`
 	// deploy
 	Deploy *deployMsg `json:"deploy,omitempty"`
+	// heartbeat: the metrics of the task manager's subtasks of Attempt
+	Metrics []metrics.TaskSample `json:"metrics,omitempty"`
 }
 
 // deployMsg tells a task manager which subtasks of an attempt it runs and

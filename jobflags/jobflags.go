@@ -28,7 +28,9 @@ import (
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/cluster"
+	"github.com/weirstream/weir/rest"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state/pebblestate"
 	// Job binaries read and write s3:// checkpoint locations.
 	_ "github.com/weirstream/weir/storage/s3"
@@ -64,6 +66,9 @@ type Flags struct {
 	TLSCert    string
 	TLSKey     string
 	TLSCA      string
+	// RESTListen is where a local job or a job manager serves its REST
+	// API, metrics and web UI ("" serves none).
+	RESTListen string
 }
 
 type modeValue struct{ m *checkpoint.Mode }
@@ -195,6 +200,7 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "cluster TLS: this process's certificate (PEM); with --tls-key and --tls-ca")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "cluster TLS: the certificate's private key (PEM)")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "cluster TLS: the CA certificates (PEM) that verify the other processes")
+	fs.StringVar(&f.RESTListen, "rest-listen", "", "local job or job manager: serve the REST API, /metrics and the web UI on this address (127.0.0.1:0 picks a free port, logged at start; beyond loopback needs --token; HTTPS with --tls-cert); empty serves none")
 	return f
 }
 
@@ -269,22 +275,35 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 	if f.Restart != nil {
 		opts = append(opts, weir.RestartStrategy(f.Restart))
 	}
+	tlsConfig, err := f.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	var launcher runtime.Launcher
 	switch f.Role {
 	case "", "local":
 	case "jobmanager", "taskmanager":
-		tlsConfig, err := f.tlsConfig()
-		if err != nil {
-			return nil, err
-		}
 		o := cluster.Options{JobManager: f.JobManager, DataListen: f.DataListen,
 			Token: f.Token, Slots: f.Slots, Name: f.Name, HA: f.HA, HASessionTTL: f.HATTL, TLS: tlsConfig, HeartbeatTimeout: f.Heartbeat}
 		if f.Role == "jobmanager" {
-			opts = append(opts, weir.Launch(cluster.AsJobManager(o)))
+			launcher = cluster.AsJobManager(o)
 		} else {
-			opts = append(opts, weir.Launch(cluster.AsTaskManager(o)))
+			launcher = cluster.AsTaskManager(o)
 		}
 	default:
 		return nil, fmt.Errorf("invalid value %q for --role: want local, jobmanager or taskmanager", f.Role)
+	}
+	if f.RESTListen != "" {
+		if f.Role == "taskmanager" {
+			return nil, errors.New("--rest-listen is for a local job or the job manager, not a task manager")
+		}
+		if f.Token == "" && !rest.IsLoopback(f.RESTListen) {
+			return nil, fmt.Errorf("--rest-listen %s is beyond loopback: set --token, which every request must then carry", f.RESTListen)
+		}
+		launcher = rest.Serving(rest.Config{Listen: f.RESTListen, Token: f.Token, TLS: tlsConfig}, launcher, nil)
+	}
+	if launcher != nil {
+		opts = append(opts, weir.Launch(launcher))
 	}
 	switch f.StateBackend {
 	case "", "heap":

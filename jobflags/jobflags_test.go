@@ -136,3 +136,28 @@ func TestDurationFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRESTListen(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // error; "" for none
+	}{
+		{[]string{"--rest-listen", "127.0.0.1:0"}, ""},
+		{[]string{"--rest-listen", "0.0.0.0:8081"}, "--token"},
+		{[]string{"--rest-listen", "0.0.0.0:8081", "--token", "t"}, ""},
+		{[]string{"--rest-listen", "127.0.0.1:0", "--role", "taskmanager"}, "not a task manager"},
+		{[]string{"--rest-listen", "127.0.0.1:0", "--role", "jobmanager"}, ""},
+	} {
+		f, err := parse(t, tc.args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Options("job")
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: want error %q, got %v", tc.args, tc.want, err)
+		}
+	}
+	if f, _ := parse(t, nil, map[string]string{"WEIR_REST_LISTEN": "127.0.0.1:9"}); f.RESTListen != "127.0.0.1:9" {
+		t.Errorf("WEIR_REST_LISTEN: got %q", f.RESTListen)
+	}
+}

@@ -88,6 +88,7 @@ func (a *Attempt) run(parent context.Context, nextID checkpoint.ID, retained []c
 		}
 	}
 	err := a.job.exec.Execute(a)
+	a.freezeMetrics()
 	if first := a.Err(); first != nil {
 		err = first
 	}
@@ -181,6 +182,7 @@ func (LocalExecutor) Execute(a *Attempt) error {
 	if err != nil {
 		return err
 	}
+	a.SetMetricsSource(d.Sample)
 	stop, err := a.StartDriver(func(id checkpoint.TaskID, m Mail) { d.Mail(id, m) }, nil)
 	if err != nil {
 		d.Fail(err)

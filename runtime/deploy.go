@@ -9,6 +9,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/barrier"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/metrics"
 	"github.com/weirstream/weir/runtime/watermark"
 	"github.com/weirstream/weir/state"
 	"github.com/weirstream/weir/storage"
@@ -86,6 +87,9 @@ type Deployment struct {
 	tasks   []*Task
 	byID    map[checkpoint.TaskID]*Task
 	closers []ChannelCloser // network channels to close at the end
+	// bytesIn and bytesOut are the remote channels of each local subtask
+	// that count their bytes.
+	bytesIn, bytesOut map[checkpoint.TaskID][]ChannelBytes
 
 	mu struct {
 		sync.Mutex
@@ -97,7 +101,8 @@ type Deployment struct {
 // until Run.
 func Deploy(ctx context.Context, spec DeploySpec) (*Deployment, error) {
 	spec.Config.defaults()
-	d := &Deployment{spec: spec, byID: map[checkpoint.TaskID]*Task{}}
+	d := &Deployment{spec: spec, byID: map[checkpoint.TaskID]*Task{},
+		bytesIn: map[checkpoint.TaskID][]ChannelBytes{}, bytesOut: map[checkpoint.TaskID][]ChannelBytes{}}
 	d.ctx, d.cancel = context.WithCancelCause(ctx)
 	if err := d.build(); err != nil {
 		d.cancel(err)
@@ -248,6 +253,7 @@ func (d *Deployment) connect() (*wiring, error) {
 					} else {
 						c, err = e.Type.newRemoteInput(pl.DataPlane, id, gates[r], idx, cfg.Credits, cfg.BufferSize, g.EventTime)
 						d.addCloser(c)
+						d.countBytes(d.bytesIn, tid(v, r), c)
 					}
 					if err != nil {
 						return nil, fmt.Errorf("cannot connect %s subtask %d to subtask %d: %w", e, s, r, err)
@@ -276,6 +282,7 @@ func (d *Deployment) connect() (*wiring, error) {
 						return nil, fmt.Errorf("cannot connect %s subtask %d to subtask %d: %w", e, s, r, err)
 					}
 					d.addCloser(c)
+					d.countBytes(d.bytesOut, tid(e.Source, s), c)
 					w.out[e][s][r] = c
 				}
 			}
@@ -311,7 +318,7 @@ func (d *Deployment) newTask(v *Vertex, s int, w *wiring) (*Task, error) {
 	maxP := d.spec.Graph.MaxParallelism
 	name := fmt.Sprintf("%s (%d/%d)", v.Name, s+1, v.Parallelism)
 	t := &Task{ID: tid(v, s), Name: name, ctx: d.ctx, host: d.spec.Host, keyed: d, opInfo: v.Operators,
-		mailbox: NewQueue[Mail](), bufferTimeout: cfg.BufferTimeout, ts: NoTimestamp}
+		mailbox: NewQueue[Mail](), bufferTimeout: cfg.BufferTimeout, ts: NoTimestamp, metrics: metrics.NewTask()}
 	var ts *int64
 	if d.spec.Graph.EventTime {
 		ts = &t.ts
@@ -335,6 +342,9 @@ func (d *Deployment) newTask(v *Vertex, s int, w *wiring) (*Task, error) {
 			}
 		}
 		c, out := e.Type.newWriter(d.ctx, e.Kind, targets, cfg.BufferSize, kgMap, onFail, ts)
+		if ms, ok := out.(metricsSetter); ok {
+			ms.SetMetrics(t.metrics)
+		}
 		collectors[i] = c
 		t.outputs = append(t.outputs, out)
 	}
@@ -352,6 +362,7 @@ func (d *Deployment) newTask(v *Vertex, s int, w *wiring) (*Task, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cannot build %s: %w", name, err)
 		}
+		r.setMetrics(t.metrics)
 		t.reader = r
 		t.ended = make([]bool, t.gate.NumChannels())
 		t.handler = barrier.New(cfg.Mode, t.gate.NumChannels())

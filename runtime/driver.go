@@ -118,6 +118,8 @@ func (d *driver) handle(ev driverEvent) {
 		d.a.job.log.Debug("ack", "id", ev.id, "task", ev.task)
 		if s := d.pending[ev.id]; s != nil {
 			s.Subtasks[ev.task] = ev.snap
+			s.Acked[ev.task] = now
+			d.a.job.checkpointAcked(ev.id, ev.task, ev.snap, now)
 		}
 		d.apply(d.coord.Ack(now, ev.id, ev.task, ev.snap))
 	case evDecline:
@@ -148,7 +150,8 @@ func (d *driver) apply(actions []coordinator.Action) {
 			d.a.job.log.Debug("trigger", "id", x.Barrier.ID, "kind", x.Barrier.Kind, "final", x.Final, "tasks", x.Tasks)
 			d.nextID = max(d.nextID, x.Barrier.ID+1)
 			d.pending[x.Barrier.ID] = &CheckpointStats{ID: x.Barrier.ID, Kind: x.Barrier.Kind, TriggeredAt: x.Barrier.Timestamp,
-				Subtasks: map[checkpoint.TaskID]checkpoint.TaskSnapshot{}}
+				Subtasks: map[checkpoint.TaskID]checkpoint.TaskSnapshot{}, Acked: map[checkpoint.TaskID]time.Time{}}
+			d.a.job.checkpointTriggered(*d.pending[x.Barrier.ID])
 			for _, id := range x.Tasks {
 				d.a.mail(id, Mail{Kind: mailTrigger, Barrier: x.Barrier})
 			}

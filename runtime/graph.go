@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"fmt"
+
+	"github.com/weirstream/weir/metrics"
 )
 
 // JobGraph is the parallel dataflow the runtime executes: vertices (chains
@@ -94,10 +96,17 @@ type outputWriter interface {
 	Err() error
 }
 
+// metricsSetter is implemented by writers that count into a subtask's
+// metrics (RecordWriter).
+type metricsSetter interface {
+	SetMetrics(*metrics.Task)
+}
+
 // gateReader reads one buffer from a channel of the gate: records go
 // straight into the chain's head; an event is returned to the task.
 type gateReader interface {
 	read(ch int) (ev Event, isEvent, ok bool)
+	setMetrics(*metrics.Task)
 }
 
 type edgeType[T any] struct {
@@ -239,7 +248,10 @@ type stampedGateReader[T any] struct {
 	channels []InputChannel[Stamped[T]]
 	gate     *InputGate
 	ts       *int64
+	metrics  *metrics.Task
 }
+
+func (r *stampedGateReader[T]) setMetrics(m *metrics.Task) { r.metrics = m }
 
 func (r *stampedGateReader[T]) read(ch int) (Event, bool, bool) {
 	c := r.channels[ch]
@@ -252,6 +264,9 @@ func (r *stampedGateReader[T]) read(ch int) (Event, bool, bool) {
 	}
 	if b.IsEvent() {
 		return b.Event, true, true
+	}
+	if r.metrics != nil {
+		r.metrics.RecordsIn.Add(int64(len(b.Records)))
 	}
 	head := r.head
 	for _, rec := range b.Records {
@@ -266,7 +281,10 @@ type typedGateReader[T any] struct {
 	head     Collector[T]
 	channels []InputChannel[T]
 	gate     *InputGate
+	metrics  *metrics.Task
 }
+
+func (r *typedGateReader[T]) setMetrics(m *metrics.Task) { r.metrics = m }
 
 func (r *typedGateReader[T]) read(ch int) (Event, bool, bool) {
 	c := r.channels[ch]
@@ -279,6 +297,9 @@ func (r *typedGateReader[T]) read(ch int) (Event, bool, bool) {
 	}
 	if b.IsEvent() {
 		return b.Event, true, true
+	}
+	if r.metrics != nil {
+		r.metrics.RecordsIn.Add(int64(len(b.Records)))
 	}
 	head := r.head
 	for _, rec := range b.Records {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/metrics"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/storage"
 )
@@ -140,6 +141,9 @@ type CheckpointStats struct {
 	TriggeredAt time.Time
 	FinishedAt  time.Time
 	StateSize   int64
+	// Acked is when each subtask's acknowledgement reached the
+	// coordinator.
+	Acked map[checkpoint.TaskID]time.Time
 	// MaxAlignment, MaxStartDelay and MaxSyncDuration are the largest values
 	// over all subtasks.
 	MaxAlignment    time.Duration
@@ -158,6 +162,8 @@ type Job struct {
 	exec  Executor
 	done  chan struct{}
 	err   error
+	// started is when the job started.
+	started time.Time
 
 	cancel context.CancelFunc
 	// noCoordinator names what runs a job without a coordinator (from
@@ -182,6 +188,16 @@ type Job struct {
 		// were told (sinks may have committed up to it): a failover
 		// restores it, never anything older.
 		restoreID checkpoint.ID
+		// What operators see (observe.go).
+		ended       time.Time
+		failures    []Failure
+		restored    *Restored
+		metricsSrc  func(now time.Time) []metrics.TaskSample
+		lastSamples []metrics.TaskSample
+		counts      CheckpointCounts
+		endHooks    []func()
+		// pending are the checkpoints in progress, as far as acknowledged.
+		pending map[checkpoint.ID]*CheckpointStats
 	}
 }
 
@@ -285,7 +301,7 @@ func Start(ctx context.Context, g *JobGraph, cfg Config) (*Job, error) {
 // run's error; what needs a coordinator (TriggerCheckpoint,
 // StopWithSavepoint) fails, naming what this process is.
 func StartFunc(ctx context.Context, g *JobGraph, what string, run func(ctx context.Context) error) *Job {
-	j := &Job{graph: g, log: slog.New(slog.DiscardHandler), done: make(chan struct{}), noCoordinator: what}
+	j := &Job{graph: g, log: slog.New(slog.DiscardHandler), done: make(chan struct{}), noCoordinator: what, started: time.Now()}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
 	j.mu.attemptChanged = make(chan struct{})
 	ctx, j.cancel = context.WithCancel(ctx)
@@ -310,7 +326,7 @@ func StartWith(ctx context.Context, g *JobGraph, cfg Config, exec Executor) (*Jo
 			return nil, errors.New("checkpointing needs checkpoint storage")
 		}
 	}
-	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), exec: exec}
+	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), exec: exec, started: time.Now()}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
 	j.mu.attemptChanged = make(chan struct{})
 	var initial *RestorePoint
@@ -434,6 +450,12 @@ func (j *Job) recordStats(s CheckpointStats) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.mu.stats = append(j.mu.stats, s)
+	delete(j.mu.pending, s.ID)
+	if s.Completed {
+		j.mu.counts.Completed++
+	} else {
+		j.mu.counts.Failed++
+	}
 	if len(j.mu.stats) > maxStatsHistory {
 		j.mu.stats = append(j.mu.stats[:0:0], j.mu.stats[len(j.mu.stats)-maxStatsHistory:]...)
 	}
@@ -482,6 +504,15 @@ func (j *Job) ownedCheckpoints(ctx context.Context) ([]checkpoint.ID, error) {
 
 func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 	defer close(j.done)
+	defer j.runEndHooks()
+	defer func() {
+		j.mu.Lock()
+		j.mu.ended = time.Now()
+		j.mu.Unlock()
+		if j.err != nil && !errors.Is(j.err, context.Canceled) {
+			j.recordFailure(newFailure(j.err))
+		}
+	}()
 	defer func() {
 		if l, ok := j.exec.(JobEndListener); ok {
 			l.JobEnded(j.err) // before Wait returns: a job manager tells its task managers
@@ -533,6 +564,7 @@ func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 			number = int(id)
 		}
 		a := &Attempt{job: j, number: number, restore: restore}
+		j.recordRestored(restore)
 		err := a.run(ctx, nextID, owned)
 		nextID = max(nextID, a.nextID)
 		owned = a.retained
@@ -599,6 +631,12 @@ func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 			from = fmt.Sprintf("%s %d", restore.Metadata.Kind, restore.Metadata.CheckpointID)
 		}
 		j.log.Warn("job failed; restarting", "err", err, "delay", delay, "restore", from, "attempt", attemptNo+1)
+		f := newFailure(err)
+		f.Restart = true
+		if restore != nil {
+			f.RestoredFrom = restore.Metadata.CheckpointID
+		}
+		j.recordFailure(f)
 		j.mu.Lock()
 		j.mu.restarts++
 		j.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/checkpoint/barrier"
 	"github.com/weirstream/weir/checkpoint/coordinator"
+	"github.com/weirstream/weir/metrics"
 	"github.com/weirstream/weir/runtime/watermark"
 )
 
@@ -76,6 +77,9 @@ type Task struct {
 	valve  *watermark.Valve
 	timers *procTimers
 
+	// metrics are this subtask's counters (package metrics).
+	metrics *metrics.Task
+
 	sourceEnded bool
 	finished    bool
 	failErr     error
@@ -106,7 +110,18 @@ func (t *Task) run() (err error) {
 		}
 		t.timers.stop()
 		t.async.Wait()
+		end := metrics.Finished
+		if err != nil {
+			end = metrics.Failed
+			if t.ctx.Err() != nil {
+				end = metrics.Canceled
+			}
+		}
+		t.metrics.End(time.Now(), end)
 	}()
+	if t.metrics == nil {
+		t.metrics = metrics.NewTask()
+	}
 	if t.timers == nil {
 		t.timers = newProcTimers(t.mailbox)
 	}
@@ -119,6 +134,7 @@ func (t *Task) run() (err error) {
 		}
 	}
 	t.lastFlush = time.Now()
+	t.metrics.Start(t.lastFlush)
 	for {
 		if t.ctx.Err() != nil {
 			return t.ctx.Err()
@@ -152,11 +168,13 @@ func (t *Task) run() (err error) {
 		case t.gate != nil:
 			inputC = t.gate.Signal()
 		}
+		t.metrics.IdleStart(time.Now())
 		select {
 		case <-inputC:
 		case <-t.mailbox.C():
 		case <-t.ctx.Done():
 		}
+		t.metrics.IdleEnd(time.Now())
 	}
 }
 
@@ -260,6 +278,7 @@ func (t *Task) step() bool {
 // outputs.
 func (t *Task) emitWatermark(out watermark.Output) {
 	if out.HasWatermark {
+		t.metrics.SetInputWatermark(out.Watermark)
 		ForwardWatermark(t.chain.Input, out.Watermark)
 	}
 	if out.StatusChanged {

@@ -3,6 +3,9 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/weirstream/weir/metrics"
 )
 
 // PartitionKind says how an edge spreads records over the downstream
@@ -53,7 +56,14 @@ type RecordWriter[T any] struct {
 	dirty    bool
 	failed   error
 	onFail   func(error)
+	// metrics, if set, count the records sent and the time a send waited
+	// for credit.
+	metrics *metrics.Task
 }
+
+// SetMetrics makes w count into m: records sent (once per record, also on
+// a broadcast edge), the time sends wait for credit, and the watermark.
+func (w *RecordWriter[T]) SetMetrics(m *metrics.Task) { w.metrics = m }
 
 // NewRecordWriter returns a writer into channels. For Hash, hash returns the
 // (already mixed) key hash of a record and kgToChannel maps each key group
@@ -107,7 +117,19 @@ func (w *RecordWriter[T]) send(i int, b []T) {
 		w.bufs[i] = b[:0]
 		return
 	}
-	if err := w.channels[i].Send(w.ctx, Buffer[T]{Records: b}); err != nil {
+	m := w.metrics
+	if m != nil {
+		if w.kind != Broadcast || i == 0 {
+			// Every channel of a broadcast edge gets every record.
+			m.RecordsOut.Add(int64(len(b)))
+		}
+		m.BlockStart(time.Now())
+	}
+	err := w.channels[i].Send(w.ctx, Buffer[T]{Records: b})
+	if m != nil {
+		m.BlockEnd(time.Now())
+	}
+	if err != nil {
 		w.fail(err)
 		w.bufs[i] = b[:0]
 		return
@@ -154,6 +176,9 @@ func (w *RecordWriter[T]) EmitEvent(e Event) {
 // ProcessWatermark implements WatermarkStage: the watermark follows every
 // record collected before it, on every channel.
 func (w *RecordWriter[T]) ProcessWatermark(wm int64) {
+	if w.metrics != nil {
+		w.metrics.SetOutputWatermark(wm)
+	}
 	w.EmitEvent(Event{Kind: EventWatermark, Watermark: wm})
 }
 

@@ -1,8 +1,17 @@
 // Command weir is the operator's tool for weir jobs: it inspects the
 // checkpoints and savepoints a job left in its checkpoint storage and reads
-// the keyed state in them, without the job's code. (A job itself is the
-// user's own Go binary, built with the weir package and the standard job
-// flags of package jobflags.)
+// the keyed state in them, without the job's code, and it operates running
+// jobs through their REST API. (A job itself is the user's own Go binary,
+// built with the weir package and the standard job flags of package
+// jobflags; --rest-listen serves its API.)
+//
+//	weir list | describe JOB | checkpoints JOB [--limit N]
+//	weir checkpoint trigger JOB | savepoint JOB [DIR] | stop JOB [DIR] | cancel JOB
+//	    talk to the REST API at --jobmanager URL (WEIR_JOBMANAGER; default
+//	    http://127.0.0.1:8081) with --token (WEIR_TOKEN) and, for https,
+//	    --tls-ca; --output table (default) or json. JOB is a job's id or
+//	    name. savepoint and stop wait for the savepoint, printing progress
+//	    on standard error, and print its location.
 //
 //	weir checkpoint list DIR
 //	    the completed checkpoints and savepoints in a checkpoint directory
@@ -75,7 +84,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetOut(out)
-	ck := &cobra.Command{Use: "checkpoint", Short: "Look into checkpoints"}
+	ck := &cobra.Command{Use: "checkpoint", Short: "Look into checkpoints, or trigger one"}
 	list := &cobra.Command{
 		Use:   "list DIR",
 		Short: "List the completed checkpoints in a checkpoint directory",
@@ -106,6 +115,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	st := &cobra.Command{Use: "state", Short: "Read the keyed state in checkpoints and savepoints"}
 	st.AddCommand(newDump())
 	root.AddCommand(ck, st)
+	addJobVerbs(root, ck)
 	return root
 }
 
