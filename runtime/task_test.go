@@ -115,7 +115,7 @@ func (o *recordingOp) NotifyCheckpointAborted(id checkpoint.ID) error {
 }
 func (o *recordingOp) Finish() error    { o.add("finish"); return nil }
 func (o *recordingOp) EndOfData() error { o.add("end-of-data"); return nil }
-func (o *recordingOp) Close() error  { o.add("close"); return nil }
+func (o *recordingOp) Close() error     { o.add("close"); return nil }
 
 func (o *recordingOp) calls() []string {
 	o.mu.Lock()
