@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
@@ -29,6 +30,9 @@ type InputChannel[T any] struct {
 	local   *runtime.LocalChannel[T]
 	credits int
 	bufSize int
+	// bytes counts the record payloads' bytes received
+	// (runtime.ChannelBytes).
+	bytes atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -135,6 +139,10 @@ var doneCtx = func() context.Context {
 	return ctx
 }()
 
+// Bytes implements runtime.ChannelBytes: the bytes of the record batches
+// received so far.
+func (in *InputChannel[T]) Bytes() int64 { return in.bytes.Load() }
+
 func (in *InputChannel[T]) deliverRecords(payload []byte) error {
 	in.mu.Lock()
 	if in.mu.outstanding >= in.credits {
@@ -153,6 +161,7 @@ func (in *InputChannel[T]) deliverRecords(payload []byte) error {
 	if err != nil {
 		return fmt.Errorf("bad record batch: %w", err)
 	}
+	in.bytes.Add(int64(len(payload)))
 	if err := in.local.Send(doneCtx, runtime.Buffer[T]{Records: recs}); err != nil {
 		return fmt.Errorf("%w: a record batch beyond the %d credits granted", ErrProtocol, in.credits)
 	}

@@ -171,6 +171,19 @@ func TestRecordsAndEventsInOrderAcrossChannels(t *testing.T) {
 				itemsString(got[i]), itemsString(want[i]))
 		}
 	}
+	// Both ends count the record bytes (the sender also counts frame
+	// headers): at least a byte per record.
+	for i := range outs {
+		var recs int64
+		for _, it := range want[i] {
+			if it.ev.Kind == 0 {
+				recs++
+			}
+		}
+		if in, out := ins[i].Bytes(), outs[i].Bytes(); in < recs || out < in {
+			t.Errorf("channel %d: %d records, %d bytes received, %d sent", i, recs, in, out)
+		}
+	}
 	env.send.mu.Lock()
 	nconns := len(env.send.mu.conns)
 	env.send.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"github.com/weirstream/weir/runtime"
 	"github.com/weirstream/weir/state"
@@ -29,6 +30,8 @@ type OutputChannel[T any] struct {
 	codec   state.Codec[T]
 	bufSize int
 	credit  chan struct{} // capacity 1: signalled on credit and on failure
+	// bytes counts the record frames' bytes sent (runtime.ChannelBytes).
+	bytes atomic.Int64
 
 	// Owned by the sending goroutine.
 	scratch []byte // the frame being built
@@ -130,12 +133,17 @@ func (o *OutputChannel[T]) Send(ctx context.Context, b runtime.Buffer[T]) error 
 	if err := o.enqueue(); err != nil {
 		return err
 	}
+	o.bytes.Add(int64(len(o.scratch)))
 	if cap(b.Records) >= o.bufSize && len(o.free) < 2 {
 		clear(b.Records)
 		o.free = append(o.free, b.Records[:0])
 	}
 	return nil
 }
+
+// Bytes implements runtime.ChannelBytes: the bytes of the record frames
+// sent so far.
+func (o *OutputChannel[T]) Bytes() int64 { return o.bytes.Load() }
 
 func (o *OutputChannel[T]) enqueue() error {
 	if err := o.c.enqueue(o.scratch); err != nil {
