@@ -65,8 +65,11 @@ const (
 	// kindTimers is a timer queue (TimerService): its entries are the
 	// timer's key and its timestamp and namespace (see doc.go).
 	kindTimers stateKind = 5
-	// Reserved for the kinds a later issue adds: kindList = 2,
-	// kindMap = 3, kindReducing = 4.
+	// kindList and kindMap are list and map states stored per element and
+	// per entry (see collections.go).
+	kindList stateKind = 2
+	kindMap  stateKind = 3
+	// Reserved for a later kind: kindReducing = 4.
 
 	// kindValueTTL is a value state with a time-to-live: every value is
 	// prefixed with its expiry (see TTLConfig).
@@ -81,6 +84,10 @@ func (k stateKind) String() string {
 		return "value-with-ttl"
 	case kindTimers:
 		return "timers"
+	case kindList:
+		return "list"
+	case kindMap:
+		return "map"
 	}
 	return fmt.Sprintf("kind %d", byte(k))
 }
