@@ -158,7 +158,7 @@ func restoreRaw[K comparable](b *HeapKeyedBackend[K], name string, kind stateKin
 	return nil
 }
 
-func (m *heapMap[K, UK, UV]) kind() stateKind             { return kindMap }
+func (m *heapMap[K, UK, UV]) kind() stateKind              { return kindMap }
 func (m *heapMap[K, UK, UV]) schema() checkpoint.StateMeta { return m.meta }
 func (m *heapMap[K, UK, UV]) size() int                    { return m.keys() }
 func (m *heapMap[K, UK, UV]) reserve(kg, n int)            {}
@@ -424,7 +424,7 @@ func getHeapList[K comparable, T any](b *HeapKeyedBackend[K], name string, c Cod
 	return l, nil
 }
 
-func (l *heapList[K, T]) kind() stateKind             { return kindList }
+func (l *heapList[K, T]) kind() stateKind              { return kindList }
 func (l *heapList[K, T]) schema() checkpoint.StateMeta { return l.meta }
 func (l *heapList[K, T]) size() int                    { return l.keys() }
 func (l *heapList[K, T]) reserve(kg, n int)            {}

@@ -25,7 +25,7 @@ type rawCollection[K comparable] struct {
 	vbuf []byte
 }
 
-func (c *rawCollection[K]) kind() stateKind             { return c.k }
+func (c *rawCollection[K]) kind() stateKind              { return c.k }
 func (c *rawCollection[K]) schema() checkpoint.StateMeta { return c.meta }
 
 // prefix returns the store prefix of the current key's entries.

@@ -236,7 +236,9 @@ func (b *HeapKeyedBackend[K]) restoreKeyGroup(kg int, sec []byte) (aliased bool,
 		if t, ok := b.states[name]; ok {
 			restore := t.restoreEntry
 			if t.kind() != kind {
-				old, ok := t.(interface{ restoreOld(kg int, key, val []byte) error })
+				old, ok := t.(interface {
+					restoreOld(kg int, key, val []byte) error
+				})
 				if !ok || kind != kindValue {
 					return aliased, fmt.Errorf("state %q was checkpointed as %s state, registered as %s state", name, kind, t.kind())
 				}
