@@ -131,6 +131,32 @@ func (c *rawCollection[K]) rewrite(conv func(kg int, suffix, val []byte, put fun
 	return nil
 }
 
+// convert rewrites the entries of a state restored in the format before
+// per-entry storage (kind value) with old and records the state's kind.
+func (c *rawCollection[K]) convert(old func(kg int, suffix, val []byte, put func(k, v []byte) error) error) error {
+	if err := c.rewrite(old); err != nil {
+		return fmt.Errorf("cannot convert state %q, checkpointed as one value per key, into a %s state: %w", c.name, c.k, err)
+	}
+	c.b.kinds[c.name] = c.k
+	return c.b.store.Set(append(append([]byte(nil), rawMetaPrefix...), c.name...), []byte{byte(c.k)})
+}
+
+// reload converts what a native restore brought into a registered state
+// in the format before per-entry storage.
+func (m *rawMap[K, UK, UV]) reload() error {
+	if m.b.kinds[m.name] == kindValue {
+		return m.convert(m.convertOld)
+	}
+	return nil
+}
+
+func (l *rawList[K, T]) reload() error {
+	if l.b.kinds[l.name] == kindValue {
+		return l.convert(l.convertOld)
+	}
+	return nil
+}
+
 // registerRawCollection registers c (kind c.k) with b: it checks the
 // kinds a restore recorded, converts entries of the format before
 // per-entry storage (a value state of the whole collection) with old,
@@ -147,11 +173,7 @@ func registerRawCollection[K comparable](b *RawKeyedBackend[K], c *rawCollection
 	case !restored || prev == c.k:
 	case prev == kindValue:
 		migrating = false // old decodes with the recorded codec
-		if err := c.rewrite(old); err != nil {
-			return fmt.Errorf("cannot convert state %q, checkpointed as one value per key, into a %s state: %w", c.name, c.k, err)
-		}
-		b.kinds[c.name] = c.k
-		if err := b.store.Set(append(append([]byte(nil), rawMetaPrefix...), c.name...), []byte{byte(c.k)}); err != nil {
+		if err := c.convert(old); err != nil {
 			return err
 		}
 	default:
@@ -196,7 +218,7 @@ func getRawMap[K, UK comparable, UV any](b *RawKeyedBackend[K], name string, kc 
 	if err := registerRawCollection(b, &m.rawCollection, m, m.convertOld, migrating, m.migrate); err != nil {
 		return nil, err
 	}
-	m.dec = mapDecoders[UK, UV]{key: kc.Decode, value: vc.Decode}
+	m.dec, _ = newMapDecoders(checkpoint.StateMeta{}, meta, kc, vc) // the state's own codecs from now on
 	return m, nil
 }
 
@@ -392,7 +414,7 @@ func getRawList[K comparable, T any](b *RawKeyedBackend[K], name string, c Codec
 	if err := registerRawCollection(b, &l.rawCollection, l, l.convertOld, migrating, l.migrate); err != nil {
 		return nil, err
 	}
-	l.dec = listDecoders[T]{elem: c.Decode}
+	l.dec, _ = newListDecoders(checkpoint.StateMeta{}, meta, c) // the state's own codecs from now on
 	return l, nil
 }
 

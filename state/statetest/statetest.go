@@ -82,6 +82,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("MigrationLargeKeyGroup", func(t *testing.T) { testMigrationLargeKeyGroup(t, b) })
 	t.Run("DamagedStream", func(t *testing.T) { testDamagedStream(t, b) })
 	runTimers(t, b)
+	runCollections(t, b)
 }
 
 // SavepointsAcross checks that a savepoint written by each backend
