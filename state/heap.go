@@ -24,8 +24,10 @@ import (
 // concurrent use.
 //
 // Every registered state is a keyedTable (kind, copy-on-write freeze,
-// restore of one entry): value tables over per-key-group kgTables, and
-// timer queues (heapTimerQueue, per-key-group heaps). The snapshot format
+// restore of one entry): value tables over per-key-group kgTables, map
+// and list states (heapMap, heapList: a pointer per key to its collection,
+// see collections.go), and timer queues (heapTimerQueue, per-key-group
+// heaps). The snapshot format
 // carries a kind byte per state (see doc.go).
 type HeapKeyedBackend[K comparable] struct {
 	keyCodec Codec[K]

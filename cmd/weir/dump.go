@@ -36,7 +36,10 @@ func newDump() *cobra.Command {
 		Long: `Print the entries of one keyed state, sorted by key group then key, as
 "key<TAB>value" lines or, with --json, JSON lines
 {"keyGroup":..,"key":..,"value":..}. A state with a time-to-live adds the
-expiry ("expires ..." as a third column, "expiresAt" in JSON).
+expiry ("expires ..." as a third column, "expiresAt" in JSON). A list or
+map state prints one line per key with the whole list or map. A timer queue
+prints one line per timer: "key<TAB>timer MILLIS (UTC time)<TAB>namespace NS"
+({"keyGroup":..,"key":..,"timestamp":..,"time":..,"namespace":..} in JSON).
 
 PATH is a checkpoint or savepoint directory (.../chk-17), its _metadata file,
 or a checkpoint storage root (then --id, or the latest checkpoint).
