@@ -96,7 +96,8 @@ type options struct{ ttl TTLConfig }
 
 // WithTTL gives the state a time-to-live. For list, map, reducing and
 // aggregating state the whole value of a key (the list, the map, the
-// accumulator) expires together.
+// accumulator) expires together: a list or map state with a time-to-live
+// is stored as one value per key (Put and Add copy it), not per entry.
 func WithTTL(c TTLConfig) Option { return func(o *options) { o.ttl = c } }
 
 func getValueState[K comparable, V any](b KeyedBackend[K], name string, c Codec[V], ttl TTLConfig) (ValueState[V], error) {

@@ -43,11 +43,16 @@
 //	                    per timer, whose value is the timestamp (8 bytes,
 //	                    big-endian two's complement, milliseconds since
 //	                    1970) followed by the namespace's bytes (a key
-//	                    has one entry per timer); 2 list, 3 map and 4
-//	                    reducing are reserved for later kinds
+//	                    has one entry per timer); 3 = map state, one
+//	                    entry per map entry, whose value is uvarint
+//	                    length of the map key's encoding, the map key's
+//	                    encoding and the map value's encoding; 2 = list
+//	                    state, one entry per element (the element's
+//	                    encoding), a key's elements contiguous and in
+//	                    list order; 4 reducing is reserved
 //	  count    uvarint  number of entries, at least 1 (states without
 //	                    entries in this key group are left out)
-//	  count × entry, in no particular order:
+//	  count × entry, in no particular order (but list elements):
 //	    keyLen uvarint
 //	    key    keyLen bytes: the key's Codec encoding
 //	    valLen uvarint
@@ -70,9 +75,12 @@
 // A later version adds sections' kinds or fields by bumping the version;
 // readers keep reading every older version.
 //
-// List, map, reducing and aggregating states are written as value states
-// whose value is the encoded list, map or accumulator, so every backend
-// reads them back by name.
+// Reducing and aggregating states, and list and map states with a
+// time-to-live, are written as value states whose value is the encoded
+// accumulator, list or map, so every backend reads them back by name.
+// Snapshots written before kinds 2 and 3 hold every list and map state
+// that way (kind 1, codec "list(...)" or "map(...)"); registering it as a
+// list or map state converts it.
 //
 // This stream is the canonical format: the heap backend writes it for
 // every checkpoint, the pebble backend (package state/pebblestate) for
@@ -99,8 +107,9 @@
 // type over a basic type has the identity of the basic type), and list
 // and map states compose their element codecs ("list(varint:int64)",
 // "map(string,json:main.Order)", "id@version" for elements of a version
-// other than 0). List, map, reducing and aggregating states are value
-// states of their encoded form, so their kind is "value".
+// other than 0). List and map states record kind "list" and "map" (with
+// a time-to-live, "value-with-ttl"); reducing and aggregating states are
+// value states of their encoded form, so their kind is "value".
 //
 // Restore checks the schema without any per-record cost:
 //

@@ -24,8 +24,10 @@ import (
 // concurrent use.
 //
 // Every registered state is a keyedTable (kind, copy-on-write freeze,
-// restore of one entry): value tables over per-key-group kgTables, and
-// timer queues (heapTimerQueue, per-key-group heaps). The snapshot format
+// restore of one entry): value tables over per-key-group kgTables, map
+// and list states (heapMap, heapList: a pointer per key to its collection,
+// see collections.go), and timer queues (heapTimerQueue, per-key-group
+// heaps). The snapshot format
 // carries a kind byte per state (see doc.go).
 type HeapKeyedBackend[K comparable] struct {
 	keyCodec Codec[K]
@@ -65,8 +67,11 @@ const (
 	// kindTimers is a timer queue (TimerService): its entries are the
 	// timer's key and its timestamp and namespace (see doc.go).
 	kindTimers stateKind = 5
-	// Reserved for the kinds a later issue adds: kindList = 2,
-	// kindMap = 3, kindReducing = 4.
+	// kindList and kindMap are list and map states stored per element and
+	// per entry (see collections.go).
+	kindList stateKind = 2
+	kindMap  stateKind = 3
+	// Reserved for a later kind: kindReducing = 4.
 
 	// kindValueTTL is a value state with a time-to-live: every value is
 	// prefixed with its expiry (see TTLConfig).
@@ -81,6 +86,10 @@ func (k stateKind) String() string {
 		return "value-with-ttl"
 	case kindTimers:
 		return "timers"
+	case kindList:
+		return "list"
+	case kindMap:
+		return "map"
 	}
 	return fmt.Sprintf("kind %d", byte(k))
 }

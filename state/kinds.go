@@ -3,14 +3,17 @@ package state
 import (
 	"encoding/binary"
 	"fmt"
+	"iter"
 )
 
-// Keyed list, reducing and aggregating state are built on a value state
-// whose value is the list, the reduced value or the accumulator. A stored
-// value is never modified in place (Add builds a new list), which is what
-// the copy-on-write snapshots need. They are written into snapshots as
-// value states of their encoded form, so a restore reads them back into the
-// same kind of state by name.
+// Reducing and aggregating state are built on a value state whose value is
+// the reduced value or the accumulator, and so are list and map states
+// with a time-to-live (the whole list or map is one value and expires
+// whole; see collections.go for the per-entry list and map states). A
+// stored value is never modified in place (Add builds a new list), which is
+// what the copy-on-write snapshots need. They are written into snapshots
+// as value states of their encoded form, so a restore reads them back into
+// the same kind of state by name.
 
 // sliceCodec encodes a list as uvarint(count) and each element
 // length-prefixed with uvarint.
@@ -96,15 +99,32 @@ func prefixLength(dst []byte, start int) []byte {
 
 type keyedList[T any] struct{ v ValueState[[]T] }
 
-// GetKeyedListState registers (or returns) the keyed list state called
-// name: a list per key. Get returns the stored list, which the caller must
-// not modify; Add copies the list (O(length)).
-func GetKeyedListState[K comparable, T any](b KeyedBackend[K], name string, c Codec[T], opts ...Option) (ListState[T], error) {
-	v, err := GetValueState[K, []T](b, name, sliceCodec[T]{c}, opts...)
+// listAsValue is a keyed list state with a time-to-live: a value state of
+// the whole list, which expires whole; Add copies the list (O(length)).
+func listAsValue[K comparable, T any](b KeyedBackend[K], name string, c Codec[T], ttl TTLConfig) (ListState[T], error) {
+	v, err := getValueState[K, []T](b, name, sliceCodec[T]{c}, ttl)
 	if err != nil {
 		return nil, err
 	}
 	return keyedList[T]{v}, nil
+}
+
+func (l keyedList[T]) All() iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for _, x := range l.Get() {
+			if !yield(x) {
+				return
+			}
+		}
+	}
+}
+
+func (l keyedList[T]) AddAll(xs []T) {
+	if len(xs) == 0 {
+		return
+	}
+	old, _ := l.v.Value()
+	l.v.Update(append(append(make([]T, 0, len(old)+len(xs)), old...), xs...))
 }
 
 func (l keyedList[T]) Get() []T {
@@ -210,17 +230,6 @@ func (a aggregating[IN, ACC, OUT]) Add(x IN) {
 
 func (a aggregating[IN, ACC, OUT]) Clear() { a.v.Clear() }
 
-// MapState is a map per key.
-type MapState[UK comparable, UV any] interface {
-	Get(k UK) (UV, bool)
-	Put(k UK, v UV)
-	Remove(k UK)
-	// Entries returns the current key's map, which the caller must not
-	// modify.
-	Entries() map[UK]UV
-	Clear()
-}
-
 type mapCodec[UK comparable, UV any] struct {
 	k Codec[UK]
 	v Codec[UV]
@@ -315,16 +324,50 @@ func decodeMap[UK comparable, UV any](src []byte, kd func([]byte) (UK, error), v
 
 type keyedMap[UK comparable, UV any] struct{ v ValueState[map[UK]UV] }
 
-// GetMapState registers (or returns) the map state called name. The map of
-// a key is copied on every Put and Remove (the stored map is never
-// modified in place, for the copy-on-write snapshots), so it suits small
-// per-key maps.
-func GetMapState[K, UK comparable, UV any](b KeyedBackend[K], name string, kc Codec[UK], vc Codec[UV], opts ...Option) (MapState[UK, UV], error) {
-	v, err := GetValueState[K, map[UK]UV](b, name, mapCodec[UK, UV]{kc, vc}, opts...)
+// mapAsValue is a keyed map state with a time-to-live: a value state of
+// the whole map, which expires whole. The map of a key is copied on every
+// Put and Remove (the stored map is never modified in place, for the
+// copy-on-write snapshots).
+func mapAsValue[K, UK comparable, UV any](b KeyedBackend[K], name string, kc Codec[UK], vc Codec[UV], ttl TTLConfig) (MapState[UK, UV], error) {
+	v, err := getValueState[K, map[UK]UV](b, name, mapCodec[UK, UV]{kc, vc}, ttl)
 	if err != nil {
 		return nil, err
 	}
 	return keyedMap[UK, UV]{v}, nil
+}
+
+func (m keyedMap[UK, UV]) Contains(k UK) bool { _, ok := m.Get(k); return ok }
+
+func (m keyedMap[UK, UV]) IsEmpty() bool { return len(m.Entries()) == 0 }
+
+func (m keyedMap[UK, UV]) All() iter.Seq2[UK, UV] {
+	return func(yield func(UK, UV) bool) {
+		for k, v := range m.Entries() {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}
+}
+
+func (m keyedMap[UK, UV]) Keys() iter.Seq[UK] {
+	return func(yield func(UK) bool) {
+		for k := range m.Entries() {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (m keyedMap[UK, UV]) Values() iter.Seq[UV] {
+	return func(yield func(UV) bool) {
+		for _, v := range m.Entries() {
+			if !yield(v) {
+				return
+			}
+		}
+	}
 }
 
 func (m keyedMap[UK, UV]) Get(k UK) (UV, bool) {

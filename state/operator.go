@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"iter"
 	"sort"
 
 	"github.com/weirstream/weir/checkpoint"
@@ -35,15 +36,21 @@ func NewOperatorBackend(restored []checkpoint.ListStateSnapshot) *OperatorBacken
 	return b
 }
 
-// ListState is a list of values per operator subtask.
+// ListState is a list of values per operator subtask (operator state) or
+// per key (keyed state, GetKeyedListState).
 type ListState[T any] interface {
-	// Get returns the list. The slice is the state's own: do not modify it
-	// (use Update or Add).
+	// Get returns the list, materialised. The slice may be the state's
+	// own: do not modify it (use Update or Add).
 	Get() []T
+	// All iterates over the list in order without materialising it
+	// (keyed state in a RawKeyedBackend reads it from the store).
+	All() iter.Seq[T]
 	// Update replaces the list with a copy of v.
 	Update(v []T)
 	// Add appends v.
 	Add(v T)
+	// AddAll appends the elements of v in order.
+	AddAll(v []T)
 	// Clear empties the list.
 	Clear()
 }
@@ -83,7 +90,17 @@ func GetListState[T any](b *OperatorBackend, name string, mode checkpoint.Redist
 func (l *listState[T]) Get() []T     { return l.items }
 func (l *listState[T]) Update(v []T) { l.items = append(l.items[:0:0], v...) }
 func (l *listState[T]) Add(v T)      { l.items = append(l.items, v) }
-func (l *listState[T]) Clear()       { l.items = nil }
+func (l *listState[T]) AddAll(v []T) { l.items = append(l.items, v...) }
+func (l *listState[T]) All() iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for _, x := range l.items {
+			if !yield(x) {
+				return
+			}
+		}
+	}
+}
+func (l *listState[T]) Clear() { l.items = nil }
 func (l *listState[T]) snapshot() (s checkpoint.ListStateSnapshot, err error) {
 	defer func() {
 		if p := recover(); p != nil {

@@ -92,6 +92,11 @@ type RawKeyedBackend[K comparable] struct {
 	// registered yet, checked (and migrated) when they are registered.
 	stored map[string]checkpoint.StateMeta
 
+	// listPrefix and listSeq are the last list key a restore of a
+	// canonical stream wrote elements of, and its next sequence number.
+	listPrefix []byte
+	listSeq    uint64
+
 	// ReuseRestoredFiles lets incremental checkpoints after a restore
 	// reference the restored checkpoint's files instead of uploading them
 	// again; set it only when the restored checkpoint lives in the storage
@@ -208,6 +213,19 @@ func walkRawKeyGroup(v RawView, kinds map[string]stateKind, kg int, visit func(n
 			}
 			vbuf = tv
 			return visit(name, kind, key, tv)
+		}
+		if kind == kindMap || kind == kindList { // one raw key per entry
+			key, v, ok, err := collectionEntryOf(kind, rest[i+1:], val, vbuf)
+			if err != nil {
+				return fmt.Errorf("state %q: %w", name, err)
+			}
+			if !ok {
+				return nil // a list's counter
+			}
+			if kind == kindMap {
+				vbuf = v
+			}
+			return visit(name, kind, key, v)
 		}
 		return visit(name, kind, rest[i+1:], val)
 	})
@@ -663,6 +681,7 @@ func (s *rawSnapshot) WriteKeyGroups(w io.Writer) ([]int64, error) {
 func (b *RawKeyedBackend[K]) RestoreHandles(handles []checkpoint.KeyedStateHandle, open func(checkpoint.StreamHandle) (io.ReadCloser, error)) error {
 	var native []checkpoint.KeyedStateHandle
 	restored := map[string]checkpoint.StateMeta{}
+	b.listPrefix = nil
 	for _, h := range handles {
 		if err := checkKeyCodec(h.States, b.keyID, b.keyVersion); err != nil {
 			return err
@@ -717,15 +736,27 @@ func (b *RawKeyedBackend[K]) restoreEntry(kg int, name string, kind byte, key, v
 	if err := checkRawName(name); err != nil {
 		return err
 	}
+	if t, ok := b.states[name]; ok && stateKind(kind) == kindValue && (t.kind() == kindMap || t.kind() == kindList) {
+		if err := b.checkKey(name, kg, key); err != nil {
+			return err
+		}
+		// A map or list checkpointed as one value, restored after the
+		// state was registered.
+		if err := t.(interface {
+			restoreOldValue(kg int, key, val []byte) error
+		}).restoreOldValue(kg, key, val); err != nil {
+			return fmt.Errorf("cannot convert state %q, checkpointed as one value per key, into a %s state: %w", name, t.kind(), err)
+		}
+		return nil
+	}
 	if err := b.setKind(name, stateKind(kind)); err != nil {
 		return err
 	}
-	k, err := b.keyCodec.Decode(key)
-	if err != nil {
-		return fmt.Errorf("state %q: bad key (encoded %x) for key codec %s: %w", name, key, b.keyID, err)
+	if err := b.checkKey(name, kg, key); err != nil {
+		return err
 	}
-	if got := KeyGroupOf(b.hash(k), b.maxP); got != kg {
-		return wrongKeyGroupError(name, k, key, b.keyID, got, kg)
+	if k := stateKind(kind); k == kindMap || k == kindList {
+		return b.restoreCollectionEntry(kg, name, k, key, val)
 	}
 	full := appendKGPrefix(nil, kg, name)
 	if stateKind(kind) == kindTimers {
@@ -736,6 +767,18 @@ func (b *RawKeyedBackend[K]) restoreEntry(kg int, name string, kind byte, key, v
 		return b.store.Set(appendTimerSuffix(full, ts, key, string(ns)), nil)
 	}
 	return b.store.Set(append(full, key...), val)
+}
+
+// checkKey checks that a restored key decodes and belongs to key group kg.
+func (b *RawKeyedBackend[K]) checkKey(name string, kg int, key []byte) error {
+	k, err := b.keyCodec.Decode(key)
+	if err != nil {
+		return fmt.Errorf("state %q: bad key (encoded %x) for key codec %s: %w", name, key, b.keyID, err)
+	}
+	if got := KeyGroupOf(b.hash(k), b.maxP); got != kg {
+		return wrongKeyGroupError(name, k, key, b.keyID, got, kg)
+	}
+	return nil
 }
 
 // WalkKeyGroups reads the canonical key-group stream of h from r (at its

@@ -149,8 +149,8 @@ func TestHeapSnapshotRecordsSchema(t *testing.T) {
 	_, h := snapshotOf(t, b)
 	want := []checkpoint.StateMeta{
 		{Name: "cnt", Kind: "value", Codec: "varint:int64", KeyCodec: "varint:int64"},
-		{Name: "list", Kind: "value", Codec: "list(varint:int64)", KeyCodec: "varint:int64"},
-		{Name: "map", Kind: "value", Codec: "map(string,person@2)", KeyCodec: "varint:int64"},
+		{Name: "list", Kind: "list", Codec: "list(varint:int64)", KeyCodec: "varint:int64"},
+		{Name: "map", Kind: "map", Codec: "map(string,person@2)", KeyCodec: "varint:int64"},
 		{Name: "max", Kind: "value", Codec: "float64", KeyCodec: "varint:int64"},
 		{Name: "ttl", Kind: "value-with-ttl", Codec: "string", KeyCodec: "varint:int64"},
 	}

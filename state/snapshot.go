@@ -234,8 +234,15 @@ func (b *HeapKeyedBackend[K]) restoreKeyGroup(kg int, sec []byte) (aliased bool,
 			return aliased, fmt.Errorf("state %q: %d entries in %d bytes: %w", name, n, len(rd.b), errShort)
 		}
 		if t, ok := b.states[name]; ok {
+			restore := t.restoreEntry
 			if t.kind() != kind {
-				return aliased, fmt.Errorf("state %q was checkpointed as %s state, registered as %s state", name, kind, t.kind())
+				old, ok := t.(interface {
+					restoreOld(kg int, key, val []byte) error
+				})
+				if !ok || kind != kindValue {
+					return aliased, fmt.Errorf("state %q was checkpointed as %s state, registered as %s state", name, kind, t.kind())
+				}
+				restore = old.restoreOld // a map or list checkpointed as one value
 			}
 			t.reserve(idx, int(n))
 			for e := uint64(0); e < n; e++ {
@@ -243,7 +250,7 @@ func (b *HeapKeyedBackend[K]) restoreKeyGroup(kg int, sec []byte) (aliased bool,
 				if rd.err != nil {
 					return aliased, fmt.Errorf("state %q: %w", name, rd.err)
 				}
-				if err := t.restoreEntry(idx, k, v); err != nil {
+				if err := restore(idx, k, v); err != nil {
 					return aliased, err
 				}
 			}

@@ -36,7 +36,10 @@ func newDump() *cobra.Command {
 		Long: `Print the entries of one keyed state, sorted by key group then key, as
 "key<TAB>value" lines or, with --json, JSON lines
 {"keyGroup":..,"key":..,"value":..}. A state with a time-to-live adds the
-expiry ("expires ..." as a third column, "expiresAt" in JSON).
+expiry ("expires ..." as a third column, "expiresAt" in JSON). A list or
+map state prints one line per key with the whole list or map. A timer queue
+prints one line per timer: "key<TAB>timer MILLIS (UTC time)<TAB>namespace NS"
+({"keyGroup":..,"key":..,"timestamp":..,"time":..,"namespace":..} in JSON).
 
 PATH is a checkpoint or savepoint directory (.../chk-17), its _metadata file,
 or a checkpoint storage root (then --id, or the latest checkpoint).
@@ -353,6 +356,7 @@ func (d *dumper) flush() error {
 		}
 		return bytes.Compare(va, vb) < 0
 	})
+	d.mergeCollections()
 	for _, e := range d.entries {
 		if d.o.limit > 0 && d.printed >= d.o.limit {
 			return errLimit
@@ -458,4 +462,52 @@ func (d *dumper) printTimer(e dumpEntry, k, raw []byte) error {
 	d.line = l
 	_, err = d.w.Write(l)
 	return err
+}
+
+// mergeCollections turns the entries of a list or map state (one per
+// element or map entry, a key's entries together after the stable sort,
+// list elements in order) into one entry per key whose value is the whole
+// list or map in the encoding of the list:C and map:K:V codecs, so that a
+// key prints on one line.
+func (d *dumper) mergeCollections() {
+	if len(d.entries) == 0 || d.entries[0].kind.String() != "list" && d.entries[0].kind.String() != "map" {
+		return
+	}
+	isMap := d.entries[0].kind.String() == "map"
+	buf := make([]byte, 0, len(d.buf)+len(d.entries)*4)
+	var out []dumpEntry
+	var elems [][]byte
+	for i := 0; i < len(d.entries); {
+		e := d.entries[i]
+		key := d.buf[e.key0:e.val0]
+		elems = elems[:0]
+		j := i
+		for ; j < len(d.entries) && bytes.Equal(d.buf[d.entries[j].key0:d.entries[j].val0], key); j++ {
+			elems = append(elems, d.buf[d.entries[j].val0:d.entries[j].end])
+		}
+		k0 := len(buf)
+		buf = append(buf, key...)
+		v0 := len(buf)
+		buf = binary.AppendUvarint(buf, uint64(len(elems)))
+		for _, el := range elems {
+			if !isMap {
+				buf = binary.AppendUvarint(buf, uint64(len(el)))
+				buf = append(buf, el...)
+				continue
+			}
+			// A map entry: uvarint length, map key, map value.
+			n, l := binary.Uvarint(el)
+			if l <= 0 || n > uint64(len(el)-l) {
+				n, l = 0, 0 // malformed: the map codec reports it
+			}
+			mk, mv := el[l:l+int(n)], el[l+int(n):]
+			buf = binary.AppendUvarint(buf, uint64(len(mk)))
+			buf = append(buf, mk...)
+			buf = binary.AppendUvarint(buf, uint64(len(mv)))
+			buf = append(buf, mv...)
+		}
+		out = append(out, dumpEntry{kind: e.kind, keyGroup: e.keyGroup, key0: k0, val0: v0, end: len(buf)})
+		i = j
+	}
+	d.buf, d.entries = buf, out
 }

@@ -121,8 +121,8 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 		"    keyed state: key groups [64,127], ",
 		`keyed state "sum" (value) in all subtasks: 4 entries`,
 		`keyed state "length" (value) in all subtasks: 4 entries`,
-		`keyed state "seen" (value) in all subtasks: 4 entries`,
-		`keyed state "letters" (value) in all subtasks: 4 entries`,
+		`keyed state "seen" (list) in all subtasks: 7 entries`, // one per element
+		`keyed state "letters" (map) in all subtasks: 4 entries`,
 		`keyed state "flag" (value-with-ttl) in all subtasks: 4 entries`,
 		// The codecs the checkpoint recorded, per subtask and operator.
 		`state "sum" (value): 3 entries, 20 bytes, values varint:int64, keys string`,
@@ -130,7 +130,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 		`bytes, values map(string,varint:int64), keys string`,
 		`bytes, values bool, keys string`,
 		"operator words (", `list state "`,
-		"total: 5 operators, ", "20 keyed state entries",
+		"total: 5 operators, ", "23 keyed state entries",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
@@ -157,7 +157,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 	}
 	if rep.Job != "words" || rep.Kind != "checkpoint" || count == nil || len(count.Subtasks) != 2 ||
 		len(count.KeyedStates) != 1 || count.KeyedStates[0] != (stateReport{Name: "sum", Kind: "value", Codec: "varint:int64", KeyCodec: "string", Entries: 4, Bytes: count.KeyedStates[0].Bytes}) ||
-		rep.Totals.KeyedEntries != 20 || rep.Totals.Bytes == 0 || rep.Totals.Uploaded != rep.Totals.Bytes {
+		rep.Totals.KeyedEntries != 23 || rep.Totals.Bytes == 0 || rep.Totals.Uploaded != rep.Totals.Bytes {
 		t.Fatalf("inspect --json: %+v", rep)
 	}
 	var perSubtask int64
@@ -253,7 +253,7 @@ func TestInspectAndDumpFinishedJob(t *testing.T) {
 	}{
 		{[]string{"--operator", "nope", "--state", "sum"}, `has no operator "nope"; its operators: "count" (Count), "count-sink" (Sink), "state-sink" (Sink), "words" (Source: words), "words-state" (Words)`},
 		{[]string{"--operator", "count", "--state", "nope"}, `operator "count" has no keyed state "nope" (or no entries in it) in checkpoint `},
-		{[]string{"--operator", "words-state", "--state", "nope"}, `"flag" (value-with-ttl, values bool, 4 entries), "length" (value, values varint:int64, 4 entries), "letters" (value, values map(string,varint:int64), 4 entries), "seen" (value, values list(string), 4 entries)`},
+		{[]string{"--operator", "words-state", "--state", "nope"}, `"flag" (value-with-ttl, values bool, 4 entries), "length" (value, values varint:int64, 4 entries), "letters" (map, values map(string,varint:int64), 4 entries), "seen" (list, values list(string), 7 entries)`},
 		{[]string{"--operator", "words", "--state", "offsets"}, `operator "words" has no keyed state in checkpoint`},
 		{[]string{"--operator", "words-state", "--state", "seen", "--key-codec", "string", "--value-codec", "int64"}, `operator "words-state": key group `},
 		{[]string{"--operator", "words-state", "--state", "seen", "--key-codec", "string", "--value-codec", "int64"}, `cannot decode the value of key apple as int64: `},

@@ -230,3 +230,75 @@ func BenchmarkTimers(b *testing.B) {
 		})
 	}
 }
+
+// collectionOpts returns the options of a map or list state stored per
+// entry, or as one value per key (what map and list states were before
+// per-entry storage, and still are with a time-to-live: the benchmarks
+// reach that implementation through a TTL of a day without cleanup).
+func collectionOpts(oneValue bool) []state.Option {
+	if !oneValue {
+		return nil
+	}
+	return []state.Option{state.WithTTL(state.TTLConfig{TTL: 24 * time.Hour, CleanupPerAccess: -1})}
+}
+
+func layouts() []string { return []string{"per-entry", "one-value"} }
+
+// BenchmarkMapPut is a Put into the map of one key that holds n entries
+// (overwriting one of them, so the size stays n); ns/op is per Put.
+//
+//	go test -run X -bench MapPut -benchtime 2000x ./state/pebblestate/
+func BenchmarkMapPut(b *testing.B) {
+	for _, n := range []int{10, 1_000, 100_000} {
+		for _, k := range benchKinds() {
+			for _, layout := range layouts() {
+				b.Run(fmt.Sprintf("%s/entries=%d/%s", k.Name, n, layout), func(b *testing.B) {
+					if layout == "one-value" && n > 1_000 {
+						b.Skip("filling 100k entries one Put at a time copies the map each time (quadratic): minutes")
+					}
+					be := newBench(b, k)
+					m, err := state.GetMapState[int64, int64, int64](be, "m", state.CodecFor[int64](), state.CodecFor[int64](), collectionOpts(layout == "one-value")...)
+					if err != nil {
+						b.Fatal(err)
+					}
+					hash := state.HasherFor(state.CodecFor[int64]())
+					be.SetCurrentKeyHashed(7, hash(7))
+					for i := range n {
+						m.Put(int64(i), int64(i))
+					}
+					rnd := rand.New(rand.NewPCG(1, 1))
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := range b.N {
+						m.Put(int64(rnd.IntN(n)), int64(i))
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkListAdd appends b.N elements to the list of one key: the list
+// grows to b.N; ns/op is per Add.
+//
+//	go test -run X -bench ListAdd -benchtime 10000x ./state/pebblestate/
+func BenchmarkListAdd(b *testing.B) {
+	for _, k := range benchKinds() {
+		for _, layout := range layouts() {
+			b.Run(k.Name+"/"+layout, func(b *testing.B) {
+				be := newBench(b, k)
+				l, err := state.GetKeyedListState[int64, int64](be, "l", state.CodecFor[int64](), collectionOpts(layout == "one-value")...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				hash := state.HasherFor(state.CodecFor[int64]())
+				be.SetCurrentKeyHashed(7, hash(7))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					l.Add(int64(i))
+				}
+			})
+		}
+	}
+}

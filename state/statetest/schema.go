@@ -113,7 +113,7 @@ func writeV1(t *testing.T, b Backend, st *storage.Storage, kind checkpoint.Kind,
 	want := []checkpoint.StateMeta{
 		{Name: "cnt", Kind: "value", Codec: "varint:int64", KeyCodec: "string"},
 		{Name: "other", Kind: "value", Codec: "varint:int64", KeyCodec: "string"},
-		{Name: "people", Kind: "value", Codec: "list(person@1)", KeyCodec: "string"},
+		{Name: "people", Kind: "list", Codec: "list(person@1)", KeyCodec: "string"},
 		{Name: "person", Kind: "value", Codec: "person", CodecVersion: 1, KeyCodec: "string"},
 		{Name: "person-ttl", Kind: "value-with-ttl", Codec: "person", CodecVersion: 1, KeyCodec: "string"},
 	}

@@ -9,7 +9,10 @@
 // into other backends (SavepointsAcross), time-to-live expiry and cleanup,
 // snapshots isolated from the writes that follow them, the state schema
 // (a changed value or key type is a *state.SchemaError, migrating codecs
-// migrate), registration errors, and damaged or missing snapshot streams.
+// migrate), registration errors, damaged or missing snapshot streams,
+// timer queues (state.TimerService; skipped for a backend without them)
+// and map and list states stored per entry, including snapshots of the
+// format before them.
 //
 // Tests of what only one backend does (native files, injected disk
 // faults) stay with that backend; the helpers here (Snapshot, Restore,
@@ -82,6 +85,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("MigrationLargeKeyGroup", func(t *testing.T) { testMigrationLargeKeyGroup(t, b) })
 	t.Run("DamagedStream", func(t *testing.T) { testDamagedStream(t, b) })
 	runTimers(t, b)
+	runCollections(t, b)
 }
 
 // SavepointsAcross checks that a savepoint written by each backend

@@ -1,0 +1,606 @@
+package state
+
+import (
+	"fmt"
+	"iter"
+	"maps"
+
+	"github.com/weirstream/weir/checkpoint"
+)
+
+// collTables is the per-key-group tables of a heap map or list state: per
+// key a pointer to its collection C (*userMap or *userList).
+type collTables[K comparable, C any] struct {
+	b      *HeapKeyedBackend[K]
+	groups []*kgTable[K, C]
+}
+
+// writable returns the table of key group kg, cloned first if a live
+// snapshot may still read it (see valueTable.writable). A clone copies the
+// pointers, not the collections.
+func (t *collTables[K, C]) writable(kg int) *kgTable[K, C] {
+	g := t.groups[kg]
+	if g == nil {
+		g = newKGTable[K, C](t.b.epoch)
+		t.groups[kg] = g
+		return g
+	}
+	if g.owner != t.b.epoch {
+		if t.b.live.Load() > 0 {
+			g = g.clone(t.b.epoch)
+			t.groups[kg] = g
+		} else {
+			g.owner = t.b.epoch
+		}
+	}
+	return g
+}
+
+// cur returns the current key's collection.
+func (t *collTables[K, C]) cur() (C, bool) {
+	b := t.b
+	if g := t.groups[b.curKG]; g != nil {
+		if i, ok := g.find(b.curKey, b.curHash); ok {
+			return g.slots[i].val, true
+		}
+	}
+	var zero C
+	return zero, false
+}
+
+func (t *collTables[K, C]) clearCurrent() {
+	b := t.b
+	g := t.groups[b.curKG]
+	if g == nil {
+		return
+	}
+	if _, ok := g.find(b.curKey, b.curHash); !ok {
+		return
+	}
+	t.writable(b.curKG).remove(b.curKey, b.curHash)
+}
+
+func (t *collTables[K, C]) keys() int {
+	n := 0
+	for _, g := range t.groups {
+		if g != nil {
+			n += g.n
+		}
+	}
+	return n
+}
+
+// decodeKey decodes a restored key of key group kg (relative) and checks
+// that it belongs there.
+func (t *collTables[K, C]) decodeKey(name string, kg int, key []byte) (K, uint32, error) {
+	b := t.b
+	k, err := b.keyCodec.Decode(key)
+	if err != nil {
+		return k, 0, fmt.Errorf("state %q, key group %d: bad key (encoded %x) for key codec %s: %w", name, kg+b.r.Start, key, b.keyID, err)
+	}
+	h := b.hash(k)
+	if got := KeyGroupOf(h, b.maxP); got != kg+b.r.Start {
+		return k, 0, wrongKeyGroupError(name, k, key, b.keyID, got, kg+b.r.Start)
+	}
+	return k, h, nil
+}
+
+// userMap is one key's map, stamped with the epoch it was created or
+// cloned in: a map of an older epoch may be read by a live snapshot and
+// is cloned before a write.
+type userMap[UK comparable, UV any] struct {
+	owner uint64
+	m     map[UK]UV
+}
+
+// heapMap is a MapState of the heap backend.
+type heapMap[K, UK comparable, UV any] struct {
+	collTables[K, *userMap[UK, UV]]
+	name string
+	meta checkpoint.StateMeta
+	kc   Codec[UK]
+	vc   Codec[UV]
+	dec  mapDecoders[UK, UV]
+}
+
+func getHeapMap[K, UK comparable, UV any](b *HeapKeyedBackend[K], name string, kc Codec[UK], vc Codec[UV]) (*heapMap[K, UK, UV], error) {
+	meta := stateMeta(name, kindMap, Codec[map[UK]UV](mapCodec[UK, UV]{kc, vc}), b.keyID, b.keyVersion)
+	if t, ok := b.states[name]; ok {
+		m, ok := t.(*heapMap[K, UK, UV])
+		if !ok {
+			return nil, fmt.Errorf("state %q is already registered as %s state (%T), not as this map state", name, t.kind(), t)
+		}
+		return m, nil
+	}
+	if err := checkCollectionKind(name, kindMap, b.stored[name]); err != nil {
+		return nil, err
+	}
+	m := &heapMap[K, UK, UV]{collTables: collTables[K, *userMap[UK, UV]]{b: b, groups: make([]*kgTable[K, *userMap[UK, UV]], b.nGroups)},
+		name: name, meta: meta, kc: kc, vc: vc}
+	if err := m.useStored(b.stored[name]); err != nil {
+		return nil, err
+	}
+	if err := restoreRaw(b, name, kindMap, m); err != nil {
+		return nil, err
+	}
+	delete(b.stored, name)
+	b.states[name] = m
+	return m, nil
+}
+
+// restoreRaw hands the restored entries of state name nobody registered
+// yet to t, the state registered now: entries of its kind, or whole values
+// of the format before per-entry storage.
+func restoreRaw[K comparable](b *HeapKeyedBackend[K], name string, kind stateKind, t interface {
+	keyedTable
+	restoreOld(kg int, key, val []byte) error
+}) error {
+	raw, ok := b.restored[name]
+	if !ok {
+		return nil
+	}
+	restore := t.restoreEntry
+	switch raw.k {
+	case kind:
+	case kindValue:
+		restore = t.restoreOld
+	default:
+		return fmt.Errorf("state %q was checkpointed as %s state, cannot restore it as %s state", name, raw.k, kind)
+	}
+	for kg, entries := range raw.groups {
+		for _, e := range entries {
+			if err := restore(kg, e.key, e.val); err != nil {
+				return err
+			}
+		}
+	}
+	delete(b.restored, name)
+	return nil
+}
+
+func (m *heapMap[K, UK, UV]) kind() stateKind              { return kindMap }
+func (m *heapMap[K, UK, UV]) schema() checkpoint.StateMeta { return m.meta }
+func (m *heapMap[K, UK, UV]) size() int                    { return m.keys() }
+func (m *heapMap[K, UK, UV]) reserve(kg, n int)            {}
+
+func (m *heapMap[K, UK, UV]) useStored(stored checkpoint.StateMeta) error {
+	d, err := newMapDecoders(stored, m.meta, m.kc, m.vc)
+	if err == nil {
+		m.dec = d
+	}
+	return err
+}
+
+// mutable returns the current key's map, ready for a write: created if
+// create and it does not exist (else nil), cloned if a live snapshot may
+// read it.
+func (m *heapMap[K, UK, UV]) mutable(create bool) *userMap[UK, UV] {
+	b := m.b
+	g := m.groups[b.curKG]
+	i, ok := -1, false
+	if g != nil {
+		i, ok = g.find(b.curKey, b.curHash)
+	}
+	if !ok {
+		if !create {
+			return nil
+		}
+		um := &userMap[UK, UV]{owner: b.epoch, m: map[UK]UV{}}
+		m.writable(b.curKG).put(b.curKey, b.curHash, um)
+		return um
+	}
+	um := g.slots[i].val
+	if um.owner == b.epoch {
+		return um
+	}
+	if b.live.Load() == 0 {
+		um.owner = b.epoch
+		return um
+	}
+	g = m.writable(b.curKG)
+	um = &userMap[UK, UV]{owner: b.epoch, m: maps.Clone(um.m)}
+	g.slots[i].val = um // a table clone keeps the slots
+	return um
+}
+
+func (m *heapMap[K, UK, UV]) Get(k UK) (UV, bool) {
+	if um, ok := m.cur(); ok {
+		v, ok := um.m[k]
+		return v, ok
+	}
+	var zero UV
+	return zero, false
+}
+
+func (m *heapMap[K, UK, UV]) Contains(k UK) bool { _, ok := m.Get(k); return ok }
+
+func (m *heapMap[K, UK, UV]) Put(k UK, v UV) { m.mutable(true).m[k] = v }
+
+func (m *heapMap[K, UK, UV]) Remove(k UK) {
+	if !m.Contains(k) {
+		return
+	}
+	um := m.mutable(false)
+	delete(um.m, k)
+	if len(um.m) == 0 {
+		m.clearCurrent()
+	}
+}
+
+func (m *heapMap[K, UK, UV]) Clear() { m.clearCurrent() }
+
+func (m *heapMap[K, UK, UV]) IsEmpty() bool { _, ok := m.cur(); return !ok }
+
+func (m *heapMap[K, UK, UV]) Entries() map[UK]UV {
+	if um, ok := m.cur(); ok {
+		return um.m
+	}
+	return nil
+}
+
+func (m *heapMap[K, UK, UV]) All() iter.Seq2[UK, UV] {
+	um, ok := m.cur()
+	return func(yield func(UK, UV) bool) {
+		if !ok {
+			return
+		}
+		for k, v := range um.m {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}
+}
+
+func (m *heapMap[K, UK, UV]) Keys() iter.Seq[UK] {
+	um, ok := m.cur()
+	return func(yield func(UK) bool) {
+		if !ok {
+			return
+		}
+		for k := range um.m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (m *heapMap[K, UK, UV]) Values() iter.Seq[UV] {
+	um, ok := m.cur()
+	return func(yield func(UV) bool) {
+		if !ok {
+			return
+		}
+		for _, v := range um.m {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
+// put adds a restored entry to key k of key group kg (relative).
+func (m *heapMap[K, UK, UV]) put(kg int, k K, h uint32, mk UK, mv UV) {
+	g := m.writable(kg)
+	i, ok := g.find(k, h)
+	if !ok {
+		g.put(k, h, &userMap[UK, UV]{owner: m.b.epoch, m: map[UK]UV{mk: mv}})
+		return
+	}
+	um := g.slots[i].val
+	if um.owner != m.b.epoch {
+		um = &userMap[UK, UV]{owner: m.b.epoch, m: maps.Clone(um.m)}
+		g.slots[i].val = um
+	}
+	um.m[mk] = mv
+}
+
+func (m *heapMap[K, UK, UV]) restoreEntry(kg int, key, val []byte) error {
+	k, h, err := m.decodeKey(m.name, kg, key)
+	if err != nil {
+		return err
+	}
+	mkb, mvb, err := splitMapEntry(val)
+	if err != nil {
+		return fmt.Errorf("state %q, key group %d: %w", m.name, kg+m.b.r.Start, err)
+	}
+	mk, err := m.dec.key(mkb)
+	if err != nil {
+		return fmt.Errorf("state %q, key group %d: bad map key for codec %s: %w", m.name, kg+m.b.r.Start, refOf(m.kc), err)
+	}
+	mv, err := m.dec.value(mvb)
+	if err != nil {
+		return fmt.Errorf("state %q, key group %d: bad map value for codec %s: %w", m.name, kg+m.b.r.Start, refOf(m.vc), err)
+	}
+	m.put(kg, k, h, mk, mv)
+	return nil
+}
+
+// restoreOld restores a key's whole map of the format before per-entry
+// storage.
+func (m *heapMap[K, UK, UV]) restoreOld(kg int, key, val []byte) error {
+	k, h, err := m.decodeKey(m.name, kg, key)
+	if err != nil {
+		return err
+	}
+	mv, err := m.dec.old(val)
+	if err != nil {
+		return fmt.Errorf("state %q, key group %d: cannot convert a map checkpointed as one value: %w", m.name, kg+m.b.r.Start, err)
+	}
+	for mk, v := range mv {
+		m.put(kg, k, h, mk, v)
+	}
+	return nil
+}
+
+type frozenMap[K, UK comparable, UV any] struct {
+	keyCodec Codec[K]
+	kc       Codec[UK]
+	vc       Codec[UV]
+	groups   []*kgTable[K, *userMap[UK, UV]]
+}
+
+func (m *heapMap[K, UK, UV]) frozen() frozenTable {
+	return &frozenMap[K, UK, UV]{keyCodec: m.b.keyCodec, kc: m.kc, vc: m.vc, groups: append([]*kgTable[K, *userMap[UK, UV]](nil), m.groups...)}
+}
+
+func (f *frozenMap[K, UK, UV]) kind() stateKind { return kindMap }
+
+func (f *frozenMap[K, UK, UV]) count(kg int) int {
+	g := f.groups[kg]
+	if g == nil {
+		return 0
+	}
+	n := 0
+	for i := range g.slots {
+		if s := &g.slots[i]; s.used {
+			n += len(s.val.m)
+		}
+	}
+	return n
+}
+
+func (f *frozenMap[K, UK, UV]) appendEntries(dst []byte, kg int) []byte {
+	g := f.groups[kg]
+	if g == nil {
+		return dst
+	}
+	for i := range g.slots {
+		s := &g.slots[i]
+		if !s.used {
+			continue
+		}
+		for mk, mv := range s.val.m {
+			start := len(dst)
+			dst = fixLength(f.keyCodec.Append(append(dst, 0), s.key), start)
+			start = len(dst)
+			dst = append(dst, 0)
+			mkStart := len(dst)
+			dst = fixLength(f.kc.Append(append(dst, 0), mk), mkStart)
+			dst = fixLength(f.vc.Append(dst, mv), start)
+		}
+	}
+	return dst
+}
+
+// userList is one key's list, stamped like userMap.
+type userList[T any] struct {
+	owner uint64
+	items []T
+}
+
+// heapList is a keyed ListState of the heap backend.
+type heapList[K comparable, T any] struct {
+	collTables[K, *userList[T]]
+	name string
+	meta checkpoint.StateMeta
+	c    Codec[T]
+	dec  listDecoders[T]
+}
+
+func getHeapList[K comparable, T any](b *HeapKeyedBackend[K], name string, c Codec[T]) (*heapList[K, T], error) {
+	meta := stateMeta(name, kindList, Codec[[]T](sliceCodec[T]{c}), b.keyID, b.keyVersion)
+	if t, ok := b.states[name]; ok {
+		l, ok := t.(*heapList[K, T])
+		if !ok {
+			return nil, fmt.Errorf("state %q is already registered as %s state (%T), not as this list state", name, t.kind(), t)
+		}
+		return l, nil
+	}
+	if err := checkCollectionKind(name, kindList, b.stored[name]); err != nil {
+		return nil, err
+	}
+	l := &heapList[K, T]{collTables: collTables[K, *userList[T]]{b: b, groups: make([]*kgTable[K, *userList[T]], b.nGroups)},
+		name: name, meta: meta, c: c}
+	if err := l.useStored(b.stored[name]); err != nil {
+		return nil, err
+	}
+	if err := restoreRaw(b, name, kindList, l); err != nil {
+		return nil, err
+	}
+	delete(b.stored, name)
+	b.states[name] = l
+	return l, nil
+}
+
+func (l *heapList[K, T]) kind() stateKind              { return kindList }
+func (l *heapList[K, T]) schema() checkpoint.StateMeta { return l.meta }
+func (l *heapList[K, T]) size() int                    { return l.keys() }
+func (l *heapList[K, T]) reserve(kg, n int)            {}
+
+func (l *heapList[K, T]) useStored(stored checkpoint.StateMeta) error {
+	d, err := newListDecoders(stored, l.meta, l.c)
+	if err == nil {
+		l.dec = d
+	}
+	return err
+}
+
+// mutable returns the current key's list ready for a write (see
+// heapMap.mutable). The snapshot holds the slice header it captured, so
+// appending in place to a list of the current epoch is safe.
+func (l *heapList[K, T]) mutable() *userList[T] {
+	b := l.b
+	g := l.groups[b.curKG]
+	i, ok := -1, false
+	if g != nil {
+		i, ok = g.find(b.curKey, b.curHash)
+	}
+	if !ok {
+		ul := &userList[T]{owner: b.epoch}
+		l.writable(b.curKG).put(b.curKey, b.curHash, ul)
+		return ul
+	}
+	ul := g.slots[i].val
+	if ul.owner == b.epoch {
+		return ul
+	}
+	if b.live.Load() == 0 {
+		ul.owner = b.epoch
+		return ul
+	}
+	g = l.writable(b.curKG)
+	ul = &userList[T]{owner: b.epoch, items: append(make([]T, 0, len(ul.items)+1), ul.items...)}
+	g.slots[i].val = ul
+	return ul
+}
+
+func (l *heapList[K, T]) Get() []T {
+	if ul, ok := l.cur(); ok {
+		return ul.items
+	}
+	return nil
+}
+
+func (l *heapList[K, T]) All() iter.Seq[T] {
+	ul, ok := l.cur()
+	return func(yield func(T) bool) {
+		if !ok {
+			return
+		}
+		for _, x := range ul.items {
+			if !yield(x) {
+				return
+			}
+		}
+	}
+}
+
+func (l *heapList[K, T]) Add(x T) {
+	ul := l.mutable()
+	ul.items = append(ul.items, x)
+}
+
+func (l *heapList[K, T]) AddAll(xs []T) {
+	if len(xs) == 0 {
+		return
+	}
+	ul := l.mutable()
+	ul.items = append(ul.items, xs...)
+}
+
+func (l *heapList[K, T]) Update(xs []T) {
+	if len(xs) == 0 {
+		l.clearCurrent()
+		return
+	}
+	l.clearCurrent()
+	l.AddAll(xs)
+}
+
+func (l *heapList[K, T]) Clear() { l.clearCurrent() }
+
+// appendRestored appends restored elements to key k of key group kg.
+func (l *heapList[K, T]) appendRestored(kg int, k K, h uint32, xs ...T) {
+	g := l.writable(kg)
+	i, ok := g.find(k, h)
+	if !ok {
+		g.put(k, h, &userList[T]{owner: l.b.epoch, items: xs})
+		return
+	}
+	ul := g.slots[i].val
+	if ul.owner != l.b.epoch {
+		ul = &userList[T]{owner: l.b.epoch, items: append([]T(nil), ul.items...)}
+		g.slots[i].val = ul
+	}
+	ul.items = append(ul.items, xs...)
+}
+
+func (l *heapList[K, T]) restoreEntry(kg int, key, val []byte) error {
+	k, h, err := l.decodeKey(l.name, kg, key)
+	if err != nil {
+		return err
+	}
+	x, err := l.dec.elem(val)
+	if err != nil {
+		return fmt.Errorf("state %q, key group %d: bad list element for codec %s: %w", l.name, kg+l.b.r.Start, refOf(l.c), err)
+	}
+	l.appendRestored(kg, k, h, x)
+	return nil
+}
+
+func (l *heapList[K, T]) restoreOld(kg int, key, val []byte) error {
+	k, h, err := l.decodeKey(l.name, kg, key)
+	if err != nil {
+		return err
+	}
+	xs, err := l.dec.old(val)
+	if err != nil {
+		return fmt.Errorf("state %q, key group %d: cannot convert a list checkpointed as one value: %w", l.name, kg+l.b.r.Start, err)
+	}
+	if len(xs) > 0 {
+		l.appendRestored(kg, k, h, xs...)
+	}
+	return nil
+}
+
+type frozenList[K comparable, T any] struct {
+	keyCodec Codec[K]
+	c        Codec[T]
+	groups   []*kgTable[K, *userList[T]]
+}
+
+// frozen captures the key group tables. A list appended in place after
+// the snapshot (its epoch's own) is not one the snapshot holds; the
+// snapshot's lists are only ever cloned, so the snapshot reads each
+// list's items as they were.
+func (l *heapList[K, T]) frozen() frozenTable {
+	return &frozenList[K, T]{keyCodec: l.b.keyCodec, c: l.c, groups: append([]*kgTable[K, *userList[T]](nil), l.groups...)}
+}
+
+func (f *frozenList[K, T]) kind() stateKind { return kindList }
+
+func (f *frozenList[K, T]) count(kg int) int {
+	g := f.groups[kg]
+	if g == nil {
+		return 0
+	}
+	n := 0
+	for i := range g.slots {
+		if s := &g.slots[i]; s.used {
+			n += len(s.val.items)
+		}
+	}
+	return n
+}
+
+func (f *frozenList[K, T]) appendEntries(dst []byte, kg int) []byte {
+	g := f.groups[kg]
+	if g == nil {
+		return dst
+	}
+	for i := range g.slots {
+		s := &g.slots[i]
+		if !s.used {
+			continue
+		}
+		for _, x := range s.val.items {
+			start := len(dst)
+			dst = fixLength(f.keyCodec.Append(append(dst, 0), s.key), start)
+			start = len(dst)
+			dst = fixLength(f.c.Append(append(dst, 0), x), start)
+		}
+	}
+	return dst
+}
