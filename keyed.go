@@ -117,8 +117,10 @@ type AggregatingState[IN, OUT any] = state.AggregatingState[IN, OUT]
 // Aggregator folds values into an accumulator; see AggregatingState.
 type Aggregator[IN, ACC, OUT any] = state.Aggregator[IN, ACC, OUT]
 
-// GetListState returns the keyed list state called name. Get returns the
-// stored list, which must not be modified; Add copies the list.
+// GetListState returns the keyed list state called name. Elements are
+// stored one by one: Add does not read the list, All iterates without
+// materialising it; Get returns a list the caller must not modify. (With a
+// TTL the list is stored, and expires, as one value.)
 func GetListState[V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (ListState[V], error) {
 	s, err := state.GetKeyedListState[K, V](ctx.backend, name, state.CodecFor[V](), opts...)
 	return s, ctx.registerError(err)
@@ -127,8 +129,10 @@ func GetListState[V any, K comparable](ctx *KeyedContext[K], name string, opts .
 // MapState is a map per key.
 type MapState[UK comparable, UV any] = state.MapState[UK, UV]
 
-// GetMapState returns the keyed map state called name (suited to small
-// per-key maps: a Put copies the key's map).
+// GetMapState returns the keyed map state called name. Entries are stored
+// one by one: Put, Get and Remove cost the same however large the key's
+// map grows, and All, Keys and Values iterate without materialising it.
+// (With a TTL the map is stored, and expires, as one value.)
 func GetMapState[UK comparable, UV any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) (MapState[UK, UV], error) {
 	s, err := state.GetMapState[K, UK, UV](ctx.backend, name, state.CodecFor[UK](), state.CodecFor[UV](), opts...)
 	return s, ctx.registerError(err)

@@ -468,7 +468,7 @@ func (c *bufferContents[K, T, OUT]) add(w TimeWindow, x T) error {
 // collect gathers w's records in arrival order into c.flat.
 func (c *bufferContents[K, T, OUT]) collect(w TimeWindow) {
 	c.sort = c.sort[:0]
-	for k, v := range c.elems.Entries() {
+	for k, v := range c.elems.All() {
 		if k.W == w {
 			c.sort = append(c.sort, bufEntry[T]{k.Seq, v})
 		}
@@ -509,14 +509,25 @@ func (c *bufferContents[K, T, OUT]) clear(w TimeWindow) {
 	if !ok {
 		return
 	}
-	if len(c.next.Entries()) == 1 {
-		c.elems.Clear() // the key's only window
+	if c.onlyWindow() {
+		c.elems.Clear()
 	} else {
 		for i := range n {
 			c.elems.Remove(bufKey{W: w, Seq: i})
 		}
 	}
 	c.next.Remove(w)
+}
+
+// onlyWindow reports whether the key has records in one window only.
+func (c *bufferContents[K, T, OUT]) onlyWindow() bool {
+	n := 0
+	for range c.next.Keys() {
+		if n++; n > 1 {
+			return false
+		}
+	}
+	return n == 1
 }
 
 func (c *bufferContents[K, T, OUT]) merge(into TimeWindow, from []TimeWindow) error {
