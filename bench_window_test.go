@@ -9,12 +9,13 @@ import (
 	"github.com/weirstream/weir/state/pebblestate"
 )
 
-// benchEvent is event off of the window benchmarks: 10k keys, 1 ms of
-// event time apart, in order.
-func benchEvent(_ int, off int64) ev { return ev{Key: int(off % 10_000), Off: off, TS: off} }
+// benchEvent is event off of the window benchmarks: 1000 keys, 10 events
+// per millisecond of event time, in order — a 1 s window of a key holds 10
+// records.
+func benchEvent(_ int, off int64) ev { return ev{Key: int(off % 1000), Off: off, TS: off / 10} }
 
 // BenchmarkWindowCount is a per-key count in 1 s tumbling event-time
-// windows (an aggregate: one accumulator per key and window), over 10k
+// windows (an aggregate: one accumulator per key and window), over 1000
 // keys, with parallelism 1 end to end, on the heap and in pebble; and the
 // same count written by hand (a Go map per window, no runtime) as the
 // baseline.
@@ -67,8 +68,8 @@ func benchWindowCount(b *testing.B, extra ...weir.Option) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
-// BenchmarkEventTimeTimers registers an event-time timer per record (10k
-// keys, 1 ms apart, each timer 100 ms ahead) and fires them all as the
+// BenchmarkEventTimeTimers registers an event-time timer per record (1000
+// keys, 10 records per ms, each timer 100 ms ahead) and fires them all as the
 // watermark passes: the timer service's add and poll on the heap and in
 // pebble.
 func BenchmarkEventTimeTimers(b *testing.B) {
