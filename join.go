@@ -130,19 +130,19 @@ type intervalJoinLogic[K comparable, A, B, OUT any] struct {
 	fn           IntervalJoinFunc[K, A, B, OUT]
 	out          runtime.Collector[OUT]
 	lower, upper int64
-	left         MapState[int64, []A]
-	right        MapState[int64, []B]
+	left         ValueState[map[int64][]A]
+	right        ValueState[map[int64][]B]
 	jctx         IntervalJoinContext[K]
 	buffered     int64
 }
 
 func (l *intervalJoinLogic[K, A, B, OUT]) open(ctx *KeyedContext[K]) (err error) {
 	l.jctx.keyed = ctx
-	if l.left, err = state.GetMapState[K, int64, []A](ctx.backend, "interval-join/left", state.CodecFor[int64](), newListCodec[A]()); err != nil {
-		return ctx.registerError(err)
+	if l.left, err = GetValueStateWithCodec[map[int64][]A](ctx, "interval-join/left", newBucketCodec[A]()); err != nil {
+		return err
 	}
-	l.right, err = state.GetMapState[K, int64, []B](ctx.backend, "interval-join/right", state.CodecFor[int64](), newListCodec[B]())
-	return ctx.registerError(err)
+	l.right, err = GetValueStateWithCodec[map[int64][]B](ctx, "interval-join/right", newBucketCodec[B]())
+	return err
 }
 
 func (l *intervalJoinLogic[K, A, B, OUT]) operator() any    { return l.fn }
@@ -163,7 +163,8 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 		// Pairs with the buffered records b of the second stream with
 		// b.ts in [ts+lower, ts+upper].
 		lo, hi := addSat(ts, l.lower), addSat(ts, l.upper)
-		for bts, bs := range l.right.Entries() {
+		right, _ := l.right.Value()
+		for bts, bs := range right {
 			if bts < lo || bts > hi {
 				continue
 			}
@@ -176,8 +177,8 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 			}
 		}
 		if cleanup := addSat(ts, l.upper); cleanup > wm {
-			old, _ := l.left.Get(ts)
-			l.left.Put(ts, append(slices.Clip(old), r.in))
+			left, _ := l.left.Value()
+			l.left.Update(withRow(left, ts, r.in))
 			l.buffered++
 			ctx.timers.event.Add(cleanup, cleanupLeft)
 		}
@@ -186,7 +187,8 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 	// Pairs with the buffered records a of the first stream with
 	// ts in [a.ts+lower, a.ts+upper].
 	lo, hi := addSat(ts, -l.upper), addSat(ts, -l.lower)
-	for ats, as := range l.left.Entries() {
+	left, _ := l.left.Value()
+	for ats, as := range left {
 		if ats < lo || ats > hi {
 			continue
 		}
@@ -199,8 +201,8 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 		}
 	}
 	if cleanup := addSat(ts, -l.lower); cleanup > wm {
-		old, _ := l.right.Get(ts)
-		l.right.Put(ts, append(slices.Clip(old), r.b))
+		right, _ := l.right.Value()
+		l.right.Update(withRow(right, ts, r.b))
 		l.buffered++
 		ctx.timers.event.Add(cleanup, cleanupRight)
 	}
@@ -211,19 +213,45 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 func (l *intervalJoinLogic[K, A, B, OUT]) onTimer(_ *KeyedContext[K], t state.Timer[K]) error {
 	switch t.Namespace {
 	case cleanupLeft:
-		ts := addSat(t.Timestamp, -l.upper)
-		if old, ok := l.left.Get(ts); ok {
-			l.buffered -= int64(len(old))
-			l.left.Remove(ts)
-		}
+		l.buffered -= dropBucket(l.left, addSat(t.Timestamp, -l.upper))
 	case cleanupRight:
-		ts := addSat(t.Timestamp, l.lower)
-		if old, ok := l.right.Get(ts); ok {
-			l.buffered -= int64(len(old))
-			l.right.Remove(ts)
-		}
+		l.buffered -= dropBucket(l.right, addSat(t.Timestamp, l.lower))
 	}
 	return nil
+}
+
+// withRow returns a copy of m with x added to the bucket ts. The stored
+// map and slices are never modified in place (copy-on-write snapshots of
+// the heap backend hold them).
+func withRow[T any](m map[int64][]T, ts int64, x T) map[int64][]T {
+	n := make(map[int64][]T, len(m)+1)
+	for k, v := range m {
+		n[k] = v
+	}
+	n[ts] = append(slices.Clip(m[ts]), x)
+	return n
+}
+
+// dropBucket removes bucket ts from s's map and returns how many rows it
+// held.
+func dropBucket[T any](s ValueState[map[int64][]T], ts int64) int64 {
+	m, _ := s.Value()
+	rows, ok := m[ts]
+	if !ok {
+		return 0
+	}
+	if len(m) == 1 {
+		s.Clear()
+		return int64(len(rows))
+	}
+	n := make(map[int64][]T, len(m)-1)
+	for k, v := range m {
+		if k != ts {
+			n[k] = v
+		}
+	}
+	s.Update(n)
+	return int64(len(rows))
 }
 
 func (l *intervalJoinLogic[K, A, B, OUT]) endOfData(ctx *KeyedContext[K]) error {
@@ -245,56 +273,81 @@ func addSat(a, b int64) int64 {
 	return s
 }
 
-// listCodec encodes the records of one timestamp of an interval join's
-// buffer: uvarint(count), then each record's encoding (with T's built-in
-// codec) prefixed by uvarint(length).
-type listCodec[T any] struct{ c state.Codec[T] }
+// bucketCodec encodes one side of an interval join's buffer for a key:
+// uvarint(number of timestamps), then per timestamp varint(ts),
+// uvarint(number of rows) and each row's encoding (T's built-in codec)
+// prefixed by uvarint(length).
+type bucketCodec[T any] struct{ c state.Codec[T] }
 
-func newListCodec[T any]() listCodec[T] { return listCodec[T]{state.CodecFor[T]()} }
+func newBucketCodec[T any]() bucketCodec[T] { return bucketCodec[T]{state.CodecFor[T]()} }
 
-func (l listCodec[T]) Append(dst []byte, v []T) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(v)))
-	var scratch []byte
-	for _, x := range v {
-		scratch = l.c.Append(scratch[:0], x)
-		dst = binary.AppendUvarint(dst, uint64(len(scratch)))
-		dst = append(dst, scratch...)
+func (c bucketCodec[T]) Append(dst []byte, m map[int64][]T) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(m)))
+	for ts, rows := range m {
+		dst = binary.AppendVarint(dst, ts)
+		dst = binary.AppendUvarint(dst, uint64(len(rows)))
+		for _, x := range rows {
+			// Reserve one byte for the length, the usual case, and
+			// widen it when the row is longer.
+			at := len(dst)
+			dst = c.c.Append(append(dst, 0), x)
+			if n := len(dst) - at - 1; n < 0x80 {
+				dst[at] = byte(n)
+			} else {
+				row := append([]byte(nil), dst[at+1:]...)
+				dst = append(binary.AppendUvarint(dst[:at], uint64(n)), row...)
+			}
+		}
 	}
 	return dst
 }
 
-func (l listCodec[T]) Decode(src []byte) ([]T, error) {
+func (c bucketCodec[T]) Decode(src []byte) (map[int64][]T, error) {
 	n, k := binary.Uvarint(src)
 	if k <= 0 || n > uint64(len(src)) {
-		return nil, fmt.Errorf("bad record list length")
+		return nil, fmt.Errorf("interval join buffer: bad timestamp count")
 	}
 	src = src[k:]
-	out := make([]T, 0, n)
+	out := make(map[int64][]T, n)
 	for range n {
+		ts, k := binary.Varint(src)
+		if k <= 0 {
+			return nil, fmt.Errorf("interval join buffer: timestamp %d is truncated", len(out))
+		}
+		src = src[k:]
 		m, k := binary.Uvarint(src)
-		if k <= 0 || m > uint64(len(src)-k) {
-			return nil, fmt.Errorf("record %d of a list is truncated", len(out))
+		if k <= 0 || m > uint64(len(src)) {
+			return nil, fmt.Errorf("interval join buffer: bad row count at timestamp %d", ts)
 		}
-		v, err := l.c.Decode(src[k : k+int(m)])
-		if err != nil {
-			return nil, fmt.Errorf("record %d of a list: %w", len(out), err)
+		src = src[k:]
+		rows := make([]T, 0, m)
+		for range m {
+			l, k := binary.Uvarint(src)
+			if k <= 0 || l > uint64(len(src)-k) {
+				return nil, fmt.Errorf("interval join buffer: row %d at timestamp %d is truncated", len(rows), ts)
+			}
+			v, err := c.c.Decode(src[k : k+int(l)])
+			if err != nil {
+				return nil, fmt.Errorf("interval join buffer: row %d at timestamp %d: %w", len(rows), ts, err)
+			}
+			rows = append(rows, v)
+			src = src[k+int(l):]
 		}
-		out = append(out, v)
-		src = src[k+int(m):]
+		out[ts] = rows
 	}
 	if len(src) != 0 {
-		return nil, fmt.Errorf("trailing bytes after a record list")
+		return nil, fmt.Errorf("interval join buffer: trailing bytes")
 	}
 	return out, nil
 }
 
 // CodecID implements state.VersionedCodec.
-func (l listCodec[T]) CodecID() string {
-	id, v := state.CodecIdentity(l.c)
-	return fmt.Sprintf("weir.records(%s@%d)", id, v)
+func (c bucketCodec[T]) CodecID() string {
+	id, v := state.CodecIdentity(c.c)
+	return fmt.Sprintf("weir.intervalJoinBuffer(%s@%d)", id, v)
 }
 
-func (l listCodec[T]) CodecVersion() int { return 0 }
+func (c bucketCodec[T]) CodecVersion() int { return 0 }
 
 // Join is the regular (unbounded) inner join of two keyed streams: every
 // record is kept in its key's state, and each arriving record is paired
