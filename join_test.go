@@ -317,7 +317,9 @@ func TestWindowJoinAndCoGroup(t *testing.T) {
 		i := off*3 + int64(part)
 		return jrow{Key: int((i / 2) % 4), Off: i, TS: slot(i) + 7}
 	}
-	const nA, nB = 300, 200
+	// Small: the window operator copies a key's buffered records on every
+	// add (its map state), so a window's cost grows with its size squared.
+	const nA, nB = 150, 100
 	as, bs := rows(2, nA, mkA), rows(3, nB, mkB)
 	assigners := []struct {
 		name string
