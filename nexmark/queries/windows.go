@@ -254,13 +254,46 @@ func Q11(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q11Row] {
 		})).Name("q11")
 }
 
+// endOfInputTrigger is the processing-time trigger that also fires a
+// window when a bounded input ends (the maximum watermark), so that the
+// windows still open then are emitted, as the event-time windows are.
+type endOfInputTrigger struct{}
+
+func (endOfInputTrigger) OnElement(ctx weir.TriggerContext, _ int64, w weir.TimeWindow) weir.TriggerResult {
+	ctx.RegisterProcessingTimeTimer(w.MaxTimestamp())
+	ctx.RegisterEventTimeTimer(weir.MaxWatermark)
+	return weir.Continue
+}
+
+func (endOfInputTrigger) OnEventTime(_ weir.TriggerContext, t int64, _ weir.TimeWindow) weir.TriggerResult {
+	if t == weir.MaxWatermark {
+		return weir.FireAndPurge
+	}
+	return weir.Continue
+}
+
+func (endOfInputTrigger) OnProcessingTime(_ weir.TriggerContext, t int64, w weir.TimeWindow) weir.TriggerResult {
+	if t == w.MaxTimestamp() {
+		return weir.FireAndPurge
+	}
+	return weir.Continue
+}
+
+func (endOfInputTrigger) OnMerge(weir.TriggerContext, weir.TimeWindow, []weir.TimeWindow) {}
+
+func (endOfInputTrigger) Clear(ctx weir.TriggerContext, w weir.TimeWindow) {
+	ctx.DeleteProcessingTimeTimer(w.MaxTimestamp())
+	ctx.DeleteEventTimeTimer(weir.MaxWatermark)
+}
+
 // Q12 counts the bids of every bidder per 10 s tumbling window of
 // processing time (the machine's clock when the window operator receives
-// the bid): its rows depend on how fast the job runs, only the total per
+// the bid). A window fires when the clock passes its end, or when the
+// input ends. Its rows depend on how fast the job runs; the total per
 // bidder does not.
 func Q12(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q12Row] {
 	byBidder := bidsByInt64(events, "q12-bids", func(b nexmark.Bid) int64 { return b.Bidder })
-	return weir.WindowAggregateProcess(weir.Window(byBidder, weir.TumblingProcessingTimeWindows(windowSize)),
+	return weir.WindowAggregateProcess(weir.Window(byBidder, weir.TumblingProcessingTimeWindows(windowSize)).Trigger(endOfInputTrigger{}),
 		weir.Aggregator[nexmark.Bid, int64, int64](bidCount[nexmark.Bid]{}),
 		weir.ProcessWindowFunc[int64, int64, nexmark.Q12Row](func(ctx *weir.WindowContext[int64], n []int64, out weir.Collector[nexmark.Q12Row]) error {
 			w := ctx.Window()
