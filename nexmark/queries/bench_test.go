@@ -30,3 +30,8 @@ func BenchmarkQ0(b *testing.B)  { benchJob(b, Q0) }
 func BenchmarkQ1(b *testing.B)  { benchJob(b, Q1) }
 func BenchmarkQ17(b *testing.B) { benchJob(b, Q17) }
 func BenchmarkQ21(b *testing.B) { benchJob(b, Q21) }
+
+func BenchmarkQ5(b *testing.B)  { benchJob(b, Q5) }
+func BenchmarkQ7(b *testing.B)  { benchJob(b, Q7) }
+func BenchmarkQ8(b *testing.B)  { benchJob(b, Q8) }
+func BenchmarkQ11(b *testing.B) { benchJob(b, Q11) }
