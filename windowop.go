@@ -340,24 +340,30 @@ func (c *reduceContents[K, T]) emit(_ *WindowContext[K], w TimeWindow) error {
 func (c *reduceContents[K, T]) clear(w TimeWindow) { c.acc.Remove(w) }
 
 func (c *reduceContents[K, T]) merge(into TimeWindow, from []TimeWindow) error {
-	var acc T
-	have := false
-	for _, w := range append([]TimeWindow{into}, from...) {
-		if a, ok := c.acc.Get(w); ok {
+	mergeAccumulators(c.acc, into, from, c.f)
+	return nil
+}
+
+// mergeAccumulators combines the accumulators of from into into's with
+// combine, and removes from's.
+func mergeAccumulators[A any](m MapState[TimeWindow, A], into TimeWindow, from []TimeWindow, combine func(a, b A) A) {
+	acc, have := m.Get(into)
+	for _, w := range from {
+		if w == into {
+			continue
+		}
+		if a, ok := m.Get(w); ok {
 			if have {
-				acc = c.f(acc, a)
+				acc = combine(acc, a)
 			} else {
 				acc, have = a, true
 			}
-			if w != into {
-				c.acc.Remove(w)
-			}
+			m.Remove(w)
 		}
 	}
 	if have {
-		c.acc.Put(into, acc)
+		m.Put(into, acc)
 	}
-	return nil
 }
 
 func (c *reduceContents[K, T]) canMerge() error { return nil }
@@ -405,23 +411,7 @@ func (c *aggContents[K, T, ACC, V, OUT]) emit(ctx *WindowContext[K], w TimeWindo
 func (c *aggContents[K, T, ACC, V, OUT]) clear(w TimeWindow) { c.acc.Remove(w) }
 
 func (c *aggContents[K, T, ACC, V, OUT]) merge(into TimeWindow, from []TimeWindow) error {
-	var acc ACC
-	have := false
-	for _, w := range append([]TimeWindow{into}, from...) {
-		if a, ok := c.acc.Get(w); ok {
-			if have {
-				acc = c.mergeFn(acc, a)
-			} else {
-				acc, have = a, true
-			}
-			if w != into {
-				c.acc.Remove(w)
-			}
-		}
-	}
-	if have {
-		c.acc.Put(into, acc)
-	}
+	mergeAccumulators(c.acc, into, from, c.mergeFn)
 	return nil
 }
 
