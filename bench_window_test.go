@@ -2,6 +2,7 @@ package weir_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,3 +106,58 @@ func benchTimers(b *testing.B, extra ...weir.Option) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
+
+// BenchmarkWindowCount10k is the shape: a per-key count in 1 s
+// tumbling event-time windows over 10k keys, parallelism 2 end to end
+// (two generator partitions, a keyBy shuffle, two window subtasks),
+// exactly-once checkpoints every second, state on the heap or in pebble.
+// Event time advances 5000 records per millisecond, so at about 5 M
+// events/s event time keeps pace with the clock (as in a live job): a
+// window holds 500 records of each key and the periodic watermark (every
+// 200 ms) closes each window soon after its end.
+//
+//	go test -run X -bench WindowCount10k -benchtime 20000000x -count 3 .
+func BenchmarkWindowCount10k(b *testing.B) {
+	b.Run("heap", func(b *testing.B) { benchWindowCount10k(b) })
+	b.Run("pebble", func(b *testing.B) {
+		benchWindowCount10k(b, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: b.TempDir()})))
+	})
+}
+
+func benchWindowCount10k(b *testing.B, extra ...weir.Option) {
+	const keys = 10_000
+	env := weir.NewEnvironment(append([]weir.Option{weir.Parallelism(2),
+		weir.Checkpointing(time.Second, weir.ExactlyOnce), weir.CheckpointStorage(b.TempDir())}, extra...)...)
+	perPartition := int64(b.N/2 + 1)
+	src := weir.FromSourceWithWatermarks(env, weir.Generator(2, perPartition, func(p int, off int64) ev {
+		n := off*2 + int64(p)
+		return ev{Key: int(n % keys), Off: n, TS: n / 5000}
+	}), weir.ForMonotonousTimestamps[ev]().WithTimestampAssigner(func(e ev, _ int64) int64 { return e.TS }), "gen")
+	counts := weir.WindowAggregate(weir.Window(weir.KeyBy(src, func(e ev) int { return e.Key }), weir.TumblingEventTimeWindows(time.Second)),
+		weir.Aggregator[ev, int64, int64](countAgg{}))
+	var windows atomic.Int64
+	counts.SinkTo(countingSink{&windows})
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	job, err := env.Start(context.Background(), "window-count-10k")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	el := time.Since(start)
+	if windows.Load() == 0 {
+		b.Fatal("no window fired")
+	}
+	b.ReportMetric(float64(2*perPartition)/el.Seconds(), "events/s")
+	b.ReportMetric(float64(len(job.Checkpoints())), "checkpoints")
+}
+
+// countingSink counts the records it is given.
+type countingSink struct{ n *atomic.Int64 }
+
+func (s countingSink) CreateWriter(weir.SinkContext) (weir.SinkWriter[int64], error) { return s, nil }
+func (s countingSink) Write(int64) error                                             { s.n.Add(1); return nil }
+func (s countingSink) Close() error                                                  { return nil }

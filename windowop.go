@@ -20,7 +20,8 @@ import (
 // window (reduce, aggregate) or the records (process).
 type windowContents[K comparable, T, OUT any] interface {
 	open(ctx *KeyedContext[K]) error
-	add(w TimeWindow, x T) error
+	// add adds x to w's contents and says whether w had contents before.
+	add(w TimeWindow, x T) (had bool, err error)
 	// emit hands w's contents, if any, to the window function.
 	emit(ctx *WindowContext[K], w TimeWindow) error
 	clear(w TimeWindow)
@@ -41,6 +42,12 @@ type windowLogic[K comparable, T, OUT any] struct {
 	active   ValueState[[]TimeWindow] // merging assigners: the key's windows
 	windows  []TimeWindow
 	merged   []TimeWindow
+	// timersOnce is true when a window's timers are registered by its
+	// first record and stay until it is cleaned up: a built-in event-time
+	// or processing-time trigger of a non-merging assigner. The operator
+	// then skips the trigger and the cleanup timer for the records after
+	// a window's first, which find their timers registered already.
+	timersOnce bool
 	// dropped counts the late records dropped (no side output).
 	dropped int64
 }
@@ -63,6 +70,10 @@ func (l *windowLogic[K, T, OUT]) open(ctx *KeyedContext[K]) error {
 		l.active = v
 	}
 	l.tctx = triggerCtx[K]{l: &windowLogicBase[K]{ctx: ctx, trig: l.trig}}
+	switch l.spec.trigger.(type) {
+	case eventTimeTrigger, processingTimeTrigger:
+		l.timersOnce = !l.spec.assigner.IsMerging()
+	}
 	if err := l.contents.open(ctx); err != nil {
 		return err
 	}
@@ -96,8 +107,16 @@ func (l *windowLogic[K, T, OUT]) process(ctx *KeyedContext[K], in T) error {
 			continue
 		}
 		skipped = false
-		if err := l.contents.add(w, in); err != nil {
+		had, err := l.contents.add(w, in)
+		if err != nil {
 			return err
+		}
+		if had && l.timersOnce && (!a.IsEventTime() || w.MaxTimestamp() > *ctx.wm) {
+			// The window's first record registered its trigger and
+			// cleanup timers, which have not fired: the watermark (or,
+			// in processing time, the cleanup that fires with the
+			// trigger) would have cleared the contents.
+			continue
 		}
 		l.tctx.w = w
 		if err := l.act(l.spec.trigger.OnElement(&l.tctx, ts, w), w); err != nil {
@@ -322,12 +341,13 @@ func (c *reduceContents[K, T]) open(ctx *KeyedContext[K]) (err error) {
 	return ctx.registerError(err)
 }
 
-func (c *reduceContents[K, T]) add(w TimeWindow, x T) error {
-	if a, ok := c.acc.Get(w); ok {
+func (c *reduceContents[K, T]) add(w TimeWindow, x T) (bool, error) {
+	a, ok := c.acc.Get(w)
+	if ok {
 		x = c.f(a, x)
 	}
 	c.acc.Put(w, x)
-	return nil
+	return ok, nil
 }
 
 func (c *reduceContents[K, T]) emit(_ *WindowContext[K], w TimeWindow) error {
@@ -392,13 +412,13 @@ func (c *aggContents[K, T, ACC, V, OUT]) open(ctx *KeyedContext[K]) (err error) 
 	return ctx.registerError(err)
 }
 
-func (c *aggContents[K, T, ACC, V, OUT]) add(w TimeWindow, x T) error {
+func (c *aggContents[K, T, ACC, V, OUT]) add(w TimeWindow, x T) (bool, error) {
 	a, ok := c.acc.Get(w)
 	if !ok {
 		a = c.agg.CreateAccumulator()
 	}
 	c.acc.Put(w, c.agg.Add(x, a))
-	return nil
+	return ok, nil
 }
 
 func (c *aggContents[K, T, ACC, V, OUT]) emit(ctx *WindowContext[K], w TimeWindow) error {
@@ -448,11 +468,11 @@ func (c *bufferContents[K, T, OUT]) open(ctx *KeyedContext[K]) (err error) {
 	return ctx.registerError(err)
 }
 
-func (c *bufferContents[K, T, OUT]) add(w TimeWindow, x T) error {
-	n, _ := c.next.Get(w)
+func (c *bufferContents[K, T, OUT]) add(w TimeWindow, x T) (bool, error) {
+	n, ok := c.next.Get(w)
 	c.elems.Put(bufKey{W: w, Seq: n}, x)
 	c.next.Put(w, n+1)
-	return nil
+	return ok, nil
 }
 
 // collect gathers w's records in arrival order into c.flat.

@@ -87,10 +87,117 @@ func (t *collTables[K, C]) decodeKey(name string, kg int, key []byte) (K, uint32
 
 // userMap is one key's map, stamped with the epoch it was created or
 // cloned in: a map of an older epoch may be read by a live snapshot and
-// is cloned before a write.
+// is cloned before a write. Up to smallMap entries live inline, in the
+// same allocation (most keys of a window operator hold one to a few
+// windows, and a lookup then touches one cache line or two instead of a
+// Go map's header and group); a larger map moves to a Go map for good.
 type userMap[UK comparable, UV any] struct {
 	owner uint64
+	n     int // entries in small while m is nil
+	small [smallMap]mapEntry[UK, UV]
 	m     map[UK]UV
+}
+
+const smallMap = 4
+
+type mapEntry[UK comparable, UV any] struct {
+	k UK
+	v UV
+}
+
+func newUserMap[UK comparable, UV any](owner uint64) *userMap[UK, UV] {
+	return &userMap[UK, UV]{owner: owner}
+}
+
+func (u *userMap[UK, UV]) get(k UK) (UV, bool) {
+	if u.m != nil {
+		v, ok := u.m[k]
+		return v, ok
+	}
+	for i := range u.n {
+		if u.small[i].k == k {
+			return u.small[i].v, true
+		}
+	}
+	var zero UV
+	return zero, false
+}
+
+func (u *userMap[UK, UV]) put(k UK, v UV) {
+	if u.m != nil {
+		u.m[k] = v
+		return
+	}
+	for i := range u.n {
+		if u.small[i].k == k {
+			u.small[i].v = v
+			return
+		}
+	}
+	if u.n < smallMap {
+		u.small[u.n] = mapEntry[UK, UV]{k, v}
+		u.n++
+		return
+	}
+	u.m = make(map[UK]UV, 2*smallMap)
+	for i := range u.n {
+		u.m[u.small[i].k] = u.small[i].v
+	}
+	u.m[k] = v
+	u.small, u.n = [smallMap]mapEntry[UK, UV]{}, 0
+}
+
+func (u *userMap[UK, UV]) remove(k UK) {
+	if u.m != nil {
+		delete(u.m, k)
+		return
+	}
+	for i := range u.n {
+		if u.small[i].k == k {
+			u.n--
+			u.small[i] = u.small[u.n]
+			u.small[u.n] = mapEntry[UK, UV]{}
+			return
+		}
+	}
+}
+
+func (u *userMap[UK, UV]) len() int {
+	if u.m != nil {
+		return len(u.m)
+	}
+	return u.n
+}
+
+// all yields the entries; the caller may put and remove meanwhile.
+func (u *userMap[UK, UV]) all(yield func(UK, UV) bool) {
+	if u.m != nil {
+		for k, v := range u.m {
+			if !yield(k, v) {
+				return
+			}
+		}
+		return
+	}
+	// Over a copy, looking each entry up again: like a Go map's range,
+	// an entry removed before it is reached is not produced, and one
+	// removed or moved meanwhile is not skipped.
+	small, n := u.small, u.n
+	for i := range n {
+		if v, ok := u.get(small[i].k); ok && !yield(small[i].k, v) {
+			return
+		}
+	}
+}
+
+// clone returns a copy of u stamped with owner.
+func (u *userMap[UK, UV]) clone(owner uint64) *userMap[UK, UV] {
+	c := *u
+	c.owner = owner
+	if u.m != nil {
+		c.m = maps.Clone(u.m)
+	}
+	return &c
 }
 
 // heapMap is a MapState of the heap backend.
@@ -185,7 +292,7 @@ func (m *heapMap[K, UK, UV]) mutable(create bool) *userMap[UK, UV] {
 		if !create {
 			return nil
 		}
-		um := &userMap[UK, UV]{owner: b.epoch, m: map[UK]UV{}}
+		um := newUserMap[UK, UV](b.epoch)
 		m.writable(b.curKG).put(b.curKey, b.curHash, um)
 		return um
 	}
@@ -198,15 +305,14 @@ func (m *heapMap[K, UK, UV]) mutable(create bool) *userMap[UK, UV] {
 		return um
 	}
 	g = m.writable(b.curKG)
-	um = &userMap[UK, UV]{owner: b.epoch, m: maps.Clone(um.m)}
+	um = um.clone(b.epoch)
 	g.slots[i].val = um // a table clone keeps the slots
 	return um
 }
 
 func (m *heapMap[K, UK, UV]) Get(k UK) (UV, bool) {
 	if um, ok := m.cur(); ok {
-		v, ok := um.m[k]
-		return v, ok
+		return um.get(k)
 	}
 	var zero UV
 	return zero, false
@@ -214,15 +320,15 @@ func (m *heapMap[K, UK, UV]) Get(k UK) (UV, bool) {
 
 func (m *heapMap[K, UK, UV]) Contains(k UK) bool { _, ok := m.Get(k); return ok }
 
-func (m *heapMap[K, UK, UV]) Put(k UK, v UV) { m.mutable(true).m[k] = v }
+func (m *heapMap[K, UK, UV]) Put(k UK, v UV) { m.mutable(true).put(k, v) }
 
 func (m *heapMap[K, UK, UV]) Remove(k UK) {
 	if !m.Contains(k) {
 		return
 	}
 	um := m.mutable(false)
-	delete(um.m, k)
-	if len(um.m) == 0 {
+	um.remove(k)
+	if um.len() == 0 {
 		m.clearCurrent()
 	}
 }
@@ -232,10 +338,18 @@ func (m *heapMap[K, UK, UV]) Clear() { m.clearCurrent() }
 func (m *heapMap[K, UK, UV]) IsEmpty() bool { _, ok := m.cur(); return !ok }
 
 func (m *heapMap[K, UK, UV]) Entries() map[UK]UV {
-	if um, ok := m.cur(); ok {
+	um, ok := m.cur()
+	if !ok {
+		return nil
+	}
+	if um.m != nil {
 		return um.m
 	}
-	return nil
+	e := make(map[UK]UV, um.n)
+	for k, v := range um.all {
+		e[k] = v
+	}
+	return e
 }
 
 func (m *heapMap[K, UK, UV]) All() iter.Seq2[UK, UV] {
@@ -244,11 +358,7 @@ func (m *heapMap[K, UK, UV]) All() iter.Seq2[UK, UV] {
 		if !ok {
 			return
 		}
-		for k, v := range um.m {
-			if !yield(k, v) {
-				return
-			}
-		}
+		um.all(yield)
 	}
 }
 
@@ -258,7 +368,7 @@ func (m *heapMap[K, UK, UV]) Keys() iter.Seq[UK] {
 		if !ok {
 			return
 		}
-		for k := range um.m {
+		for k := range um.all {
 			if !yield(k) {
 				return
 			}
@@ -272,7 +382,7 @@ func (m *heapMap[K, UK, UV]) Values() iter.Seq[UV] {
 		if !ok {
 			return
 		}
-		for _, v := range um.m {
+		for _, v := range um.all {
 			if !yield(v) {
 				return
 			}
@@ -285,15 +395,17 @@ func (m *heapMap[K, UK, UV]) put(kg int, k K, h uint32, mk UK, mv UV) {
 	g := m.writable(kg)
 	i, ok := g.find(k, h)
 	if !ok {
-		g.put(k, h, &userMap[UK, UV]{owner: m.b.epoch, m: map[UK]UV{mk: mv}})
+		um := newUserMap[UK, UV](m.b.epoch)
+		um.put(mk, mv)
+		g.put(k, h, um)
 		return
 	}
 	um := g.slots[i].val
 	if um.owner != m.b.epoch {
-		um = &userMap[UK, UV]{owner: m.b.epoch, m: maps.Clone(um.m)}
+		um = um.clone(m.b.epoch)
 		g.slots[i].val = um
 	}
-	um.m[mk] = mv
+	um.put(mk, mv)
 }
 
 func (m *heapMap[K, UK, UV]) restoreEntry(kg int, key, val []byte) error {
@@ -355,7 +467,7 @@ func (f *frozenMap[K, UK, UV]) count(kg int) int {
 	n := 0
 	for i := range g.slots {
 		if s := &g.slots[i]; s.used {
-			n += len(s.val.m)
+			n += s.val.len()
 		}
 	}
 	return n
@@ -371,7 +483,7 @@ func (f *frozenMap[K, UK, UV]) appendEntries(dst []byte, kg int) []byte {
 		if !s.used {
 			continue
 		}
-		for mk, mv := range s.val.m {
+		for mk, mv := range s.val.all {
 			start := len(dst)
 			dst = fixLength(f.keyCodec.Append(append(dst, 0), s.key), start)
 			start = len(dst)
