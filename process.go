@@ -55,8 +55,8 @@ type ProcessOpener interface {
 // These timers belong to the subtask, not to a key: they are not keyed
 // state and are not checkpointed (as in Flink). After a restore none is
 // pending: a function that needs a timer registers it again in Open.
-// Timers still pending when the subtask ends (end of input, failure,
-// cancellation) never fire.
+// Timers still pending when the input ends (see ProcessFinisher) or the
+// subtask stops (failure, cancellation) never fire.
 type ProcessTimerFunction[OUT any] interface {
 	OnTimer(ctx *ProcessContext, ts int64, out Collector[OUT]) error
 }
@@ -65,7 +65,8 @@ type ProcessTimerFunction[OUT any] interface {
 // input really ends (a bounded source reached its end; not when the job is
 // stopped with a savepoint): Finish runs once per subtask after every
 // record and after the maximum watermark, and before the final checkpoint,
-// so what it emits reaches exactly-once sinks.
+// so what it emits reaches exactly-once sinks. Pending processing-time
+// timers are dropped just before Finish, and none fires after it.
 type ProcessFinisher[OUT any] interface {
 	Finish(ctx *ProcessContext, out Collector[OUT]) error
 }
@@ -231,9 +232,11 @@ func (o *processOp[IN, OUT]) ProcessWatermark(wm int64) {
 	o.emits.ProcessWatermark(wm)
 }
 
-// EndOfData implements runtime.EndOfDataListener: Finish runs before the
-// final checkpoint.
+// EndOfData implements runtime.EndOfDataListener: the pending timers are
+// dropped (as Flink quiesces its timer service at the end of input), then
+// Finish runs, before the final checkpoint.
 func (o *processOp[IN, OUT]) EndOfData() error {
+	o.cancelTimers()
 	if f, ok := o.fn.(ProcessFinisher[OUT]); ok {
 		if err := f.Finish(&o.ctx, o.out); err != nil {
 			return fmt.Errorf("operator %s: %w", o.name, err)
@@ -244,10 +247,15 @@ func (o *processOp[IN, OUT]) EndOfData() error {
 
 // Close cancels the pending timers: none fires after it.
 func (o *processOp[IN, OUT]) Close() error {
+	o.cancelTimers()
+	return nil
+}
+
+// cancelTimers cancels the pending timers and ignores new ones.
+func (o *processOp[IN, OUT]) cancelTimers() {
 	o.ctx.closed = true
 	for ts, cancel := range o.ctx.timers {
 		cancel()
 		delete(o.ctx.timers, ts)
 	}
-	return nil
 }
