@@ -235,33 +235,38 @@ func committed(t *testing.T, dir string) []string {
 // TestFailureSameOutput: a run with a failure injected mid-file restores
 // from a checkpoint (its position, its windows, its watermark) and
 // writes, exactly once, the same results and late records as a run
-// without failure.
+// without failure. The failure comes just before a line that is late
+// beyond the lateness in the clean run: it is late after the restore only
+// if the watermark resumed where it was.
 func TestFailureSameOutput(t *testing.T) {
 	in := genInput(t, 600)
-	outputs := map[string][2][]string{}
-	for _, name := range []string{"clean", "failure"} {
+	runOnce := func(name string, extra ...string) [2][]string {
 		dir := t.TempDir()
 		args := append([]string{"--input", in, "--output", dir, "--checkpoint-dir", t.TempDir(),
 			"--checkpoint-interval", "20ms", "--restart-strategy", "fixed-delay:attempts=3,delay=10ms"}, windowFlags...)
-		if name == "failure" {
-			args = append(args, "--fail-after", "300")
-		}
 		var out, logs syncBuffer
-		if err := run(args, &out, &logs); err != nil {
+		if err := run(append(args, extra...), &out, &logs); err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, logs.String())
 		}
-		if name == "failure" {
+		if len(extra) > 0 {
 			l := logs.String()
-			if !strings.Contains(l, "injected failure after line 300") || !strings.Contains(l, "resuming the input from a checkpoint") {
+			if !strings.Contains(l, "injected failure after line "+extra[1]) || !strings.Contains(l, "resuming the input from a checkpoint") {
 				t.Fatalf("the run did not fail and resume from a checkpoint:\n%s", l)
 			}
 		}
-		outputs[name] = [2][]string{committed(t, dir), committed(t, filepath.Join(dir, "late"))}
+		return [2][]string{committed(t, dir), committed(t, filepath.Join(dir, "late"))}
 	}
-	clean, failed := outputs["clean"], outputs["failure"]
+	clean := runOnce("clean")
 	if len(clean[0]) < 50 || len(clean[1]) < 3 {
 		t.Fatalf("the clean run wrote %d results and %d late records: too few to compare", len(clean[0]), len(clean[1]))
 	}
+	// "late TS WORD FILE:LINE": fail just before the middle late line.
+	lateLine := clean[1][len(clean[1])/2]
+	var no int
+	if _, err := fmt.Sscanf(lateLine[strings.LastIndex(lateLine, ":")+1:], "%d", &no); err != nil || no < 2 {
+		t.Fatalf("cannot read the line number of %q: %v", lateLine, err)
+	}
+	failed := runOnce("failure", "--fail-after", fmt.Sprint(no-1))
 	for i, what := range []string{"results", "late records"} {
 		if !slices.Equal(clean[i], failed[i]) {
 			t.Errorf("%s differ: without failure %d lines, with failure %d:\n%s\n---\n%s", what, len(clean[i]), len(failed[i]),
