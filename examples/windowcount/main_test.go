@@ -274,3 +274,38 @@ func TestFailureSameOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketMalformedLine: a malformed line from the socket fails the job
+// at once, naming the socket and the line.
+func TestSocketMalformedLine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	served := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("2026-11-30T12:00:10Z apple\nnoon pear\n"))
+		served <- err
+	}()
+	var out, logs syncBuffer
+	args := []string{"--socket", l.Addr().String(), "--checkpoint-interval", "20ms", "--checkpoint-dir", t.TempDir()}
+	err = run(args, &out, &logs)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"socket " + l.Addr().String() + " line 2", `malformed timestamp "noon"`, "will not restart"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("test server: %v", err)
+	}
+}
