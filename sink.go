@@ -38,6 +38,13 @@ type SinkContext struct {
 	// every subtask.
 	RestoredState [][]byte
 	Logger        *slog.Logger
+	// ProcessingTime runs callbacks on the subtask's goroutine at a
+	// processing time, never concurrently with Write, snapshots or
+	// checkpoint notifications: a buffering writer flushes on time with it
+	// (schedule the next flush from the callback). Call its methods only
+	// from the writer's own methods or callbacks. Callbacks stop when the
+	// subtask ends: none runs after Close, and none is checkpointed.
+	ProcessingTime ProcessingTimeService
 }
 
 // SinkWriter receives the records of one subtask, on that subtask's
@@ -46,6 +53,9 @@ type SinkContext struct {
 //   - SnapshottingWriter, to keep state (transaction handles) in checkpoints;
 //   - CheckpointListener, to commit when a checkpoint completes;
 //   - Finisher, to flush at the end of input.
+//
+// To flush on time, a writer schedules callbacks with
+// SinkContext.ProcessingTime; they run on the same goroutine as Write.
 type SinkWriter[T any] interface {
 	Write(record T) error
 	Close() error
@@ -92,7 +102,8 @@ func (o *sinkOp[T]) Open(ctx *runtime.OperatorContext) error {
 	o.name = ctx.OperatorName
 	sc := SinkContext{JobName: ctx.JobName, OperatorUID: ctx.OperatorUID, Subtask: ctx.Subtask,
 		Parallelism: ctx.Parallelism, Attempt: ctx.Attempt, Checkpointing: ctx.Checkpointing, CheckpointInterval: ctx.CheckpointInterval,
-		Restored: ctx.Restored, RestoredCheckpoint: ctx.RestoredCheckpoint, RestoredKind: ctx.RestoredKind, Logger: ctx.Logger}
+		Restored: ctx.Restored, RestoredCheckpoint: ctx.RestoredCheckpoint, RestoredKind: ctx.RestoredKind, Logger: ctx.Logger,
+		ProcessingTime: ctx.ProcessingTime}
 	for _, l := range ctx.RestoredList {
 		if l.Name == sinkStateName {
 			sc.RestoredState = append(sc.RestoredState, l.Entries...)
