@@ -114,7 +114,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	ck.AddCommand(list, newInspect())
 	st := &cobra.Command{Use: "state", Short: "Read the keyed state in checkpoints and savepoints"}
 	st.AddCommand(newDump())
-	root.AddCommand(ck, st)
+	root.AddCommand(ck, st, newTxn())
 	addJobVerbs(root, ck)
 	return root
 }
