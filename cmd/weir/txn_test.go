@@ -21,11 +21,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/connector/kafka"
 	"github.com/weirstream/weir/connector/mysql"
 	"github.com/weirstream/weir/connector/postgres"
 	"github.com/weirstream/weir/internal/pgtest"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/storage"
 )
 
 // The crash tests run a real job in a child process (this test binary,
@@ -428,5 +430,72 @@ func TestTxnKafka(t *testing.T) {
 	}
 	if got := byState(txnRows(t, "list", dir, flags...), "lingering"); len(got) != 0 {
 		t.Fatalf("still lingering after abort: %v", got)
+	}
+
+	// Killed before the commit: the checkpoint's transaction is pending
+	// (open in Kafka); weir txn commit ends it with the recorded producer
+	// id and epoch, and read_committed readers get past it.
+	dir = crashJob(t, "kafka", "commit", brokers, "kafka-crash2")
+	admin, err := kafka.NewAdmin(c.ListenAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	open, err := admin.Open(ctx, weir.TxnPrefix("kafka-crash2", "out", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	for _, o := range open {
+		held = append(held, o.ID)
+	}
+	checkListed(t, txnRows(t, "list", dir, flags...), held, "pending")
+	if end, lso := stable(); lso >= end {
+		t.Fatalf("the pending transaction does not hold read_committed readers back: end %d, last stable %d", end, lso)
+	}
+	rows = txnRows(t, "commit", dir, flags...)
+	for _, r := range rows {
+		if r.State == "pending" && !strings.HasPrefix(r.Action, "committed (producer ") {
+			t.Fatalf("commit: %+v", rows)
+		}
+	}
+	if end, lso := stable(); lso != end {
+		t.Fatalf("after weir txn commit a transaction still holds read_committed readers back: end %d, last stable %d", end, lso)
+	}
+	if got := byState(txnRows(t, "list", dir, flags...), "settled"); !slices.Equal(got, held) {
+		t.Fatalf("after commit the checkpoint's transactions should be settled: %v, want %v", got, held)
+	}
+}
+
+// Bad input is a clear error: no system to look in, a checkpoint without a
+// two-phase-commit sink, an unknown sink UID; a sink state of another kind
+// is skipped with a note.
+func TestTxnBadInput(t *testing.T) {
+	dir := t.TempDir()
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := &checkpoint.Metadata{Version: checkpoint.MetadataVersion, JobName: "j", CheckpointID: 3,
+		TriggeredAt: time.Unix(10, 0), CompletedAt: time.Unix(11, 0), MaxParallelism: 128,
+		Operators: []checkpoint.OperatorState{{UID: "odd", Name: "Odd sink", Parallelism: 1, Subtasks: []checkpoint.OperatorSubtaskState{{
+			Operator: []checkpoint.ListStateSnapshot{{Name: "sink-state", Entries: [][]byte{[]byte("zzz")}}},
+		}}}}}
+	if err := st.Commit(t.Context(), md); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCmd("txn", "list", dir); err == nil || !strings.Contains(err.Error(), "give --postgres DSN, --mysql DSN or --kafka BROKERS") {
+		t.Fatalf("no system: %v", err)
+	}
+	_, notes, err := runCmdNotes("txn", "list", dir, "--postgres", "postgres://x@127.0.0.1:1/db")
+	if err == nil || !strings.Contains(err.Error(), "checkpoint 3 of job j has no two-phase-commit sink state") ||
+		!strings.Contains(notes, `sink odd: skipped, its state is not two-phase-commit state (subtask 0: unknown two-phase commit state entry kind 'z')`) {
+		t.Fatalf("no two-phase-commit sink: %v\n%s", err, notes)
+	}
+	if _, err := runCmd("txn", "abort", dir, "--sink", "other", "--mysql", "root@tcp(127.0.0.1:1)/x"); err == nil || !strings.Contains(err.Error(), `no two-phase-commit sink with UID "other"`) {
+		t.Fatalf("unknown sink: %v", err)
+	}
+	if _, err := runCmd("txn", "list", dir, "--postgres", "x", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), `invalid --output "yaml"`) {
+		t.Fatalf("bad output: %v", err)
 	}
 }
