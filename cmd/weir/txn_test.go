@@ -271,6 +271,20 @@ func TestTxnPostgres(t *testing.T) {
 			t.Fatalf("after commit the checkpoint's transactions should be settled: %v, want %v", got, held)
 		}
 	})
+
+	t.Run("abort including pending", func(t *testing.T) {
+		dir := crashJob(t, "postgres", "commit", dsn, "pg-crash3")
+		held := prepared()
+		checkListed(t, txnRows(t, "list", dir, flags...), held, "pending")
+		before := count()
+		checkActions(t, txnRows(t, "abort", dir, append(flags, "--include-pending")...), "pending", "rolled back")
+		if left := prepared(); len(left) != 0 {
+			t.Fatalf("prepared transactions left after weir txn abort --include-pending: %v", left)
+		}
+		if count() != before {
+			t.Fatalf("abort changed the committed rows: %d, then %d", before, count())
+		}
+	})
 }
 
 func TestTxnMySQL(t *testing.T) {
