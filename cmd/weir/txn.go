@@ -134,18 +134,28 @@ type txnRow struct {
 	// Action is what abort or commit did.
 	Action string `json:"action,omitempty"`
 
-	unit   *sinkUnit
-	handle []byte
+	unit     *sinkUnit
+	handle   []byte
+	producer int64 // Kafka's producer id of an open transaction, else -1
+}
+
+// openTxn is a transaction a system holds: what it says about it, and for
+// Kafka its producer id (a handle is pending only with the same one: a
+// transactional id is reused by later runs).
+type openTxn struct {
+	detail   string
+	producer int64
 }
 
 // txnSystem is one external system's side of weir txn.
 type txnSystem interface {
 	name() string
-	// pending decodes a checkpointed handle of unit u's prefix; ok is
-	// false for another system's handle.
-	pending(prefix string, handle []byte) (id string, ok bool)
+	// pending decodes a checkpointed handle of a unit with prefix; ok is
+	// false for another system's handle. producer is the Kafka producer
+	// id the handle recorded (-1 for SQL).
+	pending(prefix string, handle []byte) (id string, producer int64, ok bool)
 	// open lists the transactions of prefix that are prepared or open.
-	open(ctx context.Context, prefix string) (map[string]string, error)
+	open(ctx context.Context, prefix string) (map[string]openTxn, error)
 	commit(ctx context.Context, prefix, id string, handle []byte) (string, error)
 	abort(ctx context.Context, id string) (string, error)
 	close()
@@ -301,25 +311,33 @@ func sinkUnits(md *checkpoint.Metadata, uid string, notes io.Writer) ([]*sinkUni
 // another's, "a" and "a-1") belongs to the longest.
 func findTxns(ctx context.Context, s txnSystem, units []*sinkUnit) ([]*txnRow, error) {
 	byID := map[string]*txnRow{}
+	var rows []*txnRow
 	for _, u := range units {
 		open, err := s.open(ctx, u.Prefix)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name(), err)
 		}
-		for id, detail := range open {
+		for id, o := range open {
 			if r, ok := byID[id]; ok && len(r.unit.Prefix) >= len(u.Prefix) {
 				continue
 			}
-			byID[id] = &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "lingering", Detail: detail, unit: u}
+			byID[id] = &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "lingering", Detail: o.detail, unit: u,
+				producer: o.producer}
 		}
 	}
 	for _, u := range units {
 		for _, h := range u.Handles {
-			id, ok := s.pending(u.Prefix, h)
+			id, producer, ok := s.pending(u.Prefix, h)
 			if !ok {
 				continue
 			}
 			r, found := byID[id]
+			if found && r.producer != producer {
+				// A later run's transaction under the same Kafka id: the
+				// checkpoint's one was ended before.
+				rows = append(rows, &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "settled", unit: u, handle: h})
+				continue
+			}
 			if !found {
 				byID[id] = &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "settled", unit: u, handle: h}
 				continue
@@ -328,7 +346,6 @@ func findTxns(ctx context.Context, s txnSystem, units []*sinkUnit) ([]*txnRow, e
 			r.Sink, r.Subtask, r.unit = u.sink, u.Subtask, u
 		}
 	}
-	rows := make([]*txnRow, 0, len(byID))
 	for _, r := range byID {
 		rows = append(rows, r)
 	}
@@ -409,10 +426,11 @@ func openSystems(f *txnFlags) ([]txnSystem, error) {
 type pgSystem struct{ a *postgres.Admin }
 
 func (pgSystem) name() string { return "postgres" }
-func (pgSystem) pending(prefix string, h []byte) (string, bool) {
-	return postgres.TransactionID(prefix, h)
+func (pgSystem) pending(prefix string, h []byte) (string, int64, bool) {
+	id, ok := postgres.TransactionID(prefix, h)
+	return id, -1, ok
 }
-func (s pgSystem) open(ctx context.Context, prefix string) (map[string]string, error) {
+func (s pgSystem) open(ctx context.Context, prefix string) (map[string]openTxn, error) {
 	gids, err := s.a.Prepared(ctx, prefix)
 	return asOpen(gids, "prepared"), err
 }
@@ -427,10 +445,11 @@ func (s pgSystem) close() { s.a.Close() }
 type mysqlSystem struct{ a *mysql.Admin }
 
 func (mysqlSystem) name() string { return "mysql" }
-func (mysqlSystem) pending(prefix string, h []byte) (string, bool) {
-	return mysql.TransactionID(prefix, h)
+func (mysqlSystem) pending(prefix string, h []byte) (string, int64, bool) {
+	id, ok := mysql.TransactionID(prefix, h)
+	return id, -1, ok
 }
-func (s mysqlSystem) open(ctx context.Context, prefix string) (map[string]string, error) {
+func (s mysqlSystem) open(ctx context.Context, prefix string) (map[string]openTxn, error) {
 	xids, err := s.a.Prepared(ctx, prefix)
 	return asOpen(xids, "prepared"), err
 }
@@ -445,15 +464,15 @@ func (s mysqlSystem) close() { s.a.Close() }
 type kafkaSystem struct{ a *kafka.Admin }
 
 func (kafkaSystem) name() string { return "kafka" }
-func (kafkaSystem) pending(prefix string, h []byte) (string, bool) {
+func (kafkaSystem) pending(prefix string, h []byte) (string, int64, bool) {
 	d, ok := kafka.DecodeHandle(prefix, h)
-	return d.ID, ok
+	return d.ID, d.ProducerID, ok
 }
-func (s kafkaSystem) open(ctx context.Context, prefix string) (map[string]string, error) {
+func (s kafkaSystem) open(ctx context.Context, prefix string) (map[string]openTxn, error) {
 	txns, err := s.a.Open(ctx, prefix)
-	out := map[string]string{}
+	out := map[string]openTxn{}
 	for _, t := range txns {
-		out[t.ID] = fmt.Sprintf("%s, producer %d", t.State, t.ProducerID)
+		out[t.ID] = openTxn{detail: fmt.Sprintf("%s, producer %d", t.State, t.ProducerID), producer: t.ProducerID}
 	}
 	return out, err
 }
@@ -472,10 +491,10 @@ func (s kafkaSystem) abort(ctx context.Context, id string) (string, error) {
 }
 func (s kafkaSystem) close() { s.a.Close() }
 
-func asOpen(ids []string, detail string) map[string]string {
-	out := make(map[string]string, len(ids))
+func asOpen(ids []string, detail string) map[string]openTxn {
+	out := make(map[string]openTxn, len(ids))
 	for _, id := range ids {
-		out[id] = detail
+		out[id] = openTxn{detail: detail, producer: -1}
 	}
 	return out
 }
