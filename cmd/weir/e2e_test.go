@@ -34,12 +34,12 @@ func TestSavepointStopRestoreExactlyOnce(t *testing.T) {
 		nums.SinkTo(files.Sink(out, ".txt", files.Lines[int64])).UID("files")
 	}
 
-	// The first run: slow enough (500 records/s per partition, 40 s of
+	// The first run: slow enough (200 records/s per partition, 100 s of
 	// input) that it is stopped long before its input ends.
 	started := make(chan *rest.Server, 1)
 	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(100*time.Millisecond, weir.ExactlyOnce), weir.CheckpointStorage(ckpts),
 		weir.Launch(rest.Serving(rest.Config{Listen: "127.0.0.1:0"}, nil, func(s *rest.Server) { started <- s })))
-	build(env, 500)
+	build(env, 200)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	job, err := env.Start(ctx, "e2e-files")

@@ -301,7 +301,7 @@ func TestTxnMySQL(t *testing.T) {
 		}
 		t.Skipf("MariaDB/MySQL at 127.0.0.1:3306 is not reachable (%v): start it to run this test", err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
 	table := fmt.Sprintf("weir_txn_%d", time.Now().UnixNano())
 	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (v BIGINT)"); err != nil {
@@ -315,7 +315,7 @@ func TestTxnMySQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
+	t.Cleanup(func() { admin.Close() })
 	recovered := func() []string {
 		t.Helper()
 		xids, err := admin.Prepared(ctx, weir.TxnPrefix(job, "out", 0))
@@ -331,6 +331,16 @@ func TestTxnMySQL(t *testing.T) {
 		}
 		return n
 	}
+	// Whatever a failing test leaves prepared on the shared server is
+	// rolled back.
+	t.Cleanup(func() {
+		for _, j := range []string{job, job + "-2"} {
+			xids, _ := admin.Prepared(ctx, weir.TxnPrefix(j, "out", 0))
+			for _, x := range xids {
+				admin.Rollback(ctx, x)
+			}
+		}
+	})
 	flags := []string{"--mysql", dsn}
 	tableEnv := "WEIR_TXN_CRASH_TABLE=" + table
 
