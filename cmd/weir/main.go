@@ -30,7 +30,7 @@
 //	    the entries of one keyed state, sorted by key group then key, as
 //	    "key<TAB>value" lines or JSON lines
 //
-//	weir txn list|abort|commit PATH [--id N] [--sink UID]
+//	weir txn list|abort|commit PATH [--id N] [--job NAME] [--sink UID]
 //	        [--postgres DSN] [--mysql DSN] [--kafka BROKERS] [--include-pending]
 //	    the transactions of the job's two-phase-commit sinks in PostgreSQL,
 //	    MySQL / MariaDB and Kafka, found from the checkpoint's sink state:

@@ -32,7 +32,8 @@ leaves transactions behind; until a restore settles them they hold locks (SQL)
 or hold back every read_committed reader of their partitions (Kafka).
 
 PATH is a checkpoint or savepoint directory (.../chk-17), its _metadata file,
-or a checkpoint storage root (then --id, or the latest completed checkpoint).
+or a checkpoint storage root (then --id, or the latest completed checkpoint);
+--job NAME refuses a checkpoint of another job.
 The connection flags say where to look: --postgres DSN, --mysql DSN,
 --kafka BROKERS (comma-separated); give at least one.
 
@@ -53,6 +54,7 @@ look lingering to an older checkpoint, and aborting one loses its records.`
 // txnFlags are the flags of weir txn.
 type txnFlags struct {
 	id             int64
+	job            string
 	sink           string
 	postgres       string
 	mysql          string
@@ -106,6 +108,7 @@ restore from the checkpoint does first. Lingering ones are left alone.`,
 	for _, c := range []*cobra.Command{list, abort, commit} {
 		fl := c.Flags()
 		fl.Int64Var(&f.id, "id", 0, "checkpoint id, when PATH is a storage root (default: the latest)")
+		fl.StringVar(&f.job, "job", "", "refuse a checkpoint of any other job than this one")
 		fl.StringVar(&f.sink, "sink", "", "only the sink with this operator UID")
 		fl.StringVar(&f.postgres, "postgres", "", "PostgreSQL DSN of the sinks' server (postgres://user@host:port/db)")
 		fl.StringVar(&f.mysql, "mysql", "", "MySQL / MariaDB DSN of the sinks' server (user:pass@tcp(host:port)/db)")
@@ -179,6 +182,9 @@ func runTxn(cmd *cobra.Command, f *txnFlags, path, verb string) error {
 	_, md, err := openCheckpoint(ctx, path, f.id)
 	if err != nil {
 		return err
+	}
+	if f.job != "" && md.JobName != f.job {
+		return fmt.Errorf("%s %d at %s is of job %q, not %q", md.Kind, md.CheckpointID, path, md.JobName, f.job)
 	}
 	units, err := sinkUnits(md, f.sink, cmd.ErrOrStderr())
 	if err != nil {

@@ -519,6 +519,9 @@ func TestTxnBadInput(t *testing.T) {
 	if _, err := runCmd("txn", "abort", dir, "--sink", "other", "--mysql", "root@tcp(127.0.0.1:1)/x"); err == nil || !strings.Contains(err.Error(), `no two-phase-commit sink with UID "other"`) {
 		t.Fatalf("unknown sink: %v", err)
 	}
+	if _, err := runCmd("txn", "commit", dir, "--job", "k", "--postgres", "x"); err == nil || !strings.Contains(err.Error(), `checkpoint 3 at `+dir+` is of job "j", not "k"`) {
+		t.Fatalf("another job: %v", err)
+	}
 	if _, err := runCmd("txn", "list", dir, "--postgres", "x", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), `invalid --output "yaml"`) {
 		t.Fatalf("bad output: %v", err)
 	}
