@@ -140,6 +140,7 @@ type txnRow struct {
 	unit     *sinkUnit
 	handle   []byte
 	producer int64 // Kafka's producer id of an open transaction, else -1
+	order    int   // the handle's place in the checkpoint, oldest first; -1: none
 }
 
 // openTxn is a transaction a system holds: what it says about it, and for
@@ -328,11 +329,11 @@ func findTxns(ctx context.Context, s txnSystem, units []*sinkUnit) ([]*txnRow, e
 				continue
 			}
 			byID[id] = &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "lingering", Detail: o.detail, unit: u,
-				producer: o.producer}
+				producer: o.producer, order: -1}
 		}
 	}
 	for _, u := range units {
-		for _, h := range u.Handles {
+		for i, h := range u.Handles {
 			id, producer, ok := s.pending(u.Prefix, h)
 			if !ok {
 				continue
@@ -341,14 +342,14 @@ func findTxns(ctx context.Context, s txnSystem, units []*sinkUnit) ([]*txnRow, e
 			if found && r.producer != producer {
 				// A later run's transaction under the same Kafka id: the
 				// checkpoint's one was ended before.
-				rows = append(rows, &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "settled", unit: u, handle: h})
+				rows = append(rows, &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "settled", unit: u, handle: h, order: i})
 				continue
 			}
 			if !found {
-				byID[id] = &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "settled", unit: u, handle: h}
+				byID[id] = &txnRow{System: s.name(), Sink: u.sink, Subtask: u.Subtask, Transaction: id, State: "settled", unit: u, handle: h, order: i}
 				continue
 			}
-			r.State, r.handle = "pending", h
+			r.State, r.handle, r.order = "pending", h, i
 			r.Sink, r.Subtask, r.unit = u.sink, u.Subtask, u
 		}
 	}
@@ -362,6 +363,14 @@ func findTxns(ctx context.Context, s txnSystem, units []*sinkUnit) ([]*txnRow, e
 		}
 		if a.Subtask != b.Subtask {
 			return a.Subtask < b.Subtask
+		}
+		// The checkpoint's transactions first, oldest first (commit
+		// settles them in this order, as a restore does).
+		if (a.order < 0) != (b.order < 0) {
+			return a.order >= 0
+		}
+		if a.order != b.order {
+			return a.order < b.order
 		}
 		return a.Transaction < b.Transaction
 	})
