@@ -260,7 +260,7 @@ func newGeneration() int64 {
 }
 
 func txnPrefix(sc SinkContext, subtask int) string {
-	return fmt.Sprintf("weir-%s-%s-%d", sc.JobName, sc.OperatorUID, subtask)
+	return TxnPrefix(sc.JobName, sc.OperatorUID, subtask)
 }
 
 // twoPhaseUnit is what one old subtask left in a checkpoint.
@@ -271,15 +271,40 @@ type twoPhaseUnit[TXN any] struct {
 	handles []TXN
 }
 
-// decodeTwoPhaseState reads the restored units ('u'). The entries of
-// checkpoints of an older weir ('s' sequence, 'h' handle, split evenly,
-// without subtask or prefix) become one unit of this subtask and prefix.
-func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TXN], subtask int, prefix string) ([]twoPhaseUnit[TXN], error) {
-	var units []twoPhaseUnit[TXN]
-	var legacy *twoPhaseUnit[TXN]
-	legacyUnit := func() *twoPhaseUnit[TXN] {
+// TwoPhaseCommitUnit is what one subtask of a two-phase-commit sink keeps in
+// a checkpoint (its operator list state "sink-state"), for tools that settle
+// a job's transactions from outside it (weir txn).
+type TwoPhaseCommitUnit struct {
+	Subtask int
+	// Seq is the sequence number of the subtask's next transaction.
+	Seq int64
+	// Prefix starts the name of every transaction the subtask opened
+	// (TxnContext.Prefix).
+	Prefix string
+	// Handles are the transactions pre-committed and not yet committed
+	// when the checkpoint was taken, oldest first, as the committer's
+	// EncodeHandle wrote them: a restore from the checkpoint commits them.
+	Handles [][]byte
+}
+
+// TxnPrefix is the transaction name prefix (TxnContext.Prefix) of subtask
+// of the two-phase-commit sink with operator UID uid in job.
+func TxnPrefix(job, uid string, subtask int) string {
+	return fmt.Sprintf("weir-%s-%s-%d", job, uid, subtask)
+}
+
+// DecodeTwoPhaseCommitState reads the entries of a two-phase-commit sink's
+// "sink-state" list state. subtask and prefix stand for the entries of a
+// checkpoint of an older weir, which did not record them ('s' sequence and
+// 'h' handle entries): they become one unit of that subtask and prefix. An
+// entry that is not two-phase-commit state is an error naming what is
+// wrong.
+func DecodeTwoPhaseCommitState(entries [][]byte, subtask int, prefix string) ([]TwoPhaseCommitUnit, error) {
+	var units []TwoPhaseCommitUnit
+	var legacy *TwoPhaseCommitUnit
+	legacyUnit := func() *TwoPhaseCommitUnit {
 		if legacy == nil {
-			legacy = &twoPhaseUnit[TXN]{subtask: subtask, prefix: prefix}
+			legacy = &TwoPhaseCommitUnit{Subtask: subtask, Prefix: prefix}
 		}
 		return legacy
 	}
@@ -304,18 +329,14 @@ func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TX
 			if n <= 0 || pl > uint64(len(b)-n) {
 				return nil, errors.New("corrupted transaction prefix in two-phase commit state")
 			}
-			u := twoPhaseUnit[TXN]{subtask: int(sub), seq: seq, prefix: string(b[n : n+int(pl)])}
+			u := TwoPhaseCommitUnit{Subtask: int(sub), Seq: seq, Prefix: string(b[n : n+int(pl)])}
 			b = b[n+int(pl):]
 			for len(b) > 0 {
 				l, n := binary.Uvarint(b)
 				if n <= 0 || l > uint64(len(b)-n) {
 					return nil, errors.New("corrupted transaction handle in two-phase commit state")
 				}
-				txn, err := c.DecodeHandle(b[n : n+int(l)])
-				if err != nil {
-					return nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
-				}
-				u.handles = append(u.handles, txn)
+				u.Handles = append(u.Handles, b[n:n+int(l)])
 				b = b[n+int(l):]
 			}
 			units = append(units, u)
@@ -324,20 +345,38 @@ func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TX
 			if n <= 0 {
 				return nil, errors.New("corrupted sequence number in two-phase commit state")
 			}
-			legacyUnit().seq = max(legacyUnit().seq, seq)
+			legacyUnit().Seq = max(legacyUnit().Seq, seq)
 		case 'h':
-			txn, err := c.DecodeHandle(e[1:])
-			if err != nil {
-				return nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
-			}
 			l := legacyUnit()
-			l.handles = append(l.handles, txn)
+			l.Handles = append(l.Handles, e[1:])
 		default:
 			return nil, fmt.Errorf("unknown two-phase commit state entry kind %q", e[0])
 		}
 	}
 	if legacy != nil {
 		units = append(units, *legacy)
+	}
+	return units, nil
+}
+
+// decodeTwoPhaseState reads the restored units and decodes their handles
+// with the committer.
+func decodeTwoPhaseState[T, TXN any](entries [][]byte, c TwoPhaseCommitter[T, TXN], subtask int, prefix string) ([]twoPhaseUnit[TXN], error) {
+	raw, err := DecodeTwoPhaseCommitState(entries, subtask, prefix)
+	if err != nil {
+		return nil, err
+	}
+	units := make([]twoPhaseUnit[TXN], 0, len(raw))
+	for _, r := range raw {
+		u := twoPhaseUnit[TXN]{subtask: r.Subtask, seq: r.Seq, prefix: r.Prefix}
+		for _, h := range r.Handles {
+			txn, err := c.DecodeHandle(h)
+			if err != nil {
+				return nil, fmt.Errorf("cannot decode a restored transaction handle: %w", err)
+			}
+			u.handles = append(u.handles, txn)
+		}
+		units = append(units, u)
 	}
 	return units, nil
 }

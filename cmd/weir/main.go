@@ -30,6 +30,15 @@
 //	    the entries of one keyed state, sorted by key group then key, as
 //	    "key<TAB>value" lines or JSON lines
 //
+//	weir txn list|abort|commit PATH [--id N] [--job NAME] [--sink UID]
+//	        [--postgres DSN] [--mysql DSN] [--kafka BROKERS] [--include-pending]
+//	    the transactions of the job's two-phase-commit sinks in PostgreSQL,
+//	    MySQL / MariaDB and Kafka, found from the checkpoint's sink state:
+//	    pending (pre-committed for the checkpoint, still open), lingering
+//	    (not in the checkpoint) or settled; abort rolls back the lingering
+//	    ones (and the pending ones with --include-pending), commit commits
+//	    the pending ones, as a restore from the checkpoint would
+//
 // PATH is a checkpoint or savepoint directory (".../chk-17"), its _metadata
 // file, or a checkpoint storage root; for a root, --id picks the
 // checkpoint (default: the latest completed one).
@@ -114,7 +123,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	ck.AddCommand(list, newInspect())
 	st := &cobra.Command{Use: "state", Short: "Read the keyed state in checkpoints and savepoints"}
 	st.AddCommand(newDump())
-	root.AddCommand(ck, st)
+	root.AddCommand(ck, st, newTxn())
 	addJobVerbs(root, ck)
 	return root
 }

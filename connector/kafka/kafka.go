@@ -19,6 +19,10 @@
 // stored producer id and epoch; transactions of the failed attempt are
 // aborted by re-initializing their transactional ids, which also fences
 // zombie producers. Readers must use read_committed.
+//
+// Admin lists the sink's open transactions (ListTransactions), commits
+// pre-committed ones and aborts lingering ones from outside a job, by the
+// transaction name prefixes a checkpoint records (the weir txn command).
 package kafka
 
 import (

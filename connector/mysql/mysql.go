@@ -10,6 +10,10 @@
 //		func(r Row) []any { return []any{r.Key, r.Sum} })
 //	if err != nil { ... }
 //	sums.SinkTo(sink).UID("sums-sink")
+//
+// Admin lists, commits and rolls back the sink's prepared XA transactions
+// from outside a job, by the transaction name prefixes a checkpoint records
+// (the weir txn command).
 package mysql
 
 import (

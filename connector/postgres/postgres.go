@@ -16,6 +16,10 @@
 // Rows are written with COPY in batches as they arrive (or, in upsert mode,
 // with INSERT ... ON CONFLICT DO UPDATE), inside the epoch's transaction;
 // nothing is visible to readers before the commit.
+//
+// Admin lists, commits and rolls back the sink's prepared transactions from
+// outside a job, by the transaction name prefixes a checkpoint records
+// (the weir txn command).
 package postgres
 
 import (

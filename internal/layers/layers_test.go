@@ -48,7 +48,7 @@ var allowed = map[string][]string{
 	"connector/mysql":             {".", "checkpoint", "connector/internal/prepared"},
 	"connector/internal/prepared": {},
 	"jobflags":                    {".", "checkpoint", "cluster", "restart", "state/pebblestate", "storage/s3", "rest", "runtime"},
-	"cmd/weir":                    {"checkpoint", "state", "state/pebblestate", "storage", "storage/s3", "rest/client"},
+	"cmd/weir":                    {".", "connector/postgres", "connector/mysql", "connector/kafka", "checkpoint", "state", "state/pebblestate", "storage", "storage/s3", "rest/client"},
 	"nexmark":                     {},
 	"nexmark/reference":           {"nexmark"},
 	"nexmark/queries":             {".", "nexmark", "checkpoint"},
