@@ -130,19 +130,22 @@ type intervalJoinLogic[K comparable, A, B, OUT any] struct {
 	fn           IntervalJoinFunc[K, A, B, OUT]
 	out          runtime.Collector[OUT]
 	lower, upper int64
-	left         ValueState[map[int64][]A]
-	right        ValueState[map[int64][]B]
-	jctx         IntervalJoinContext[K]
-	buffered     int64
+	// left and right buffer each side's records per key, by timestamp:
+	// one map entry per timestamp, so a record costs one entry's write,
+	// not a rewrite of the key's whole buffer.
+	left     MapState[int64, []A]
+	right    MapState[int64, []B]
+	jctx     IntervalJoinContext[K]
+	buffered int64
 }
 
 func (l *intervalJoinLogic[K, A, B, OUT]) open(ctx *KeyedContext[K]) (err error) {
 	l.jctx.keyed = ctx
-	if l.left, err = GetValueStateWithCodec[map[int64][]A](ctx, "interval-join/left", newBucketCodec[A]()); err != nil {
-		return err
+	if l.left, err = state.GetMapState[K, int64, []A](ctx.backend, "interval-join/left-rows", state.CodecFor[int64](), newRowsCodec[A]()); err != nil {
+		return ctx.registerError(err)
 	}
-	l.right, err = GetValueStateWithCodec[map[int64][]B](ctx, "interval-join/right", newBucketCodec[B]())
-	return err
+	l.right, err = state.GetMapState[K, int64, []B](ctx.backend, "interval-join/right-rows", state.CodecFor[int64](), newRowsCodec[B]())
+	return ctx.registerError(err)
 }
 
 func (l *intervalJoinLogic[K, A, B, OUT]) operator() any    { return l.fn }
@@ -163,8 +166,7 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 		// Pairs with the buffered records b of the second stream with
 		// b.ts in [ts+lower, ts+upper].
 		lo, hi := addSat(ts, l.lower), addSat(ts, l.upper)
-		right, _ := l.right.Value()
-		for bts, bs := range right {
+		for bts, bs := range l.right.All() {
 			if bts < lo || bts > hi {
 				continue
 			}
@@ -177,8 +179,7 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 			}
 		}
 		if cleanup := addSat(ts, l.upper); cleanup > wm {
-			left, _ := l.left.Value()
-			l.left.Update(withRow(left, ts, r.in))
+			addRow(l.left, ts, r.in)
 			l.buffered++
 			ctx.timers.event.Add(cleanup, cleanupLeft)
 		}
@@ -187,8 +188,7 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 	// Pairs with the buffered records a of the first stream with
 	// ts in [a.ts+lower, a.ts+upper].
 	lo, hi := addSat(ts, -l.upper), addSat(ts, -l.lower)
-	left, _ := l.left.Value()
-	for ats, as := range left {
+	for ats, as := range l.left.All() {
 		if ats < lo || ats > hi {
 			continue
 		}
@@ -201,8 +201,7 @@ func (l *intervalJoinLogic[K, A, B, OUT]) process(ctx *KeyedContext[K], r connec
 		}
 	}
 	if cleanup := addSat(ts, -l.lower); cleanup > wm {
-		right, _ := l.right.Value()
-		l.right.Update(withRow(right, ts, r.b))
+		addRow(l.right, ts, r.b)
 		l.buffered++
 		ctx.timers.event.Add(cleanup, cleanupRight)
 	}
@@ -220,37 +219,20 @@ func (l *intervalJoinLogic[K, A, B, OUT]) onTimer(_ *KeyedContext[K], t state.Ti
 	return nil
 }
 
-// withRow returns a copy of m with x added to the bucket ts. The stored
-// map and slices are never modified in place (copy-on-write snapshots of
-// the heap backend hold them).
-func withRow[T any](m map[int64][]T, ts int64, x T) map[int64][]T {
-	n := make(map[int64][]T, len(m)+1)
-	for k, v := range m {
-		n[k] = v
-	}
-	n[ts] = append(slices.Clip(m[ts]), x)
-	return n
+// addRow adds x to the bucket ts of m. A stored bucket is never modified
+// in place (copy-on-write snapshots of the heap backend may hold it).
+func addRow[T any](m MapState[int64, []T], ts int64, x T) {
+	rows, _ := m.Get(ts)
+	m.Put(ts, append(slices.Clip(rows), x))
 }
 
-// dropBucket removes bucket ts from s's map and returns how many rows it
-// held.
-func dropBucket[T any](s ValueState[map[int64][]T], ts int64) int64 {
-	m, _ := s.Value()
-	rows, ok := m[ts]
+// dropBucket removes bucket ts from m and returns how many rows it held.
+func dropBucket[T any](m MapState[int64, []T], ts int64) int64 {
+	rows, ok := m.Get(ts)
 	if !ok {
 		return 0
 	}
-	if len(m) == 1 {
-		s.Clear()
-		return int64(len(rows))
-	}
-	n := make(map[int64][]T, len(m)-1)
-	for k, v := range m {
-		if k != ts {
-			n[k] = v
-		}
-	}
-	s.Update(n)
+	m.Remove(ts)
 	return int64(len(rows))
 }
 
@@ -273,81 +255,62 @@ func addSat(a, b int64) int64 {
 	return s
 }
 
-// bucketCodec encodes one side of an interval join's buffer for a key:
-// uvarint(number of timestamps), then per timestamp varint(ts),
-// uvarint(number of rows) and each row's encoding (T's built-in codec)
-// prefixed by uvarint(length).
-type bucketCodec[T any] struct{ c state.Codec[T] }
+// rowsCodec encodes the records of one timestamp of an interval join's
+// buffer: uvarint(number of rows), then each row's encoding (T's built-in
+// codec) prefixed by uvarint(length).
+type rowsCodec[T any] struct{ c state.Codec[T] }
 
-func newBucketCodec[T any]() bucketCodec[T] { return bucketCodec[T]{state.CodecFor[T]()} }
+func newRowsCodec[T any]() rowsCodec[T] { return rowsCodec[T]{state.CodecFor[T]()} }
 
-func (c bucketCodec[T]) Append(dst []byte, m map[int64][]T) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(m)))
-	for ts, rows := range m {
-		dst = binary.AppendVarint(dst, ts)
-		dst = binary.AppendUvarint(dst, uint64(len(rows)))
-		for _, x := range rows {
-			// Reserve one byte for the length, the usual case, and
-			// widen it when the row is longer.
-			at := len(dst)
-			dst = c.c.Append(append(dst, 0), x)
-			if n := len(dst) - at - 1; n < 0x80 {
-				dst[at] = byte(n)
-			} else {
-				row := append([]byte(nil), dst[at+1:]...)
-				dst = append(binary.AppendUvarint(dst[:at], uint64(n)), row...)
-			}
+func (c rowsCodec[T]) Append(dst []byte, rows []T) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(rows)))
+	for _, x := range rows {
+		// Reserve one byte for the length, the usual case, and widen it
+		// when the row is longer.
+		at := len(dst)
+		dst = c.c.Append(append(dst, 0), x)
+		if n := len(dst) - at - 1; n < 0x80 {
+			dst[at] = byte(n)
+		} else {
+			row := append([]byte(nil), dst[at+1:]...)
+			dst = append(binary.AppendUvarint(dst[:at], uint64(n)), row...)
 		}
 	}
 	return dst
 }
 
-func (c bucketCodec[T]) Decode(src []byte) (map[int64][]T, error) {
-	n, k := binary.Uvarint(src)
-	if k <= 0 || n > uint64(len(src)) {
-		return nil, fmt.Errorf("interval join buffer: bad timestamp count")
+func (c rowsCodec[T]) Decode(src []byte) ([]T, error) {
+	m, k := binary.Uvarint(src)
+	if k <= 0 || m > uint64(len(src)) {
+		return nil, fmt.Errorf("interval join buffer: bad row count")
 	}
 	src = src[k:]
-	out := make(map[int64][]T, n)
-	for range n {
-		ts, k := binary.Varint(src)
-		if k <= 0 {
-			return nil, fmt.Errorf("interval join buffer: timestamp %d is truncated", len(out))
+	rows := make([]T, 0, m)
+	for range m {
+		l, k := binary.Uvarint(src)
+		if k <= 0 || l > uint64(len(src)-k) {
+			return nil, fmt.Errorf("interval join buffer: row %d is truncated", len(rows))
 		}
-		src = src[k:]
-		m, k := binary.Uvarint(src)
-		if k <= 0 || m > uint64(len(src)) {
-			return nil, fmt.Errorf("interval join buffer: bad row count at timestamp %d", ts)
+		v, err := c.c.Decode(src[k : k+int(l)])
+		if err != nil {
+			return nil, fmt.Errorf("interval join buffer: row %d: %w", len(rows), err)
 		}
-		src = src[k:]
-		rows := make([]T, 0, m)
-		for range m {
-			l, k := binary.Uvarint(src)
-			if k <= 0 || l > uint64(len(src)-k) {
-				return nil, fmt.Errorf("interval join buffer: row %d at timestamp %d is truncated", len(rows), ts)
-			}
-			v, err := c.c.Decode(src[k : k+int(l)])
-			if err != nil {
-				return nil, fmt.Errorf("interval join buffer: row %d at timestamp %d: %w", len(rows), ts, err)
-			}
-			rows = append(rows, v)
-			src = src[k+int(l):]
-		}
-		out[ts] = rows
+		rows = append(rows, v)
+		src = src[k+int(l):]
 	}
 	if len(src) != 0 {
 		return nil, fmt.Errorf("interval join buffer: trailing bytes")
 	}
-	return out, nil
+	return rows, nil
 }
 
 // CodecID implements state.VersionedCodec.
-func (c bucketCodec[T]) CodecID() string {
+func (c rowsCodec[T]) CodecID() string {
 	id, v := state.CodecIdentity(c.c)
-	return fmt.Sprintf("weir.intervalJoinBuffer(%s@%d)", id, v)
+	return fmt.Sprintf("weir.intervalJoinRows(%s@%d)", id, v)
 }
 
-func (c bucketCodec[T]) CodecVersion() int { return 0 }
+func (c rowsCodec[T]) CodecVersion() int { return 0 }
 
 // Join is the regular (unbounded) inner join of two keyed streams: every
 // record is kept in its key's state, and each arriving record is paired
