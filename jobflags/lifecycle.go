@@ -153,11 +153,35 @@ type stopResult struct {
 }
 
 func (f *Flags) run(ctx context.Context, env *weir.Environment, jobName string, sigs <-chan os.Signal) error {
+	log := f.Logger()
+	// A signal while the job starts (a standby job manager waits in the
+	// leader election until it leads) cancels the start.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	early := make(chan os.Signal, 1)
+	started := make(chan struct{})
+	go func() {
+		defer close(early)
+		select {
+		case s := <-sigs:
+			early <- s
+			cancel()
+		case <-started:
+		}
+	}()
 	jc, err := env.Start(ctx, jobName)
+	close(started)
+	if s, ok := <-early; ok {
+		if err == nil {
+			jc.Cancel()
+			jc.Wait()
+		}
+		log.Info("cancelled while starting", "signal", s.String())
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	log := f.Logger()
 	// stopping is the result of a stop with a savepoint in flight.
 	var stopping chan stopResult
 	var stop stopResult
