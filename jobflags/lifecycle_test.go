@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/connector/files"
+	"github.com/weirstream/weir/internal/etcdtest"
 	"github.com/weirstream/weir/storage"
 )
 
@@ -103,12 +105,49 @@ func testJob(args []string) error {
 type jobProc struct {
 	cmd    *exec.Cmd
 	done   chan error
-	stderr *bytes.Buffer
+	stderr *syncBuffer
+}
+
+// syncBuffer is a buffer the process writes while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) Bytes() []byte { return []byte(b.String()) }
+
+// waitLog waits until the process logged want, failing if it ends first.
+func (p *jobProc) waitLog(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(p.stderr.String(), want) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("the job ended (%v) before logging %q\n%s", err, want, p.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q logged within 2 minutes\n%s", want, p.stderr)
+		}
+	}
 }
 
 func startJob(t *testing.T, args ...string) *jobProc {
 	t.Helper()
-	p := &jobProc{cmd: exec.Command(os.Args[0], args...), done: make(chan error, 1), stderr: &bytes.Buffer{}}
+	p := &jobProc{cmd: exec.Command(os.Args[0], args...), done: make(chan error, 1), stderr: &syncBuffer{}}
 	p.cmd.Env = append(os.Environ(), testJobEnv+"=1")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -538,5 +577,31 @@ func TestJSONLogs(t *testing.T) {
 	}
 	if started != 1 || completed == 0 {
 		t.Fatalf("%d banners and %d checkpoint records in\n%s", started, completed, p.stderr)
+	}
+}
+
+// A standby job manager waits in the leader election; SIGTERM ends its
+// wait: it exits 0 without having run the job.
+func TestSignalWhileStandby(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs job processes")
+	}
+	haURL := "etcd://" + etcdtest.Start(t) + "/weir-test"
+	chk := t.TempDir()
+	common := []string{"--out", t.TempDir(), "--checkpoint-dir", chk, "--ha", haURL, "--ha-session-ttl", "1s",
+		"--role", "jobmanager", "--stop-with-savepoint-on-sigterm"}
+	leader := startJob(t, append(common, "--jobmanager", "127.0.0.1:0")...)
+	leader.waitLog(t, "elected leader")
+	standby := startJob(t, append(common, "--jobmanager", "127.0.0.1:0")...)
+	standby.waitLog(t, "campaigning for the leadership")
+	if err := standby.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("standby exit: %v, want 0\n%s", err, standby.stderr)
+	}
+	log := standby.stderr.String()
+	if !strings.Contains(log, `msg="cancelled while starting" signal=terminated`) || strings.Contains(log, "elected leader") {
+		t.Fatalf("the standby did not end its wait:\n%s", log)
 	}
 }
