@@ -542,6 +542,7 @@ func TestJSONLogs(t *testing.T) {
 		var r struct {
 			Msg      string
 			Job      string
+			Kind     string
 			ID       int64
 			Duration int64
 			Size     int64
@@ -560,7 +561,7 @@ func TestJSONLogs(t *testing.T) {
 		case "checkpoint completed":
 			completed++
 			// Two chains of two subtasks: the source, and count -> files.
-			if len(r.Subtasks) != 4 || r.ID == 0 || r.Duration <= 0 {
+			if len(r.Subtasks) != 4 || r.ID == 0 || r.Duration <= 0 || r.Kind != "checkpoint" {
 				t.Fatalf("checkpoint record %s", sc.Text())
 			}
 			var size int64

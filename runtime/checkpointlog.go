@@ -105,7 +105,7 @@ func logCompleted(log *slog.Logger, g *JobGraph, s *CheckpointStats, committed b
 	if !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	log.Info("checkpoint completed", "id", s.ID, "kind", s.Kind, "duration", s.FinishedAt.Sub(s.TriggeredAt),
+	log.Info("checkpoint completed", "id", s.ID, "kind", s.Kind.String(), "duration", s.FinishedAt.Sub(s.TriggeredAt),
 		"size", s.StateSize, "maxAlignment", s.MaxAlignment, "committed", committed,
 		"subtasks", newCheckpointSubtasks(g, s))
 }
