@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -31,6 +32,7 @@ import (
 	"github.com/weirstream/weir/rest"
 	"github.com/weirstream/weir/restart"
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/state"
 	"github.com/weirstream/weir/state/pebblestate"
 	// Job binaries read and write s3:// checkpoint locations.
 	_ "github.com/weirstream/weir/storage/s3"
@@ -69,13 +71,31 @@ type Flags struct {
 	// RESTListen is where a local job or a job manager serves its REST
 	// API, metrics and web UI ("" serves none).
 	RESTListen string
+	// RestoreMode is "optional" (the default: --restore latest with no
+	// checkpoint is a fresh start) or "required" (it is an error).
+	RestoreMode string
+	// AllowNonRestoredState drops the state of operators the job no
+	// longer has when it restores.
+	AllowNonRestoredState bool
+	// MaxParallelism is the number of key groups (0: weir's default).
+	MaxParallelism int
+	// StopWithSavepointOnSigterm makes Run stop the job with a savepoint
+	// on SIGTERM or SIGINT instead of cancelling it.
+	StopWithSavepointOnSigterm bool
+	// LogFormat is "text" (the default) or "json".
+	LogFormat string
+
+	// What Options and the job's launch learn, for Run's logs.
+	log     *slog.Logger
+	jobName string
+	restURL string
 }
 
 type modeValue struct{ m *checkpoint.Mode }
 
 func (v modeValue) String() string {
 	if v.m == nil {
-		return checkpoint.ExactlyOnce.String()
+		return ""
 	}
 	return v.m.String()
 }
@@ -162,11 +182,33 @@ func (v durationValue) Set(s string) error {
 	return nil
 }
 
+// maxParallelismValue is a whole number from 1 to 32768.
+type maxParallelismValue struct{ n *int }
+
+func (v maxParallelismValue) String() string {
+	if v.n == nil {
+		return "0"
+	}
+	return strconv.Itoa(*v.n)
+}
+
+func (v maxParallelismValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("not a whole number: %q", s)
+	}
+	if n < 1 || n > 1<<15 {
+		return fmt.Errorf("must be between 1 and 32768, got %d", n)
+	}
+	*v.n = n
+	return nil
+}
+
 type levelValue struct{ l *slog.Level }
 
 func (v levelValue) String() string {
 	if v.l == nil {
-		return "info"
+		return ""
 	}
 	return strings.ToLower(v.l.String())
 }
@@ -178,11 +220,11 @@ func Register(fs *flag.FlagSet) *Flags {
 	f := &Flags{CheckpointInterval: time.Second, Parallelism: 1, Mode: checkpoint.ExactlyOnce}
 	fs.StringVar(&f.CheckpointDir, "checkpoint-dir", "", "where checkpoints are stored: a directory or file:///path (default: a folder weir-checkpoints/<job> in the working directory)")
 	fs.Var(durationValue{d: &f.CheckpointInterval, zeroOK: true, zeroMeans: "disables checkpointing"}, "checkpoint-interval", "the `duration` between checkpoints (with a unit: 500ms, 10s, 1m); 0 disables checkpointing")
-	fs.Var(modeValue{&f.Mode}, "mode", "checkpointing mode: exactly-once or at-least-once")
-	fs.Var(positiveInt{&f.Parallelism}, "parallelism", "default parallelism of operators")
+	fs.Var(modeValue{&f.Mode}, "mode", "checkpointing `mode`: exactly-once or at-least-once")
+	fs.Var(positiveInt{&f.Parallelism}, "parallelism", "the default `number` of parallel subtasks of each operator")
 	fs.StringVar(&f.Restore, "restore", "", "start from a checkpoint: 'latest' (the newest in --checkpoint-dir, or a fresh start when there is none) or a checkpoint path")
-	fs.Var(restartValue{&f.Restart}, "restart-strategy", "none, fixed-delay:attempts=N,delay=D, failure-rate:max=N,interval=D,delay=D or exponential-delay:initial=D,max=D")
-	fs.Var(levelValue{&f.LogLevel}, "log-level", "debug, info, warn or error")
+	fs.Var(restartValue{&f.Restart}, "restart-strategy", "what a failure does: `strategy` none, fixed-delay:attempts=N,delay=D, failure-rate:max=N,interval=D,delay=D or exponential-delay:initial=D,max=D (default: with checkpointing fixed-delay with unlimited attempts 1s apart, without none)")
+	fs.Var(levelValue{&f.LogLevel}, "log-level", "the least `level` logged: debug, info, warn or error")
 	fs.StringVar(&f.StateBackend, "state-backend", "heap", "where keyed state lives: heap (memory) or pebble (local disk, incremental checkpoints)")
 	fs.StringVar(&f.StateDir, "state-dir", "", "local working directory of the pebble state backend (default: weir-pebble in the temporary directory)")
 	f.Incremental = true
@@ -200,6 +242,12 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.TLSCert, "tls-cert", "", "cluster TLS: this process's certificate (PEM); with --tls-key and --tls-ca")
 	fs.StringVar(&f.TLSKey, "tls-key", "", "cluster TLS: the certificate's private key (PEM)")
 	fs.StringVar(&f.TLSCA, "tls-ca", "", "cluster TLS: the CA certificates (PEM) that verify the other processes")
+	fs.StringVar(&f.RestoreMode, "restore-mode", "optional", "with --restore latest: optional (no checkpoint found is a fresh start) or required (no checkpoint found is an error)")
+	fs.BoolVar(&f.AllowNonRestoredState, "allow-non-restored-state", false, "restore from a checkpoint that has state of operators the job no longer has (that state is dropped)")
+	f.MaxParallelism = state.DefaultMaxParallelism
+	fs.Var(maxParallelismValue{&f.MaxParallelism}, "max-parallelism", "the `number` of key groups: the most subtasks a keyed operator can have; it cannot change once the job has state (1 to 32768)")
+	fs.BoolVar(&f.StopWithSavepointOnSigterm, "stop-with-savepoint-on-sigterm", false, "on SIGTERM or SIGINT stop the job with a savepoint (a second signal cancels); without it the job is cancelled")
+	fs.StringVar(&f.LogFormat, "log-format", "text", "log records as text or json (one object per line)")
 	fs.StringVar(&f.RESTListen, "rest-listen", "", "local job or job manager: serve the REST API, /metrics and the web UI on this address (127.0.0.1:0 picks a free port, logged at start; beyond loopback needs --token; HTTPS with --tls-cert); empty serves none")
 	return f
 }
@@ -212,12 +260,21 @@ func EnvName(name string) string {
 // Parse parses args into fs and then fills every flag not given on the
 // command line from its WEIR_* environment variable (read with getenv). An
 // invalid value is an error naming the flag or variable.
+//
+// --help (or -h) prints a usage line and every flag with its default to
+// stderr and returns flag.ErrHelp. The defaults shown are the values the
+// flags hold when Parse is called, so a program that changes a default
+// before Parse (fs.Set("parallelism", "2")) shows its own.
 func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	return parseTo(fs, args, getenv, os.Stderr)
+}
+
+func parseTo(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs.VisitAll(func(f *flag.Flag) { f.DefValue = f.Value.String() })
 	fs.SetOutput(discard{})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stderr)
-			fs.PrintDefaults()
+			PrintUsage(fs, stderr)
 			return err
 		}
 		return fmt.Errorf("invalid command line: %w", err)
@@ -242,6 +299,18 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	return err
 }
 
+// PrintUsage writes the usage of the program of fs to w: a usage line,
+// how the environment sets flags, and every flag with its default.
+func PrintUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s [flags]\n\n", fs.Name())
+	fmt.Fprintf(w, "Every flag can also be set by an environment variable: WEIR_ and the flag name\n"+
+		"in upper case with dashes as underscores (--checkpoint-dir is WEIR_CHECKPOINT_DIR);\n"+
+		"the command line wins over the environment.\n\nFlags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(discard{})
+}
+
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
@@ -258,8 +327,27 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 			return nil, fmt.Errorf("invalid value %s for --%s: must not be negative", d.d, d.name)
 		}
 	}
-	opts := []weir.Option{weir.Parallelism(f.Parallelism),
-		weir.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: f.LogLevel})))}
+	log, err := NewLogger(os.Stderr, f.LogFormat, f.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	switch f.RestoreMode {
+	case "", "optional", "latest":
+	case "required":
+		if f.Restore == "" {
+			return nil, errors.New("--restore-mode required needs --restore (latest or a checkpoint path)")
+		}
+	default:
+		return nil, fmt.Errorf("invalid value %q for --restore-mode: want optional or required", f.RestoreMode)
+	}
+	f.log, f.jobName = log, jobName
+	opts := []weir.Option{weir.Parallelism(f.Parallelism), weir.Logger(log)}
+	if f.MaxParallelism != 0 {
+		opts = append(opts, weir.MaxParallelism(f.MaxParallelism))
+	}
+	if f.AllowNonRestoredState {
+		opts = append(opts, weir.AllowNonRestoredState())
+	}
 	dir := f.CheckpointDir
 	if dir == "" {
 		dir = "weir-checkpoints/" + jobName
@@ -300,11 +388,10 @@ func (f *Flags) Options(jobName string) ([]weir.Option, error) {
 		if f.Token == "" && !rest.IsLoopback(f.RESTListen) {
 			return nil, fmt.Errorf("--rest-listen %s is beyond loopback: set --token, which every request must then carry", f.RESTListen)
 		}
-		launcher = rest.Serving(rest.Config{Listen: f.RESTListen, Token: f.Token, TLS: tlsConfig}, launcher, nil)
+		launcher = rest.Serving(rest.Config{Listen: f.RESTListen, Token: f.Token, TLS: tlsConfig}, launcher,
+			func(s *rest.Server) { f.restURL = s.URL() })
 	}
-	if launcher != nil {
-		opts = append(opts, weir.Launch(launcher))
-	}
+	opts = append(opts, weir.Launch(&lifecycleLauncher{f: f, inner: launcher}))
 	switch f.StateBackend {
 	case "", "heap":
 	case "pebble":

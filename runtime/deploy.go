@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -154,6 +155,13 @@ func (d *Deployment) Run() error {
 		go func() {
 			defer wg.Done()
 			if err := t.run(); err != nil && d.ctx.Err() == nil {
+				if pe := (*PanicError)(nil); errors.As(err, &pe) {
+					// The stack is logged here, once, as an attribute
+					// (jobflags' text logs put it on its own lines); the
+					// error that fails the job is one line.
+					d.spec.Config.Logger.Error("user code panicked", "job", d.spec.Graph.Name, "task", pe.Task,
+						"operator", pe.Operator, "subtask", t.ID.Subtask, "panic", fmt.Sprint(pe.Value), "stack", pe.Stack)
+				}
 				d.Fail(fmt.Errorf("task %s failed: %w", t.Name, err))
 			}
 		}()

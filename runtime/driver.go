@@ -186,8 +186,7 @@ func (d *driver) apply(actions []coordinator.Action) {
 					s.MaxSyncDuration = max(s.MaxSyncDuration, st.SyncDuration)
 				}
 				delete(d.pending, x.ID)
-				d.a.job.log.Info("checkpoint completed", "id", x.ID, "kind", s.Kind, "duration", s.FinishedAt.Sub(s.TriggeredAt),
-					"size", s.StateSize, "maxAlignment", s.MaxAlignment, "committed", x.Notified)
+				logCompleted(d.a.job.log, d.a.job.graph, s, x.Notified)
 				d.a.job.recordStats(*s)
 			}
 			if x.Notified && d.aborted {

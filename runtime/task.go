@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -100,7 +99,7 @@ func (t *Task) fail(err error) {
 func (t *Task) run() (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("task %s panicked: %v\n%s", t.Name, r, debug.Stack())
+			err = newPanicError(t, r)
 		}
 		// Close every operator, also after a failure.
 		for i := len(t.chain.Operators) - 1; i >= 0; i-- {

@@ -16,8 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/weirstream/weir"
@@ -27,7 +25,7 @@ import (
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "keyedcount:", err)
 		os.Exit(1)
@@ -57,10 +55,8 @@ func run(args []string) error {
 	}), "gen").UID("gen")
 	weir.Count(weir.KeyBy(src, func(k int64) int64 { return k })).UID("count").
 		SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{}).UID("sink")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	start := time.Now()
-	if err := env.Execute(ctx, "keyedcount"); err != nil {
+	if err := jf.Run(context.Background(), env, "keyedcount"); err != nil {
 		return err
 	}
 	if jf.Role != "taskmanager" {

@@ -19,9 +19,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/jobflags"
@@ -36,7 +34,7 @@ type Pair struct {
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "paritysum:", err)
 		os.Exit(1)
@@ -80,7 +78,5 @@ func run(args []string, stdout io.Writer) error {
 		Name("sum").UID("sum")
 	sums.Print()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return env.Execute(ctx, "paritysum")
+	return jf.Run(context.Background(), env, "paritysum")
 }

@@ -21,9 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -59,7 +57,7 @@ func (c *counter) ProcessElement(_ *weir.KeyedContext[int64], in Rec, out weir.C
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "seqcheck:", err)
 		os.Exit(1)
@@ -121,7 +119,5 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("--sink %q is not supported (supported: file, postgres, mysql, kafka)", *sinkKind)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return env.Execute(ctx, "seqcheck")
+	return jf.Run(context.Background(), env, "seqcheck")
 }

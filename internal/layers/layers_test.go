@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 	"connector/postgres":          {".", "checkpoint", "connector/internal/prepared"},
 	"connector/mysql":             {".", "checkpoint", "connector/internal/prepared"},
 	"connector/internal/prepared": {},
-	"jobflags":                    {".", "checkpoint", "cluster", "restart", "state/pebblestate", "storage/s3", "rest", "runtime"},
+	"jobflags":                    {".", "checkpoint", "cluster", "restart", "state", "state/pebblestate", "storage", "storage/s3", "rest", "runtime"},
 	"cmd/weir":                    {".", "connector/postgres", "connector/mysql", "connector/kafka", "checkpoint", "state", "state/pebblestate", "storage", "storage/s3", "rest/client"},
 	"nexmark":                     {},
 	"nexmark/reference":           {"nexmark"},
