@@ -229,9 +229,11 @@ func testTimersRescale(t *testing.T, savepoint bool, backend []weir.Option) {
 		if regs-fired < 100 {
 			t.Fatalf("stage %d stopped with %d timers pending (%d registered, %d fired), want many", i, regs-fired, regs, fired)
 		}
+		t.Logf("stage %d (parallelism %d) stopped: %d timers registered, %d fired", i, p, regs, fired)
 		minRegs = regs
 	}
-	checkTimerEvents(t, sink.Committed(), limit, true)
+	regs, fired := checkTimerEvents(t, sink.Committed(), limit, true)
+	t.Logf("end: %d timers registered, %d fired", regs, fired)
 }
 
 // waitUntil polls until cond holds; the test fails if the job ends
@@ -275,7 +277,151 @@ func TestTimersFailover(t *testing.T) {
 			if !probe.failed.Load() || job.Restarts() != 1 {
 				t.Fatalf("failure injected %v, restarts %d: want one", probe.failed.Load(), job.Restarts())
 			}
-			checkTimerEvents(t, sink.Committed(), limit, true)
+			regs, fired := checkTimerEvents(t, sink.Committed(), limit, true)
+			t.Logf("%d timers registered, %d fired, %d records written (%d committed)", regs, fired, len(sink.Written()), len(sink.Committed()))
+		})
+	}
+}
+
+// procEvent is what procProbe emits: record ID registered the
+// processing-time timer At (Fired false), or timer At fired at processing
+// time Now.
+type procEvent struct {
+	Fired       bool
+	ID, Key, At int64
+	Now         int64
+}
+
+// procProbe registers, for each record with an id below cutoff, a
+// processing-time timer about 300 ms ahead, rounded so that At %
+// timerKeys is the key (records of a key in the same period share one
+// timer: timers are unique per key and time).
+type procProbe struct{ cutoff int64 }
+
+func (f procProbe) ProcessElement(ctx *weir.KeyedContext[int64], r timerRec, out weir.Collector[procEvent]) error {
+	if r.ID >= f.cutoff {
+		return nil
+	}
+	at := ((ctx.CurrentProcessingTime()+300)/timerKeys+1)*timerKeys + ctx.CurrentKey()
+	ctx.RegisterProcessingTimeTimer(at)
+	out.Collect(procEvent{ID: r.ID, Key: ctx.CurrentKey(), At: at})
+	return nil
+}
+
+func (f procProbe) OnTimer(ctx *weir.KeyedContext[int64], ts int64, out weir.Collector[procEvent]) error {
+	if ctx.TimeDomain() != weir.ProcessingTime {
+		return fmt.Errorf("timer %d: domain %v", ts, ctx.TimeDomain())
+	}
+	out.Collect(procEvent{Fired: true, Key: ctx.CurrentKey(), At: ts, Now: ctx.CurrentProcessingTime()})
+	return nil
+}
+
+// checkProcEvents checks the committed output of procProbe: each record
+// registered once, each timer fired at most once (exactly once with
+// complete), for its key, not before its time. It returns how many
+// records registered, how many distinct timers they registered, and how
+// many fired.
+func checkProcEvents(t *testing.T, events []procEvent, complete bool) (records, timers, fired int) {
+	t.Helper()
+	regs := map[int64]int{}
+	timerKey := map[int64]int64{}
+	fires := map[int64]int{}
+	for _, e := range events {
+		if e.At%timerKeys != e.Key {
+			t.Fatalf("%+v: timer %d is not of key %d", e, e.At, e.Key)
+		}
+		if !e.Fired {
+			if e.Key != e.ID%timerKeys {
+				t.Fatalf("%+v: record %d under key %d", e, e.ID, e.Key)
+			}
+			regs[e.ID]++
+			timerKey[e.At] = e.Key
+			continue
+		}
+		if e.Now < e.At {
+			t.Fatalf("%+v: fired at processing time %d, before its time", e, e.Now)
+		}
+		fires[e.At]++
+	}
+	for id, n := range regs {
+		if n != 1 {
+			t.Fatalf("record %d registered %d times in the committed output", id, n)
+		}
+	}
+	for at, n := range fires {
+		if n != 1 {
+			t.Fatalf("processing-time timer %d fired %d times", at, n)
+		}
+		if _, ok := timerKey[at]; !ok {
+			t.Fatalf("processing-time timer %d fired but no committed record registered it", at)
+		}
+	}
+	if complete {
+		for at := range timerKey {
+			if fires[at] == 0 {
+				t.Fatalf("processing-time timer %d of key %d never fired: lost", at, timerKey[at])
+			}
+		}
+	}
+	return len(regs), len(timerKey), len(fires)
+}
+
+// Processing-time timers survive stop-with-savepoint and rescale 2 -> 4
+// -> 1: restored timers whose time has passed fire at once, the others
+// when their time comes; each fires exactly once, for its key, not before
+// its time. The input never ends (processing-time timers do not fire at
+// the end of the input): the last stage runs until every registered
+// timer fired, then stops with a savepoint.
+func TestProcessingTimersRescaleSavepoint(t *testing.T) {
+	for _, b := range timerBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			const cutoff = 4000 // records 0..3999 register timers (1000 per partition)
+			dir := t.TempDir()
+			sink := weir.NewCollectSink[procEvent]()
+			backend := b.opt(t)
+			restoreFrom := ""
+			minRecs := 0
+			for i, p := range []int{2, 4, 1} {
+				opts := append([]weir.Option{weir.Parallelism(p), weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce),
+					weir.RestartStrategy(restart.None()), weir.CheckpointStorage(dir)}, backend...)
+				if restoreFrom != "" {
+					opts = append(opts, weir.Restore(restoreFrom))
+				}
+				env := weir.NewEnvironment(opts...)
+				src := weir.FromSource(env, weir.Generator(4, 1<<40, mkTimerRec).WithRate(slowRate), "gen").UID("gen")
+				keyed := weir.KeyBy(src, func(r timerRec) int64 { return r.ID % timerKeys })
+				weir.Process(keyed, weir.KeyedProcessFunction[int64, timerRec, procEvent](procProbe{cutoff: cutoff})).UID("probe").SinkTo(sink).UID("sink")
+				job, err := env.Start(context.Background(), "proc-timers")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i < 2 {
+					// Stop once the stage added 400 registrations, with
+					// timers pending.
+					minRecs += 400
+					waitUntil(t, job, func() bool {
+						recs, timers, fired := checkProcEvents(t, sink.Committed(), false)
+						return recs >= minRecs && timers > fired
+					})
+				} else {
+					waitUntil(t, job, func() bool {
+						recs, timers, fired := checkProcEvents(t, sink.Committed(), false)
+						return recs == cutoff && fired == timers
+					})
+				}
+				if restoreFrom, err = job.StopWithSavepoint(context.Background()); err != nil {
+					t.Fatalf("stage %d: stop with savepoint: %v", i, err)
+				}
+				if err := job.Wait(); err != nil {
+					t.Fatalf("stage %d: a job stopped with a savepoint must end cleanly: %v", i, err)
+				}
+				recs, timers, fired := checkProcEvents(t, sink.Committed(), i == 2)
+				t.Logf("stage %d (parallelism %d): %d records registered %d timers, %d fired", i, p, recs, timers, fired)
+				if i < 2 && recs >= cutoff {
+					t.Fatalf("stage %d registered every timer: the stop did not happen mid-stream", i)
+				}
+				minRecs = recs
+			}
 		})
 	}
 }
