@@ -183,7 +183,9 @@ func TestTimersRescaleCheckpoint(t *testing.T) {
 // cancelling after a checkpoint; then at 1 at full speed to the end, where
 // the maximum watermark fires every pending timer.
 func testTimersRescale(t *testing.T, savepoint bool, backend []weir.Option) {
-	const limit = 2000
+	// 5000 records per partition at 200/s: 25 s per slow stage, ample for
+	// a loaded machine whose pebble checkpoints (and so commits) lag.
+	const limit = 5000
 	dir := t.TempDir()
 	sink := weir.NewCollectSink[timerEvent]()
 	probe := &timerProbe{}
@@ -248,7 +250,7 @@ func waitUntil(t *testing.T, job *weir.JobClient, cond func() bool) {
 		case <-deadline:
 			job.Cancel()
 			t.Fatal("the condition did not hold within 2 minutes")
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
