@@ -42,13 +42,14 @@ func measure(n int, op func(i int)) opCost {
 }
 
 // flat fails unless big costs about what small costs: at most one more
-// allocation and 512 more bytes per operation, and within twice small's
-// bytes. A write that copied or read the collection would cost at least
-// its size: 100k entries are over 800 KB.
+// allocation per operation, and at most twice small's bytes plus 16 KiB.
+// A write that copied or read the collection would cost at least its
+// size, 100k entries are over 800 KB; the slack absorbs what a backend's
+// background work (pebble's memtable and flushes) allocates meanwhile.
 func flat(t *testing.T, what string, small, big opCost) {
 	t.Helper()
 	t.Logf("%s: 10 entries %v; 100k entries %v", what, small, big)
-	if big.allocs > small.allocs+1 || big.bytes > 2*small.bytes+512 {
+	if big.allocs > small.allocs+1 || big.bytes > 2*small.bytes+16<<10 {
 		t.Errorf("%s is not flat: into 10 entries %v per op, into 100k %v per op", what, small, big)
 	}
 }
