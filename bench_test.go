@@ -176,6 +176,47 @@ func processCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// BenchmarkKeyedCountWatermarks is the keyed count (generator with
+// parallelism 2, 10k keys, keyed count with parallelism 2, checkpoints
+// off) without event time, and with a timestamp assigned to every record
+// at the source and bounded-out-of-orderness watermarks emitted every
+// 200 ms: what timestamps and watermarks cost the record path.
+//
+//	go test -run X -bench KeyedCountWatermarks -benchtime 20000000x -count 5 .
+func BenchmarkKeyedCountWatermarks(b *testing.B) {
+	b.Run("watermarks=off", func(b *testing.B) { benchKeyedCountWatermarks(b, false) })
+	b.Run("watermarks=200ms", func(b *testing.B) { benchKeyedCountWatermarks(b, true) })
+}
+
+func benchKeyedCountWatermarks(b *testing.B, watermarks bool) {
+	const keys = 10_000
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.AutoWatermarkInterval(200*time.Millisecond))
+	perPartition := int64(b.N/2 + 1)
+	// Record off of partition p is its sequence number, also its event
+	// time in the watermarked run.
+	gen := weir.Generator(2, perPartition, func(p int, off int64) int64 { return off*2 + int64(p) })
+	var src weir.Stream[int64]
+	if watermarks {
+		ws := weir.ForBoundedOutOfOrderness[int64](100 * time.Millisecond).WithTimestampAssigner(func(v, _ int64) int64 { return v })
+		src = weir.FromSourceWithWatermarks(env, gen, ws, "gen")
+	} else {
+		src = weir.FromSource(env, gen, "gen")
+	}
+	counts := weir.Count(weir.KeyBy(src, func(v int64) int64 { return v % keys }))
+	counts.SinkTo(weir.DiscardSink[weir.KV[int64, int64]]{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	job, err := env.Start(context.Background(), "keyed-count")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := job.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(2*perPartition)/time.Since(start).Seconds(), "events/s")
+}
+
 // BenchmarkFileSink writes b.N lines through the exactly-once file sink
 // with checkpoints every second, in exactly-once and at-least-once job mode.
 func BenchmarkFileSink(b *testing.B) {

@@ -267,6 +267,14 @@ type Environment struct {
 	print *lockedWriter
 	// eventTime is set when the program uses event time (watermarks).
 	eventTime bool
+	// nodeErrs are definition errors of operators, reported with the
+	// operator's name as it is when the job is built.
+	nodeErrs []nodeErr
+}
+
+type nodeErr struct {
+	n   *plan.Node
+	err error
 }
 
 // NewEnvironment returns an environment configured by opts. An invalid
@@ -284,7 +292,22 @@ func NewEnvironment(opts ...Option) *Environment {
 }
 
 // Err returns the first configuration or definition error, if any.
-func (e *Environment) Err() error { return e.err }
+// Errors of an operator's definition name the operator.
+func (e *Environment) Err() error {
+	if e.err != nil {
+		return e.err
+	}
+	if len(e.nodeErrs) > 0 {
+		ne := e.nodeErrs[0]
+		return fmt.Errorf("operator %s (uid %q): %w", ne.n.Name, ne.n.OperatorUID(), ne.err)
+	}
+	return nil
+}
+
+// setNodeErr records a definition error of operator n.
+func (e *Environment) setNodeErr(n *plan.Node, err error) {
+	e.nodeErrs = append(e.nodeErrs, nodeErr{n, err})
+}
 
 func (e *Environment) setErr(err error) {
 	if e.err == nil {
@@ -394,8 +417,8 @@ func (e *Environment) jobGraph(jobName string) (*runtime.JobGraph, error) {
 
 // prepare builds the job graph and the runtime configuration.
 func (e *Environment) prepare(ctx context.Context, jobName string) (*runtime.JobGraph, runtime.Config, *storage.Storage, error) {
-	if e.err != nil {
-		return nil, runtime.Config{}, nil, e.err
+	if err := e.Err(); err != nil {
+		return nil, runtime.Config{}, nil, err
 	}
 	g, err := e.jobGraph(jobName)
 	if err != nil {

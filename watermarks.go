@@ -139,8 +139,7 @@ type SplitReader[T any] interface {
 // source (or one assigner) and combines their watermarks.
 type splitWatermarks[T any] struct {
 	ws       WatermarkStrategy[T]
-	gens     map[int]WatermarkGenerator[T]
-	outs     map[int]*splitOutput[T]
+	states   map[int]*splitState[T]
 	splits   *watermark.Splits
 	out      any // the operator's output: watermarks go here
 	lastSent int64
@@ -150,10 +149,25 @@ type splitWatermarks[T any] struct {
 	// with it (reading the clock per record cost a sixth of a source's
 	// time), so idleness is detected to within AutoWatermarkInterval.
 	clock int64
+	// last is the state of the split of the last record (records come in
+	// runs of one split): the common case needs no map lookup.
+	last      *splitState[T]
+	lastSplit int
+}
+
+// splitState is one split's generator and output.
+type splitState[T any] struct {
+	gen WatermarkGenerator[T]
+	out *splitOutput[T]
+	// seen says the split's activity at clock is recorded: its records
+	// until the next periodic emission need not tell the idleness
+	// tracking again (only the periodic emission and the generator's
+	// MarkIdle make a split idle, and both clear seen).
+	seen bool
 }
 
 func newSplitWatermarks[T any](ws WatermarkStrategy[T], out any, now func() int64) *splitWatermarks[T] {
-	return &splitWatermarks[T]{ws: ws, gens: map[int]WatermarkGenerator[T]{}, outs: map[int]*splitOutput[T]{},
+	return &splitWatermarks[T]{ws: ws, states: map[int]*splitState[T]{},
 		splits: watermark.NewSplits(ws.idleness.Milliseconds()), out: out, lastSent: MinWatermark, now: now, clock: now()}
 }
 
@@ -161,27 +175,34 @@ func newSplitWatermarks[T any](ws WatermarkStrategy[T], out any, now func() int6
 type splitOutput[T any] struct {
 	s     *splitWatermarks[T]
 	split int
+	state *splitState[T]
 }
 
 func (o *splitOutput[T]) EmitWatermark(ts int64) {
 	o.s.apply(o.s.splits.OnWatermark(o.split, ts, o.s.now()))
 }
 func (o *splitOutput[T]) MarkIdle() {
+	o.state.seen = false
 	o.s.apply(o.s.splits.OnStatus(o.split, watermark.Idle, o.s.now()))
 }
 func (o *splitOutput[T]) MarkActive() {
 	o.s.apply(o.s.splits.OnStatus(o.split, watermark.Active, o.s.now()))
 }
 
-func (s *splitWatermarks[T]) generator(split int) (WatermarkGenerator[T], *splitOutput[T]) {
-	g, ok := s.gens[split]
+// split returns the state of split, created (with its generator) if new.
+func (s *splitWatermarks[T]) split(split int) *splitState[T] {
+	if s.last != nil && s.lastSplit == split {
+		return s.last
+	}
+	st, ok := s.states[split]
 	if !ok {
-		g = s.ws.newGenerator()
-		s.gens[split] = g
-		s.outs[split] = &splitOutput[T]{s: s, split: split}
+		st = &splitState[T]{gen: s.ws.newGenerator()}
+		st.out = &splitOutput[T]{s: s, split: split, state: st}
+		s.states[split] = st
 		s.splits.Add(split, s.clock)
 	}
-	return g, s.outs[split]
+	s.last, s.lastSplit = st, split
+	return st
 }
 
 // onRecord stamps a record of split (returns its timestamp) and lets the
@@ -190,9 +211,12 @@ func (s *splitWatermarks[T]) onRecord(r T, split int, ts int64) int64 {
 	if s.ws.assigner != nil {
 		ts = s.ws.assigner(r, ts)
 	}
-	g, out := s.generator(split)
-	s.apply(s.splits.OnRecord(split, s.clock))
-	g.OnEvent(r, ts, out)
+	st := s.split(split)
+	if !st.seen {
+		st.seen = true
+		s.apply(s.splits.OnRecord(split, s.clock))
+	}
+	st.gen.OnEvent(r, ts, st.out)
 	return ts
 }
 
@@ -200,8 +224,9 @@ func (s *splitWatermarks[T]) onRecord(r T, split int, ts int64) int64 {
 // check.
 func (s *splitWatermarks[T]) periodic() {
 	s.clock = s.now()
-	for split, g := range s.gens {
-		g.OnPeriodicEmit(s.outs[split])
+	for _, st := range s.states {
+		st.seen = false
+		st.gen.OnPeriodicEmit(st.out)
 	}
 	s.apply(s.splits.Tick(s.clock))
 }
@@ -320,7 +345,7 @@ func (o *sourceOp[T]) openWatermarks(ctx *runtime.OperatorContext) {
 	o.wms = newSplitWatermarks(*o.ws, o.out, func() int64 { return timers.Now().UnixMilli() })
 	if sr, ok := o.reader.(SplitReader[T]); ok {
 		for _, split := range sr.Splits() {
-			o.wms.generator(split)
+			o.wms.split(split)
 		}
 	}
 	var tick func()

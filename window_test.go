@@ -500,41 +500,66 @@ func TestTimerWithoutOnTimer(t *testing.T) {
 }
 
 // Records without timestamps in event-time windows fail the job with an
-// error that says what to do.
+// error that names the operator and says what to do.
 func TestEventTimeWindowWithoutTimestamps(t *testing.T) {
 	env := weir.NewEnvironment(weir.RestartStrategy(restart.None()))
 	src := weir.FromSlice(env, []ev{{Key: 1}})
 	weir.Window(weir.KeyBy(src, func(e ev) int { return e.Key }), weir.TumblingEventTimeWindows(time.Second)).
-		Reduce(func(a, b ev) ev { return a }).Print()
+		Reduce(func(a, b ev) ev { return a }).Name("per-key-totals").Print()
 	err := env.Execute(context.Background(), "no-timestamps")
-	if err == nil || !strings.Contains(err.Error(), "WatermarkStrategy") {
-		t.Fatalf("err = %v", err)
+	if err == nil || !strings.Contains(err.Error(), "WatermarkStrategy") || !strings.Contains(err.Error(), "operator per-key-totals") {
+		t.Fatalf("want an error naming operator per-key-totals and a WatermarkStrategy, got %v", err)
 	}
 }
 
-// Bad window configurations are errors at Execute, not panics.
+// Bad window configurations are errors at Execute, not panics, and name
+// the window operator (by the name it was given after the window
+// function) and what is wrong.
 func TestWindowConfigErrors(t *testing.T) {
-	for name, build := range map[string]func(weir.KeyedStream[int, ev]){
-		"zero size": func(k weir.KeyedStream[int, ev]) {
-			weir.Window(k, weir.TumblingEventTimeWindows(0)).Reduce(func(a, b ev) ev { return a }).Print()
-		},
-		"slide larger than offset": func(k weir.KeyedStream[int, ev]) {
-			weir.Window(k, weir.SlidingEventTimeWindows(time.Second, 0)).Reduce(func(a, b ev) ev { return a }).Print()
-		},
-		"session aggregate without merge": func(k weir.KeyedStream[int, ev]) {
-			weir.WindowAggregate(weir.Window(k, weir.EventTimeSessionWindows(time.Second)), weir.Aggregator[ev, int64, int64](noMerge{})).Print()
-		},
-		"negative lateness": func(k weir.KeyedStream[int, ev]) {
-			weir.Window(k, weir.TumblingEventTimeWindows(time.Second)).AllowedLateness(-time.Second).Reduce(func(a, b ev) ev { return a }).Print()
-		},
+	reduce := func(a, b ev) ev { return a }
+	for name, tc := range map[string]struct {
+		build func(weir.KeyedStream[int, ev]) weir.Stream[ev]
+		want  string
+	}{
+		"zero size": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			return weir.Window(k, weir.TumblingEventTimeWindows(0)).Reduce(reduce)
+		}, "tumbling windows need a size of at least 1ms, got 0ms"},
+		"negative size": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			return weir.Window(k, weir.TumblingProcessingTimeWindows(-time.Second)).Reduce(reduce)
+		}, "need a size of at least 1ms, got -1000ms"},
+		"zero slide": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			return weir.Window(k, weir.SlidingEventTimeWindows(time.Second, 0)).Reduce(reduce)
+		}, "need a slide of at least 1ms, got 0ms"},
+		"negative slide": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			return weir.Window(k, weir.SlidingEventTimeWindows(time.Second, -time.Millisecond)).Reduce(reduce)
+		}, "need a slide of at least 1ms, got -1ms"},
+		"zero session gap": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			return weir.Window(k, weir.EventTimeSessionWindows(0)).Reduce(reduce)
+		}, "session windows need a gap of at least 1ms, got 0ms"},
+		"session aggregate without merge": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			s := weir.WindowAggregate(weir.Window(k, weir.EventTimeSessionWindows(time.Second)), weir.Aggregator[ev, int64, int64](noMerge{}))
+			return weir.Map(s.Name("bad-window"), func(int64) ev { return ev{} })
+		}, "has no Merge"},
+		"negative lateness": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			return weir.Window(k, weir.TumblingEventTimeWindows(time.Second)).AllowedLateness(-time.Second).Reduce(reduce)
+		}, "allowed lateness must not be negative"},
+		"zero count": {func(k weir.KeyedStream[int, ev]) weir.Stream[ev] {
+			return weir.CountWindow(k, 0).Reduce(reduce)
+		}, "a count window needs at least 1 record, got 0"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			env := weir.NewEnvironment(weir.RestartStrategy(restart.None()))
-			build(weir.KeyBy(weir.FromSlice(env, []ev{{Key: 1}}), func(e ev) int { return e.Key }))
-			if err := env.Execute(context.Background(), "bad"); err == nil {
-				t.Fatal("no error")
-			} else {
-				t.Log(err)
+			out := tc.build(weir.KeyBy(weir.FromSlice(env, []ev{{Key: 1}}), func(e ev) int { return e.Key }))
+			if name != "session aggregate without merge" {
+				out = out.Name("bad-window")
+			}
+			out.Print()
+			err := env.Execute(context.Background(), "bad")
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "operator bad-window") {
+				t.Fatalf("want an error naming operator bad-window and containing %q, got %v", tc.want, err)
+			}
+			if env.Err() == nil {
+				t.Fatal("Environment.Err does not report the definition error")
 			}
 		})
 	}

@@ -25,6 +25,9 @@ type WindowedStream[K comparable, T any] struct {
 	lateness int64
 	lateTag  string
 	all      bool
+	// err is a definition error found before the window operator exists
+	// (reported by windowNode with the operator's name).
+	err error
 }
 
 // TimeWindow cuts a keyed stream into the windows of assigner. Event-time
@@ -38,10 +41,11 @@ func Window[K comparable, T any](ks KeyedStream[K, T], assigner WindowAssigner) 
 // CountWindow groups every n records of a key (global windows that fire
 // and purge at every n-th record).
 func CountWindow[K comparable, T any](ks KeyedStream[K, T], n int64) WindowedStream[K, T] {
+	w := Window(ks, GlobalWindows{}).Trigger(PurgingTrigger(CountTrigger(n)))
 	if n < 1 {
-		ks.s.env.setErr(fmt.Errorf("a count window needs at least 1 record, got %d", n))
+		w.err = fmt.Errorf("a count window needs at least 1 record, got %d", n)
 	}
-	return Window(ks, GlobalWindows{}).Trigger(PurgingTrigger(CountTrigger(n)))
+	return w
 }
 
 // AllKey is the key of the one group of WindowAll.
@@ -69,7 +73,9 @@ func (w WindowedStream[K, T]) Trigger(t Trigger) WindowedStream[K, T] {
 // it.
 func (w WindowedStream[K, T]) AllowedLateness(d time.Duration) WindowedStream[K, T] {
 	if d < 0 {
-		w.ks.s.env.setErr(fmt.Errorf("allowed lateness must not be negative, got %v", d))
+		if w.err == nil {
+			w.err = fmt.Errorf("allowed lateness must not be negative, got %v", d)
+		}
 		return w
 	}
 	w.lateness = d.Milliseconds()
@@ -177,8 +183,14 @@ func WindowProcess[K comparable, T, OUT any](w WindowedStream[K, T], fn ProcessW
 func windowNode[K comparable, T, OUT any](w WindowedStream[K, T], kind string, newContents func(out runtime.Collector[OUT]) windowContents[K, T, OUT]) Stream[OUT] {
 	env := w.ks.s.env
 	trigger := w.trigger
+	// Definition errors name the operator: they are reported with its
+	// final name (set after this returns) by Environment.Err.
+	var errs []error
+	if w.err != nil {
+		errs = append(errs, w.err)
+	}
 	if w.assigner == nil {
-		env.setErr(fmt.Errorf("%s: a window needs an assigner", kind))
+		errs = append(errs, fmt.Errorf("a window needs an assigner"))
 		trigger = NeverTrigger()
 	} else if trigger == nil {
 		trigger = w.assigner.DefaultTrigger()
@@ -186,7 +198,7 @@ func windowNode[K comparable, T, OUT any](w WindowedStream[K, T], kind string, n
 	for _, v := range []any{w.assigner, trigger} {
 		if c, ok := v.(interface{ validate() error }); ok {
 			if err := c.validate(); err != nil {
-				env.setErr(fmt.Errorf("%s: %w", kind, err))
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -194,12 +206,15 @@ func windowNode[K comparable, T, OUT any](w WindowedStream[K, T], kind string, n
 	if w.assigner != nil && w.assigner.IsMerging() {
 		probe := newContents(nil)
 		if err := probe.canMerge(); err != nil {
-			env.setErr(fmt.Errorf("%s over merging windows: %w", kind, err))
+			errs = append(errs, fmt.Errorf("over merging windows: %w", err))
 		}
 	}
 	s := keyedNode(w.ks, kind, func(out runtime.Collector[OUT]) keyedLogic[K, T] {
 		return &windowLogic[K, T, OUT]{spec: spec, contents: newContents(out)}
 	})
+	for _, err := range errs {
+		env.setNodeErr(s.n, err)
+	}
 	if w.all {
 		s.n.Parallelism = 1
 		s.n.FixedParallelism = true

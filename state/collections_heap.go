@@ -572,8 +572,12 @@ func (l *heapList[K, T]) mutable() *userList[T] {
 		ul.owner = b.epoch
 		return ul
 	}
+	// A new header over the same array: lists only ever grow in place
+	// (Update and Clear start a new list), so appends land past the
+	// length the snapshot's header reads, and the first write after a
+	// snapshot copies nothing, however long the list.
 	g = l.writable(b.curKG)
-	ul = &userList[T]{owner: b.epoch, items: append(make([]T, 0, len(ul.items)+1), ul.items...)}
+	ul = &userList[T]{owner: b.epoch, items: ul.items}
 	g.slots[i].val = ul
 	return ul
 }
@@ -673,10 +677,10 @@ type frozenList[K comparable, T any] struct {
 	groups   []*kgTable[K, *userList[T]]
 }
 
-// frozen captures the key group tables. A list appended in place after
-// the snapshot (its epoch's own) is not one the snapshot holds; the
-// snapshot's lists are only ever cloned, so the snapshot reads each
-// list's items as they were.
+// frozen captures the key group tables. A list written after the
+// snapshot gets a new header (see mutable) and grows past the length the
+// snapshot's header holds, so the snapshot reads each list's items as
+// they were.
 func (l *heapList[K, T]) frozen() frozenTable {
 	return &frozenList[K, T]{keyCodec: l.b.keyCodec, c: l.c, groups: append([]*kgTable[K, *userList[T]](nil), l.groups...)}
 }

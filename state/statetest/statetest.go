@@ -86,6 +86,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("DamagedStream", func(t *testing.T) { testDamagedStream(t, b) })
 	runTimers(t, b)
 	runCollections(t, b)
+	runPerEntry(t, b)
 }
 
 // SavepointsAcross checks that a savepoint written by each backend
