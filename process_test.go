@@ -165,8 +165,8 @@ func TestSinkWriterFlushesOnProcessingTime(t *testing.T) {
 	}
 }
 
-// timerProbe is what a timerFunction saw, shared by its subtask copies.
-type timerProbe struct {
+// procTimerProbe is what a timerFunction saw, shared by its subtask copies.
+type procTimerProbe struct {
 	poke chan struct{}
 	mu   struct {
 		sync.Mutex
@@ -184,7 +184,7 @@ type timerProbe struct {
 // itself every millisecond (ticks; the first five emit), the first record
 // registers one timer twice.
 type timerFunction struct {
-	p      *timerProbe
+	p      *procTimerProbe
 	dupTS  int64
 	dupSet bool
 }
@@ -251,7 +251,7 @@ func (f *timerFunction) Finish(ctx *weir.ProcessContext, out weir.Collector[stri
 // sink that commits only on checkpoints), and no timer fires after it.
 func TestProcessStreamTimers(t *testing.T) {
 	src := &gatedSource{records: []int{1, 2, 3}, release: make(chan struct{})}
-	probe := &timerProbe{poke: make(chan struct{}, 1)}
+	probe := &procTimerProbe{poke: make(chan struct{}, 1)}
 	probe.mu.goroutines = map[string]bool{}
 	sink := weir.NewCollectSink[string]()
 	env := weir.NewEnvironment(weir.Checkpointing(10*time.Millisecond, weir.ExactlyOnce), weir.CheckpointStorage(t.TempDir()))
