@@ -15,6 +15,7 @@ import (
 	"github.com/weirstream/weir/nexmark"
 	"github.com/weirstream/weir/nexmark/reference"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/state/pebblestate"
 )
 
 func TestMain(m *testing.M) { leaktest.Main(m) }
@@ -259,13 +260,21 @@ func allQueries(events weir.Stream[nexmark.Event]) []result {
 }
 
 // Every query gives the reference's rows on generated events, at
-// parallelism 1 and 3 (the source has 4 partitions either way).
+// parallelism 1 and 3 (the source has 4 partitions either way), with
+// keyed state on the heap and in pebble.
 func TestQueriesMatchReference(t *testing.T) {
 	cfg := testConfig()
 	events := generated(t, cfg)
-	for _, p := range []int{1, 3} {
-		t.Run(fmt.Sprintf("parallelism%d", p), func(t *testing.T) {
-			env := weir.NewEnvironment(weir.Parallelism(p))
+	for _, c := range []struct {
+		p      int
+		pebble bool
+	}{{1, false}, {3, false}, {1, true}, {3, true}} {
+		t.Run(fmt.Sprintf("parallelism%d-pebble%t", c.p, c.pebble), func(t *testing.T) {
+			opts := []weir.Option{weir.Parallelism(c.p)}
+			if c.pebble {
+				opts = append(opts, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+			}
+			env := weir.NewEnvironment(opts...)
 			results := allQueries(Events(env, NewSource(cfg, testPartitions)))
 			if err := env.Execute(context.Background(), "nexmark"); err != nil {
 				t.Fatal(err)
