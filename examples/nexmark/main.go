@@ -37,6 +37,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -153,6 +154,7 @@ func run(args []string) error {
 	seed := fs.Uint64("seed", 1, "generator seed")
 	asJSON := fs.Bool("json", false, "print each run's figures as one JSON object per line")
 	outFile := fs.String("output", "", "write the query's rows to this `file` as JSON lines (field names as in the reference SQL; times in ms since 1970 UTC)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this `file`")
 	doVerify := fs.Bool("verify", false, "compare each query's exactly-once output with and without injected failures (see -queries, -failures)")
 	only := fs.String("queries", "", "with --verify: the queries to verify, comma separated (default: "+strings.Join(checkNames(), ",")+")")
 	failures := fs.Int("failures", 3, "with --verify: the task failures to inject")
@@ -188,6 +190,17 @@ func run(args []string) error {
 	}
 	if parts < 1 {
 		return fmt.Errorf("--partitions must be at least 1, got %d", parts)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cannot create --cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cannot start the CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

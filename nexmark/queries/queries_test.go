@@ -429,6 +429,13 @@ func TestHelpers(t *testing.T) {
 			t.Errorf("ChannelID(%q, %q) = %q, %t", c.ch, c.url, id, ok)
 		}
 	}
+	for _, u := range []string{"https://www.nexmark.com/abc/def/item.htm?query=1", "https://h/a", "https://h/a/", "https://h",
+		"https:", "", "a/b/c/d/e/f/g", "///", "////x//"} {
+		d1, d2, d3 := urlDirs(u)
+		if w1, w2, w3 := splitIndex(u, '/', 3), splitIndex(u, '/', 4), splitIndex(u, '/', 5); d1 != w1 || d2 != w2 || d3 != w3 {
+			t.Errorf("urlDirs(%q) = %q, %q, %q; SPLIT_INDEX gives %q, %q, %q", u, d1, d2, d3, w1, w2, w3)
+		}
+	}
 	if got := splitIndex("a/b/c", '/', 2); got != "c" {
 		t.Errorf("splitIndex: %q", got)
 	}
