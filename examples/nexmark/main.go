@@ -1,12 +1,23 @@
-// Command nexmark runs one Nexmark query on the generator and reports the
-// events per second it processed, the figure Nexmark results publish.
-// Rows go to a sink that discards them (the reference's blackhole). It
-// takes the standard job flags, so it also runs as a cluster:
+// Command nexmark runs Nexmark queries on the generator and reports, per
+// run, the events per second, the CPU seconds the process used (user and
+// system, from rusage) and the events per CPU-second. Rows go to a sink
+// that counts and discards them (the reference's blackhole); q10's go to
+// weir's exactly-once file sink as JSON lines in a temporary directory.
+// It takes the standard job flags (checkpoint interval 1s exactly-once by
+// default, --state-backend, --parallelism), so it also runs as a
+// cluster:
 //
 //	go run ./examples/nexmark -query q1 -events 10000000 -parallelism 2
 //
-// The queries are those package nexmark/queries has: q0 to q22 but q10's
-// file sink; "source" runs the generator alone.
+// --query all runs every query in turn and prints a table; --json prints
+// one JSON object per run instead; --output FILE writes the rows of one
+// query as JSON lines with the reference's column names (times in ms since
+// 1970 UTC; not transactional: rows replayed after a failover repeat);
+// --cpuprofile writes a CPU profile. Without --checkpoint-dir, a local
+// run keeps its checkpoints in a temporary directory it removes.
+//
+// The queries are those of package nexmark/queries, q0 to q22; "source"
+// runs the generator alone.
 //
 // With --verify it checks exactly-once results instead: every stateful
 // query (or those of -queries) runs twice on the same events into a
