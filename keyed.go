@@ -126,6 +126,12 @@ func GetListState[V any, K comparable](ctx *KeyedContext[K], name string, opts .
 	return s, ctx.registerError(err)
 }
 
+// GetListStateWithCodec is GetListState with an explicit element codec.
+func GetListStateWithCodec[V any, K comparable](ctx *KeyedContext[K], name string, codec state.Codec[V], opts ...StateOption) (ListState[V], error) {
+	s, err := state.GetKeyedListState[K, V](ctx.backend, name, codec, opts...)
+	return s, ctx.registerError(err)
+}
+
 // MapState is a map per key.
 type MapState[UK comparable, UV any] = state.MapState[UK, UV]
 

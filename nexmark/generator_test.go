@@ -2,6 +2,7 @@ package nexmark
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
@@ -333,4 +334,58 @@ func BenchmarkGeneratorBids(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	_ = sink
+}
+
+// Over 1M events, the hot ratios, the price distribution and the hot
+// channels come out as configured, within tolerances far wider than the
+// sampling error (about 0.1% here) and far narrower than a wrong ratio.
+func TestDistributions(t *testing.T) {
+	g := newGen(t, nil)
+	const events = 1_000_000
+	var bids, auctions, hotAuction, hotBidder, hotSeller, hotChannel int
+	var decades [6]int // bids by floor(log10(price / 100))
+	for n := range int64(events) {
+		switch e := g.Event(n); e.Type {
+		case AuctionEvent:
+			auctions++
+			if e.Auction.Seller-FirstPersonID == (g.LastPersonID(n)-FirstPersonID)/HotBatch*HotBatch {
+				hotSeller++
+			}
+		case BidEvent:
+			b := e.Bid
+			bids++
+			if b.Auction-FirstAuctionID == (g.LastAuctionID(n)-FirstAuctionID)/HotBatch*HotBatch {
+				hotAuction++
+			}
+			if b.Bidder-FirstPersonID == (g.LastPersonID(n)-FirstPersonID)/HotBatch*HotBatch+1 {
+				hotBidder++
+			}
+			for i, hot := range HotChannels {
+				if b.Channel == hot {
+					hotChannel++
+					if b.URL != g.hotURLs[i] {
+						t.Fatalf("event %d: channel %s with the URL %s of another", n, hot, b.URL)
+					}
+				}
+			}
+			d := int(math.Floor(math.Log10(float64(b.Price) / 100)))
+			decades[min(max(d, 0), 5)]++
+		}
+	}
+	within := func(what string, got, n int, want, tol float64) {
+		t.Helper()
+		if f := float64(got) / float64(n); math.Abs(f-want) > tol {
+			t.Errorf("%s: %.4f, want %.4f ± %.3f", what, f, want, tol)
+		}
+	}
+	// A random pick lands on the hot one now and then, hence the
+	// one-sided allowance above the configured share.
+	within("bids for the hot auction", hotAuction, bids, 0.5+0.01, 0.015)
+	within("bids by the hot bidder", hotBidder, bids, 0.75+0.002, 0.01)
+	within("auctions of the hot seller", hotSeller, auctions, 0.75+0.002, 0.01)
+	within("bids from hot channels", hotChannel, bids, 0.5, 0.01)
+	// Log-uniform from $1 to $1M: each decade of the price holds a sixth.
+	for d, c := range decades {
+		within(fmt.Sprintf("bids priced in [10^%d, 10^%d) dollars", d, d+1), c, bids, 1.0/6, 0.01)
+	}
 }

@@ -45,27 +45,27 @@ type Person struct {
 
 // Auction is a new auction: an item for sale by Seller until Expires.
 type Auction struct {
-	ID          int64
-	ItemName    string
-	Description string
-	InitialBid  int64 // cents
-	Reserve     int64 // cents
-	DateTime    int64 // event time, ms since 1970 UTC
-	Expires     int64 // ms since 1970 UTC
-	Seller      int64 // a Person.ID
-	Category    int64
-	Extra       string
+	ID          int64  `json:"id"`
+	ItemName    string `json:"itemName"`
+	Description string `json:"description"`
+	InitialBid  int64  `json:"initialBid"` // cents
+	Reserve     int64  `json:"reserve"`    // cents
+	DateTime    int64  `json:"dateTime"`   // event time, ms since 1970 UTC
+	Expires     int64  `json:"expires"`    // ms since 1970 UTC
+	Seller      int64  `json:"seller"`     // a Person.ID
+	Category    int64  `json:"category"`
+	Extra       string `json:"extra"`
 }
 
 // Bid is a bid of Bidder in an auction.
 type Bid struct {
-	Auction  int64 // an Auction.ID
-	Bidder   int64 // a Person.ID
-	Price    int64 // cents
-	Channel  string
-	URL      string
-	DateTime int64 // event time, ms since 1970 UTC
-	Extra    string
+	Auction  int64  `json:"auction"` // an Auction.ID
+	Bidder   int64  `json:"bidder"`  // a Person.ID
+	Price    int64  `json:"price"`   // cents
+	Channel  string `json:"channel"`
+	URL      string `json:"url"`
+	DateTime int64  `json:"dateTime"` // event time, ms since 1970 UTC
+	Extra    string `json:"extra"`
 }
 
 // Event is one of the three records, tagged by Type: Person is set for a

@@ -9,125 +9,193 @@ import (
 // Row types of the queries, the columns of the reference's result tables
 // (nexmark-flink/src/main/resources/queries/q*.sql) in Go's names.
 // Timestamps are ms since 1970 UTC. Windowed results carry their window's
-// start and/or end. Each type has a Compare giving the order in which
+// start and/or end. The JSON field names are the reference's column names
+// (with window_end, etime and the _milli prices where weir's row says more
+// than the reference's). Each type has a Compare giving the order in which
 // package reference returns rows.
 
 // Q0Row is a bid passed through: auction, bidder, price, dateTime, extra.
 type Q0Row struct {
-	Auction, Bidder, Price, DateTime int64
-	Extra                            string
+	Auction  int64  `json:"auction"`
+	Bidder   int64  `json:"bidder"`
+	Price    int64  `json:"price"`
+	DateTime int64  `json:"dateTime"`
+	Extra    string `json:"extra"`
 }
 
 // Q1Row is a bid with its price in euros: PriceMilli is 0.908 × price in
 // thousandths (the reference's DECIMAL(23, 3), exactly).
 type Q1Row struct {
-	Auction, Bidder, PriceMilli, DateTime int64
-	Extra                                 string
+	Auction    int64  `json:"auction"`
+	Bidder     int64  `json:"bidder"`
+	PriceMilli int64  `json:"price_milli"`
+	DateTime   int64  `json:"dateTime"`
+	Extra      string `json:"extra"`
 }
 
 // Q2Row is the auction and price of a bid for every 123rd auction.
-type Q2Row struct{ Auction, Price int64 }
+type Q2Row struct {
+	Auction int64 `json:"auction"`
+	Price   int64 `json:"price"`
+}
 
 // Q3Row is a seller in OR, ID or CA and an auction of theirs in
 // category 10.
 type Q3Row struct {
-	Name, City, State string
-	ID                int64
+	Name  string `json:"name"`
+	City  string `json:"city"`
+	State string `json:"state"`
+	ID    int64  `json:"id"`
 }
 
 // Q4Row is a category's average winning price (integer average, as the
 // reference's AVG over BIGINT).
-type Q4Row struct{ Category, Avg int64 }
+type Q4Row struct {
+	Category int64 `json:"id"`
+	Avg      int64 `json:"final"`
+}
 
 // Q5Row is an auction with the most bids in a sliding window (10 s, every
 // 2 s).
-type Q5Row struct{ WindowStart, WindowEnd, Auction, Num int64 }
+type Q5Row struct {
+	WindowStart int64 `json:"starttime"`
+	WindowEnd   int64 `json:"endtime"`
+	Auction     int64 `json:"auction"`
+	Num         int64 `json:"num"`
+}
 
 // Q6Row is a seller's average price over their last winning bids.
-type Q6Row struct{ Seller, AvgPrice int64 }
+type Q6Row struct {
+	Seller   int64 `json:"seller"`
+	AvgPrice int64 `json:"avg_price"`
+}
 
 // Q7Row is a bid at the highest price of the 10 s window ending at
 // WindowEnd, made within the 10 s up to and including WindowEnd.
 type Q7Row struct {
-	WindowEnd, Auction, Price, Bidder, DateTime int64
-	Extra                                       string
+	WindowEnd int64  `json:"window_end"`
+	Auction   int64  `json:"auction"`
+	Price     int64  `json:"price"`
+	Bidder    int64  `json:"bidder"`
+	DateTime  int64  `json:"dateTime"`
+	Extra     string `json:"extra"`
 }
 
 // Q8Row is a person who opened an auction in the 10 s window they were
 // created in.
 type Q8Row struct {
-	ID                 int64
-	Name               string
-	StartTime, EndTime int64
+	ID        int64  `json:"id"`
+	Name      string `json:"name"`
+	StartTime int64  `json:"stime"`
+	EndTime   int64  `json:"etime"`
 }
 
 // Q9Row is an auction and its winning bid (highest price, then earliest).
 type Q9Row struct {
 	Auction
-	Bidder, Price, BidDateTime int64
-	BidExtra                   string
+	Bidder      int64  `json:"bidder"`
+	Price       int64  `json:"price"`
+	BidDateTime int64  `json:"bid_dateTime"`
+	BidExtra    string `json:"bid_extra"`
 }
 
 // Q10Row is a bid with its day (yyyy-MM-dd) and minute (HH:mm), the
 // partition of the file it is logged to.
 type Q10Row struct {
-	Auction, Bidder, Price, DateTime int64
-	Extra, Dt, Hm                    string
+	Auction  int64  `json:"auction"`
+	Bidder   int64  `json:"bidder"`
+	Price    int64  `json:"price"`
+	DateTime int64  `json:"dateTime"`
+	Extra    string `json:"extra"`
+	Dt       string `json:"dt"`
+	Hm       string `json:"hm"`
 }
 
 // Q11Row is the number of bids of a bidder in one session (sessions end
 // after 10 s without a bid; EndTime is the last bid + 10 s).
-type Q11Row struct{ Bidder, BidCount, StartTime, EndTime int64 }
+type Q11Row struct {
+	Bidder    int64 `json:"bidder"`
+	BidCount  int64 `json:"bid_count"`
+	StartTime int64 `json:"starttime"`
+	EndTime   int64 `json:"endtime"`
+}
 
 // Q12Row is the number of bids of a bidder in a 10 s processing-time
 // window.
-type Q12Row struct{ Bidder, BidCount, StartTime, EndTime int64 }
+type Q12Row struct {
+	Bidder    int64 `json:"bidder"`
+	BidCount  int64 `json:"bid_count"`
+	StartTime int64 `json:"starttime"`
+	EndTime   int64 `json:"endtime"`
+}
 
 // Q13Row is a bid with the side input value of its auction modulo 10 000.
 type Q13Row struct {
-	Auction, Bidder, Price, DateTime int64
-	Value                            string
+	Auction  int64  `json:"auction"`
+	Bidder   int64  `json:"bidder"`
+	Price    int64  `json:"price"`
+	DateTime int64  `json:"dateTime"`
+	Value    string `json:"value"`
 }
 
 // Q14Row is a bid with a euro price in (1 000 000, 50 000 000), the part
 // of the day it was made in, and the number of 'c' in its extra.
 type Q14Row struct {
-	Auction, Bidder, PriceMilli int64
-	BidTimeType                 string
-	DateTime                    int64
-	Extra                       string
-	CCounts                     int64
+	Auction     int64  `json:"auction"`
+	Bidder      int64  `json:"bidder"`
+	PriceMilli  int64  `json:"price_milli"`
+	BidTimeType string `json:"bidTimeType"`
+	DateTime    int64  `json:"dateTime"`
+	Extra       string `json:"extra"`
+	CCounts     int64  `json:"c_counts"`
 }
 
 // BidStats are the counts of q15 and q16: bids, distinct bidders and
 // distinct auctions, in all and by price rank (rank 1: price < 10 000,
 // rank 2: < 1 000 000, rank 3: the rest).
 type BidStats struct {
-	TotalBids, Rank1Bids, Rank2Bids, Rank3Bids                 int64
-	TotalBidders, Rank1Bidders, Rank2Bidders, Rank3Bidders     int64
-	TotalAuctions, Rank1Auctions, Rank2Auctions, Rank3Auctions int64
+	TotalBids     int64 `json:"total_bids"`
+	Rank1Bids     int64 `json:"rank1_bids"`
+	Rank2Bids     int64 `json:"rank2_bids"`
+	Rank3Bids     int64 `json:"rank3_bids"`
+	TotalBidders  int64 `json:"total_bidders"`
+	Rank1Bidders  int64 `json:"rank1_bidders"`
+	Rank2Bidders  int64 `json:"rank2_bidders"`
+	Rank3Bidders  int64 `json:"rank3_bidders"`
+	TotalAuctions int64 `json:"total_auctions"`
+	Rank1Auctions int64 `json:"rank1_auctions"`
+	Rank2Auctions int64 `json:"rank2_auctions"`
+	Rank3Auctions int64 `json:"rank3_auctions"`
 }
 
 // Q15Row is a day's bid statistics.
 type Q15Row struct {
-	Day string
+	Day string `json:"day"`
 	BidStats
 }
 
 // Q16Row is a channel's bid statistics of a day; Minute is the latest
 // HH:mm of its bids.
 type Q16Row struct {
-	Channel, Day, Minute string
+	Channel string `json:"channel"`
+	Day     string `json:"day"`
+	Minute  string `json:"minute"`
 	BidStats
 }
 
 // Q17Row is an auction's bid statistics of a day (AvgPrice is an integer
 // average).
 type Q17Row struct {
-	Auction                                    int64
-	Day                                        string
-	TotalBids, Rank1Bids, Rank2Bids, Rank3Bids int64
-	MinPrice, MaxPrice, AvgPrice, SumPrice     int64
+	Auction   int64  `json:"auction"`
+	Day       string `json:"day"`
+	TotalBids int64  `json:"total_bids"`
+	Rank1Bids int64  `json:"rank1_bids"`
+	Rank2Bids int64  `json:"rank2_bids"`
+	Rank3Bids int64  `json:"rank3_bids"`
+	MinPrice  int64  `json:"min_price"`
+	MaxPrice  int64  `json:"max_price"`
+	AvgPrice  int64  `json:"avg_price"`
+	SumPrice  int64  `json:"sum_price"`
 }
 
 // Q18Row is the last bid of a bidder in an auction.
@@ -136,31 +204,48 @@ type Q18Row = Bid
 // Q19Row is one of the 10 highest bids of an auction, ranked from 1.
 type Q19Row struct {
 	Bid
-	RankNumber int64
+	RankNumber int64 `json:"rank_number"`
 }
 
 // Q20Row is a bid with its auction, for auctions in category 10.
 type Q20Row struct {
-	Auction, Bidder, Price                                int64
-	Channel, URL                                          string
-	BidDateTime                                           int64
-	BidExtra, ItemName, Description                       string
-	InitialBid, Reserve, AuctionDateTime, Expires, Seller int64
-	Category                                              int64
-	AuctionExtra                                          string
+	Auction         int64  `json:"auction"`
+	Bidder          int64  `json:"bidder"`
+	Price           int64  `json:"price"`
+	Channel         string `json:"channel"`
+	URL             string `json:"url"`
+	BidDateTime     int64  `json:"bid_dateTime"`
+	BidExtra        string `json:"bid_extra"`
+	ItemName        string `json:"itemName"`
+	Description     string `json:"description"`
+	InitialBid      int64  `json:"initialBid"`
+	Reserve         int64  `json:"reserve"`
+	AuctionDateTime int64  `json:"auction_dateTime"`
+	Expires         int64  `json:"expires"`
+	Seller          int64  `json:"seller"`
+	Category        int64  `json:"category"`
+	AuctionExtra    string `json:"auction_extra"`
 }
 
 // Q21Row is a bid with the id of its channel.
 type Q21Row struct {
-	Auction, Bidder, Price int64
-	Channel, ChannelID     string
+	Auction   int64  `json:"auction"`
+	Bidder    int64  `json:"bidder"`
+	Price     int64  `json:"price"`
+	Channel   string `json:"channel"`
+	ChannelID string `json:"channel_id"`
 }
 
 // Q22Row is a bid with the first three directories of its URL (empty
 // where the URL has fewer: the reference's null).
 type Q22Row struct {
-	Auction, Bidder, Price    int64
-	Channel, Dir1, Dir2, Dir3 string
+	Auction int64  `json:"auction"`
+	Bidder  int64  `json:"bidder"`
+	Price   int64  `json:"price"`
+	Channel string `json:"channel"`
+	Dir1    string `json:"dir1"`
+	Dir2    string `json:"dir2"`
+	Dir3    string `json:"dir3"`
 }
 
 // Rank is the price rank of q15–q17: 1 below 10 000, 2 below 1 000 000, else 3.

@@ -1,12 +1,23 @@
-// Command nexmark runs one Nexmark query on the generator and reports the
-// events per second it processed, the figure Nexmark results publish.
-// Rows go to a sink that discards them (the reference's blackhole). It
-// takes the standard job flags, so it also runs as a cluster:
+// Command nexmark runs Nexmark queries on the generator and reports, per
+// run, the events per second, the CPU seconds the process used (user and
+// system, from rusage) and the events per CPU-second. Rows go to a sink
+// that counts and discards them (the reference's blackhole); q10's go to
+// weir's exactly-once file sink as JSON lines in a temporary directory.
+// It takes the standard job flags (checkpoint interval 1s exactly-once by
+// default, --state-backend, --parallelism), so it also runs as a
+// cluster:
 //
 //	go run ./examples/nexmark -query q1 -events 10000000 -parallelism 2
 //
-// The queries are those package nexmark/queries has: q0 to q22 but q10's
-// file sink; "source" runs the generator alone.
+// --query all runs every query in turn and prints a table; --json prints
+// one JSON object per run instead; --output FILE writes the rows of one
+// query as JSON lines with the reference's column names (times in ms since
+// 1970 UTC; not transactional: rows replayed after a failover repeat);
+// --cpuprofile writes a CPU profile. Without --checkpoint-dir, a local
+// run keeps its checkpoints in a temporary directory it removes.
+//
+// The queries are those of package nexmark/queries, q0 to q22; "source"
+// runs the generator alone.
 //
 // With --verify it checks exactly-once results instead: every stateful
 // query (or those of -queries) runs twice on the same events into a
@@ -24,18 +35,28 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/connector/files"
 	"github.com/weirstream/weir/jobflags"
 	"github.com/weirstream/weir/nexmark"
 	"github.com/weirstream/weir/nexmark/queries"
@@ -51,54 +72,100 @@ func main() {
 	}
 }
 
-func discard[T any](s weir.Stream[T]) { s.SinkTo(weir.DiscardSink[T]{}).Name("blackhole").UID("sink") }
+// output is where a query's rows go: counted and discarded (the
+// reference's blackhole), or, with --output, written as JSON lines.
+type output struct {
+	rows  atomic.Int64
+	lines *jsonLines // nil: discard
+	dir   string     // q10's file sink directory
+}
+
+// sinkTo ends s in o's sink.
+func sinkTo[T any](o *output, s weir.Stream[T]) {
+	if o.lines != nil {
+		s.SinkTo(jsonSink[T]{out: o.lines, rows: &o.rows}).Name("output").UID("sink")
+		return
+	}
+	s.SinkTo(countingSink[T]{rows: &o.rows}).Name("blackhole").UID("sink")
+}
+
+// query adds a query to a job and ends it in o's sink.
+func query[T any](q func(weir.Stream[nexmark.Event]) weir.Stream[T]) func(weir.Stream[nexmark.Event], *output) {
+	return func(s weir.Stream[nexmark.Event], o *output) { sinkTo(o, q(s)) }
+}
+
+// q10 logs the bids into weir's exactly-once file sink as JSON lines
+// (the reference writes them to a file system table partitioned by day
+// and minute; here the day and minute are columns of one directory).
+func q10(s weir.Stream[nexmark.Event], o *output) {
+	rows := queries.Q10(s)
+	if o.lines != nil {
+		sinkTo(o, rows)
+		return
+	}
+	counted := weir.Map(rows, func(r nexmark.Q10Row) nexmark.Q10Row { return r }).Name("q10-rows")
+	counted.SinkTo(files.Sink(o.dir, ".jsonl", appendJSONLine[nexmark.Q10Row])).Name("q10-files").UID("sink")
+}
+
+// appendJSONLine appends r as a JSON line.
+func appendJSONLine[T any](dst []byte, r T) []byte {
+	b, err := json.Marshal(r)
+	if err != nil {
+		b = fmt.Appendf(nil, "{\"error\":%q}", err.Error())
+	}
+	return append(append(dst, b...), '\n')
+}
 
 // jobs adds a query and its sink to a job.
-var jobs = map[string]func(weir.Stream[nexmark.Event]){
-	"source": discard[nexmark.Event],
-	"q0":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q0(s)) },
-	"q1":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q1(s)) },
-	"q2":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q2(s)) },
-	"q3":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q3(s)) },
-	"q4":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q4(s)) },
-	"q5":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q5(s)) },
-	"q6":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q6(s)) },
-	"q7":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q7(s)) },
-	"q8":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q8(s)) },
-	"q9":     func(s weir.Stream[nexmark.Event]) { discard(queries.Q9(s)) },
-	"q10":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q10(s)) },
-	"q11":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q11(s)) },
-	"q12":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q12(s)) },
-	"q13":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q13(s, nexmark.SideInput())) },
-	"q14":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q14(s)) },
-	"q15":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q15(s)) },
-	"q16":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q16(s)) },
-	"q17":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q17(s)) },
-	"q18":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q18(s)) },
-	"q19":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q19(s)) },
-	"q20":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q20(s)) },
-	"q21":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q21(s)) },
-	"q22":    func(s weir.Stream[nexmark.Event]) { discard(queries.Q22(s)) },
+var jobs = map[string]func(weir.Stream[nexmark.Event], *output){
+	"source": query(func(s weir.Stream[nexmark.Event]) weir.Stream[nexmark.Event] { return s }),
+	"q0":     query(queries.Q0),
+	"q1":     query(queries.Q1),
+	"q2":     query(queries.Q2),
+	"q3":     query(queries.Q3),
+	"q4":     query(queries.Q4),
+	"q5":     query(queries.Q5),
+	"q6":     query(queries.Q6),
+	"q7":     query(queries.Q7),
+	"q8":     query(queries.Q8),
+	"q9":     query(queries.Q9),
+	"q10":    q10,
+	"q11":    query(queries.Q11),
+	"q12":    query(queries.Q12),
+	"q13": query(func(s weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q13Row] {
+		return queries.Q13(s, nexmark.SideInput())
+	}),
+	"q14": query(queries.Q14),
+	"q15": query(queries.Q15),
+	"q16": query(queries.Q16),
+	"q17": query(queries.Q17),
+	"q18": query(queries.Q18),
+	"q19": query(queries.Q19),
+	"q20": query(queries.Q20),
+	"q21": query(queries.Q21),
+	"q22": query(queries.Q22),
 }
 
-func names() string {
-	var out []string
-	for n := range jobs {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return strings.Join(out, " ")
+// queryNames are the names of jobs, sorted by query number ("source"
+// first).
+func queryNames() []string {
+	return slices.SortedFunc(maps.Keys(jobs), cmpQuery)
 }
+
+func names() string { return strings.Join(queryNames(), " ") }
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("nexmark", flag.ContinueOnError)
 	jf := jobflags.Register(fs)
-	query := fs.String("query", "q0", "the query to run: "+names())
+	query := fs.String("query", "q0", "the query to run, or all (each in turn, then a table): "+names())
 	events := fs.Int64("events", 10_000_000, "events to generate")
 	partitions := fs.Int("partitions", 0, "source partitions (default: the parallelism)")
 	rate := fs.Float64("rate", 10_000, "events per second of event time (sets the events' timestamps)")
 	paced := fs.Bool("paced", false, "emit events no faster than their event time (default: as fast as the job goes)")
 	seed := fs.Uint64("seed", 1, "generator seed")
+	asJSON := fs.Bool("json", false, "print each run's figures as one JSON object per line")
+	outFile := fs.String("output", "", "write the query's rows to this `file` as JSON lines (field names as in the reference SQL; times in ms since 1970 UTC)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs to this `file`")
 	doVerify := fs.Bool("verify", false, "compare each query's exactly-once output with and without injected failures (see -queries, -failures)")
 	only := fs.String("queries", "", "with --verify: the queries to verify, comma separated (default: "+strings.Join(checkNames(), ",")+")")
 	failures := fs.Int("failures", 3, "with --verify: the task failures to inject")
@@ -111,9 +178,14 @@ func run(args []string) error {
 		return runVerify(jf.Parallelism, *partitions, *events, set["events"], *rate, *seed, *only, *failures,
 			jf.CheckpointInterval, set["checkpoint-interval"])
 	}
-	add, ok := jobs[*query]
-	if !ok {
-		return fmt.Errorf("unknown query %q: want one of %s", *query, names())
+	run := []string{*query}
+	if *query == "all" {
+		run = queryNames()
+		if *outFile != "" {
+			return errors.New("--output takes the rows of one query, not of --query all")
+		}
+	} else if _, ok := jobs[*query]; !ok {
+		return fmt.Errorf("unknown query %q: want all or one of %s", *query, names())
 	}
 	if *events < 1 {
 		return fmt.Errorf("--events must be at least 1, got %d", *events)
@@ -130,26 +202,197 @@ func run(args []string) error {
 	if parts < 1 {
 		return fmt.Errorf("--partitions must be at least 1, got %d", parts)
 	}
-	opts, err := jf.Options("nexmark-" + *query)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cannot create --cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cannot start the CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var results []measurement
+	for _, name := range run {
+		m, err := runQuery(ctx, jf, name, cfg, parts, *paced, *outFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if jf.Role == "taskmanager" {
+			continue
+		}
+		results = append(results, m)
+		if *asJSON {
+			b, _ := json.Marshal(m)
+			fmt.Println(string(b))
+		} else if len(run) == 1 {
+			fmt.Println(m)
+		} else {
+			fmt.Fprintln(os.Stderr, m)
+		}
+	}
+	if len(run) > 1 && !*asJSON && jf.Role != "taskmanager" {
+		printTable(os.Stdout, results)
+	}
+	return nil
+}
+
+// measurement is one run's figures. CPU time is the whole process's
+// (user and system, from rusage): the generator, the query, the sink,
+// checkpoints and the garbage collector.
+type measurement struct {
+	Query              string  `json:"query"`
+	Events             int64   `json:"events"`
+	Rows               int64   `json:"rows"`
+	Parallelism        int     `json:"parallelism"`
+	StateBackend       string  `json:"state_backend"`
+	CheckpointInterval string  `json:"checkpoint_interval"` // "off" without checkpoints
+	Checkpoints        int     `json:"checkpoints"`         // completed
+	Seconds            float64 `json:"seconds"`
+	CPUSeconds         float64 `json:"cpu_seconds"`
+	EventsPerSecond    float64 `json:"events_per_second"`
+	EventsPerCPUSecond float64 `json:"events_per_cpu_second"`
+}
+
+func (m measurement) String() string {
+	return fmt.Sprintf("%s: %d events, %d rows in %.2fs: %.3f M events/s; %.2f CPU-s: %.3f M events per CPU-second (parallelism %d, %s state, checkpoints %s: %d)",
+		m.Query, m.Events, m.Rows, m.Seconds, m.EventsPerSecond/1e6, m.CPUSeconds, m.EventsPerCPUSecond/1e6,
+		m.Parallelism, m.StateBackend, m.CheckpointInterval, m.Checkpoints)
+}
+
+// printTable writes the figures of --query all.
+func printTable(w io.Writer, ms []measurement) {
+	fmt.Fprintf(w, "%-7s %11s %11s %8s %8s %12s %14s %6s\n", "query", "events", "rows", "seconds", "cpu-s", "events/s", "events/cpu-s", "ckpts")
+	for _, m := range ms {
+		fmt.Fprintf(w, "%-7s %11d %11d %8.2f %8.2f %12.0f %14.0f %6d\n", m.Query, m.Events, m.Rows, m.Seconds, m.CPUSeconds,
+			m.EventsPerSecond, m.EventsPerCPUSecond, m.Checkpoints)
+	}
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("cannot read the process's CPU time: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// runQuery runs one query to the end of the events and measures it.
+// Without --checkpoint-dir a local run keeps its checkpoints in a
+// temporary directory, removed afterwards.
+func runQuery(ctx context.Context, jf *jobflags.Flags, name string, cfg nexmark.GeneratorConfig, parts int, paced bool, outFile string) (measurement, error) {
+	flags := *jf
+	var tmp []string
+	defer func() {
+		for _, d := range tmp {
+			os.RemoveAll(d)
+		}
+	}()
+	if flags.CheckpointDir == "" && flags.CheckpointInterval > 0 && (flags.Role == "" || flags.Role == "local") {
+		d, err := os.MkdirTemp("", "nexmark-checkpoints-")
+		if err != nil {
+			return measurement{}, fmt.Errorf("cannot create checkpoint directory: %w", err)
+		}
+		tmp = append(tmp, d)
+		flags.CheckpointDir = d
+	}
+	opts, err := flags.Options("nexmark-" + name)
 	if err != nil {
-		return err
+		return measurement{}, err
+	}
+	o := &output{}
+	if name == "q10" && outFile == "" {
+		d, err := os.MkdirTemp("", "nexmark-q10-")
+		if err != nil {
+			return measurement{}, fmt.Errorf("cannot create q10's output directory: %w", err)
+		}
+		tmp = append(tmp, d)
+		o.dir = d
+	}
+	var f *os.File
+	if outFile != "" {
+		if f, err = os.Create(outFile); err != nil {
+			return measurement{}, fmt.Errorf("cannot create --output: %w", err)
+		}
+		defer f.Close()
+		o.lines = &jsonLines{}
+		o.lines.mu.w = bufio.NewWriterSize(f, 1<<20)
 	}
 	env := weir.NewEnvironment(opts...)
 	src := queries.NewSource(cfg, parts)
-	src.Paced = *paced
-	add(queries.Events(env, src).UID("nexmark-source"))
+	src.Paced = paced
+	jobs[name](queries.Events(env, src).UID("nexmark-source"), o)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	cpu0, err := cpuTime()
+	if err != nil {
+		return measurement{}, err
+	}
 	start := time.Now()
-	if err := env.Execute(ctx, "nexmark-"+*query); err != nil {
-		return err
+	job, err := env.Start(ctx, "nexmark-"+name)
+	if err != nil {
+		return measurement{}, err
 	}
-	if jf.Role != "taskmanager" {
-		el := time.Since(start)
-		fmt.Printf("%s: %d events in %s: %.2f M events/s\n", *query, *events, el.Round(time.Millisecond), float64(*events)/el.Seconds()/1e6)
+	if err := job.Wait(); err != nil {
+		return measurement{}, err
 	}
-	return nil
+	el := time.Since(start)
+	cpu1, err := cpuTime()
+	if err != nil {
+		return measurement{}, err
+	}
+	if o.lines != nil {
+		o.lines.mu.Lock()
+		err := o.lines.mu.err
+		if err == nil {
+			err = o.lines.mu.w.Flush()
+		}
+		o.lines.mu.Unlock()
+		if err == nil {
+			err = f.Close()
+		}
+		if err != nil {
+			return measurement{}, fmt.Errorf("cannot write --output: %w", err)
+		}
+	}
+	if o.dir != "" {
+		o.rows.Store(countLines(o.dir))
+	}
+	m := measurement{Query: name, Events: cfg.MaxEvents, Rows: o.rows.Load(), Parallelism: flags.Parallelism,
+		StateBackend: cmp.Or(flags.StateBackend, "heap"), CheckpointInterval: "off", Checkpoints: len(job.Checkpoints()),
+		Seconds: el.Seconds(), CPUSeconds: (cpu1 - cpu0).Seconds()}
+	if flags.CheckpointInterval > 0 {
+		m.CheckpointInterval = flags.CheckpointInterval.String() + " " + flags.Mode.String()
+	}
+	m.EventsPerSecond = float64(m.Events) / m.Seconds
+	if m.CPUSeconds > 0 {
+		m.EventsPerCPUSecond = float64(m.Events) / m.CPUSeconds
+	}
+	return m, nil
+}
+
+// countLines counts the lines of the committed files of dir (-1 if it
+// cannot read them).
+func countLines(dir string) int64 {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return -1
+		}
+		n += int64(bytes.Count(b, []byte{'\n'}))
+	}
+	return n
 }
 
 // runVerify checks the flags of --verify and runs it.

@@ -1,8 +1,19 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/weirstream/weir/jobflags"
+	"github.com/weirstream/weir/nexmark"
+	"github.com/weirstream/weir/nexmark/reference"
 )
 
 // Every query runs to the end of a small input, at parallelism 2.
@@ -55,5 +66,57 @@ func TestVerifyFlags(t *testing.T) {
 		if err := run(args); err == nil {
 			t.Errorf("%v: no error", args)
 		}
+	}
+}
+
+// --output writes one JSON object per row, with the reference's column
+// names: q2's rows are the reference's q2 rows of the same events.
+func TestOutputJSONLines(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "q2.jsonl")
+	if err := run([]string{"--query", "q2", "--events", "20000", "--parallelism", "2", "--checkpoint-interval", "0", "--output", out}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []nexmark.Q2Row
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var m map[string]int64
+		if err := json.Unmarshal([]byte(line), &m); err != nil || len(m) != 2 {
+			t.Fatalf("line %q: %v, want an object of auction and price", line, err)
+		}
+		got = append(got, nexmark.Q2Row{Auction: m["auction"], Price: m["price"]})
+	}
+	cfg := nexmark.DefaultConfig()
+	cfg.MaxEvents, cfg.Seed, cfg.EventsPerSecond = 20000, 1, 10_000
+	g, err := nexmark.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make([]nexmark.Event, cfg.MaxEvents)
+	for n := range events {
+		events[n] = g.Event(int64(n))
+	}
+	want := reference.Q2(events)
+	slices.SortFunc(got, nexmark.Q2Row.Compare)
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("%d rows written, the reference has %d", len(got), len(want))
+	}
+}
+
+// The figures of a run: every event counted, CPU time measured.
+func TestMeasurement(t *testing.T) {
+	jf := jobflags.Register(flag.NewFlagSet("t", flag.ContinueOnError))
+	jf.CheckpointInterval, jf.Parallelism = 50*time.Millisecond, 2
+	cfg := nexmark.DefaultConfig()
+	cfg.MaxEvents = 50_000
+	m, err := runQuery(context.Background(), jf, "q1", cfg, 2, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Events != 50_000 || m.Rows != 46_000 || m.CPUSeconds <= 0 || m.EventsPerCPUSecond <= 0 ||
+		m.CheckpointInterval != "50ms exactly-once" {
+		t.Fatalf("%+v", m)
 	}
 }

@@ -28,8 +28,19 @@ func BenchmarkSource(b *testing.B) {
 
 func BenchmarkQ0(b *testing.B)  { benchJob(b, Q0) }
 func BenchmarkQ1(b *testing.B)  { benchJob(b, Q1) }
+func BenchmarkQ2(b *testing.B)  { benchJob(b, Q2) }
+func BenchmarkQ3(b *testing.B)  { benchJob(b, Q3) }
+func BenchmarkQ4(b *testing.B)  { benchJob(b, Q4) }
+func BenchmarkQ9(b *testing.B)  { benchJob(b, Q9) }
+func BenchmarkQ14(b *testing.B) { benchJob(b, Q14) }
+func BenchmarkQ15(b *testing.B) { benchJob(b, Q15) }
+func BenchmarkQ16(b *testing.B) { benchJob(b, Q16) }
 func BenchmarkQ17(b *testing.B) { benchJob(b, Q17) }
+func BenchmarkQ18(b *testing.B) { benchJob(b, Q18) }
+func BenchmarkQ19(b *testing.B) { benchJob(b, Q19) }
+func BenchmarkQ20(b *testing.B) { benchJob(b, Q20) }
 func BenchmarkQ21(b *testing.B) { benchJob(b, Q21) }
+func BenchmarkQ22(b *testing.B) { benchJob(b, Q22) }
 
 func BenchmarkQ5(b *testing.B)  { benchJob(b, Q5) }
 func BenchmarkQ7(b *testing.B)  { benchJob(b, Q7) }

@@ -19,7 +19,7 @@ type q3 struct {
 }
 
 func (f *q3) Open(ctx *weir.KeyedContext[int64]) (err error) {
-	if f.person, err = weir.GetValueState[nexmark.Person](ctx, "person"); err != nil {
+	if f.person, err = weir.GetValueStateWithCodec[nexmark.Person](ctx, "person", personCodec{}); err != nil {
 		return err
 	}
 	f.pending, err = weir.GetListState[int64](ctx, "pending-auctions")
@@ -83,10 +83,10 @@ type q20 struct {
 }
 
 func (f *q20) Open(ctx *weir.KeyedContext[int64]) (err error) {
-	if f.auction, err = weir.GetValueState[nexmark.Auction](ctx, "auction"); err != nil {
+	if f.auction, err = weir.GetValueStateWithCodec[nexmark.Auction](ctx, "auction", auctionCodec{}); err != nil {
 		return err
 	}
-	f.pending, err = weir.GetListState[nexmark.Bid](ctx, "pending-bids")
+	f.pending, err = weir.GetListStateWithCodec[nexmark.Bid](ctx, "pending-bids", bidCodec{})
 	return err
 }
 
@@ -141,13 +141,13 @@ type winners struct {
 }
 
 func (f *winners) Open(ctx *weir.KeyedContext[int64]) (err error) {
-	if f.auction, err = weir.GetValueState[nexmark.Auction](ctx, "auction"); err != nil {
+	if f.auction, err = weir.GetValueStateWithCodec[nexmark.Auction](ctx, "auction", auctionCodec{}); err != nil {
 		return err
 	}
-	if f.best, err = weir.GetValueState[nexmark.Bid](ctx, "winning-bid"); err != nil {
+	if f.best, err = weir.GetValueStateWithCodec[nexmark.Bid](ctx, "winning-bid", bidCodec{}); err != nil {
 		return err
 	}
-	f.pending, err = weir.GetListState[nexmark.Bid](ctx, "pending-bids")
+	f.pending, err = weir.GetListStateWithCodec[nexmark.Bid](ctx, "pending-bids", bidCodec{})
 	return err
 }
 
@@ -207,7 +207,7 @@ func Q9(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q9Row] {
 type categoryAvg struct{ sum weir.ValueState[[2]int64] } // sum, count
 
 func (f *categoryAvg) Open(ctx *weir.KeyedContext[int64]) (err error) {
-	f.sum, err = weir.GetValueState[[2]int64](ctx, "sum-count")
+	f.sum, err = weir.GetValueStateWithCodec[[2]int64](ctx, "sum-count", pairCodec{})
 	return err
 }
 
@@ -242,7 +242,7 @@ type sellerWin struct{ Auction, Price, DateTime int64 }
 type q6 struct{ wins weir.ValueState[[]sellerWin] } // by (DateTime, Auction)
 
 func (f *q6) Open(ctx *weir.KeyedContext[int64]) (err error) {
-	f.wins, err = weir.GetValueState[[]sellerWin](ctx, "winning-bids")
+	f.wins, err = weir.GetValueStateWithCodec[[]sellerWin](ctx, "winning-bids", sellerWinsCodec{})
 	return err
 }
 

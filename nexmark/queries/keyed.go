@@ -139,7 +139,7 @@ type sumStats[G comparable, R any] struct {
 }
 
 func (f *sumStats[G, R]) Open(ctx *weir.KeyedContext[G]) (err error) {
-	f.acc, err = weir.GetValueState[statsAcc](ctx, "stats")
+	f.acc, err = weir.GetValueStateWithCodec[statsAcc](ctx, "stats", statsAccCodec{})
 	return err
 }
 
@@ -235,7 +235,7 @@ func (BidderAuctionCodec) Decode(src []byte) (BidderAuction, error) {
 type q18 struct{ last weir.ValueState[nexmark.Bid] }
 
 func (f *q18) Open(ctx *weir.KeyedContext[BidderAuction]) (err error) {
-	f.last, err = weir.GetValueState[nexmark.Bid](ctx, "last-bid")
+	f.last, err = weir.GetValueStateWithCodec[nexmark.Bid](ctx, "last-bid", bidCodec{})
 	return err
 }
 
@@ -264,7 +264,7 @@ type q19 struct {
 }
 
 func (f *q19) Open(ctx *weir.KeyedContext[int64]) (err error) {
-	f.top, err = weir.GetValueState[[]nexmark.Bid](ctx, "top-bids")
+	f.top, err = weir.GetValueStateWithCodec[[]nexmark.Bid](ctx, "top-bids", bidsCodec{})
 	return err
 }
 

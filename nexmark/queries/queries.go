@@ -219,11 +219,34 @@ func splitIndex(s string, sep byte, i int) string {
 	return s
 }
 
+// urlDirs is SPLIT_INDEX(url, '/', 3), (.., 4) and (.., 5) in one pass
+// over url.
+func urlDirs(url string) (d1, d2, d3 string) {
+	rest := url
+	for range 3 { // skip "https:", "" and the host
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			return "", "", ""
+		}
+		rest = rest[j+1:]
+	}
+	var dirs [3]string
+	for i := range dirs {
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			dirs[i] = rest
+			break
+		}
+		dirs[i], rest = rest[:j], rest[j+1:]
+	}
+	return dirs[0], dirs[1], dirs[2]
+}
+
 // Q22 adds the first three directories of the bid's URL.
 func Q22(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q22Row] {
 	return bidsOf(events, "q22", func(b nexmark.Bid, out weir.Collector[nexmark.Q22Row]) {
-		out.Collect(nexmark.Q22Row{Auction: b.Auction, Bidder: b.Bidder, Price: b.Price, Channel: b.Channel,
-			Dir1: splitIndex(b.URL, '/', 3), Dir2: splitIndex(b.URL, '/', 4), Dir3: splitIndex(b.URL, '/', 5)})
+		d1, d2, d3 := urlDirs(b.URL)
+		out.Collect(nexmark.Q22Row{Auction: b.Auction, Bidder: b.Bidder, Price: b.Price, Channel: b.Channel, Dir1: d1, Dir2: d2, Dir3: d3})
 	})
 }
 
@@ -255,7 +278,7 @@ type q17 struct {
 }
 
 func (f *q17) Open(ctx *weir.KeyedContext[AuctionDay]) (err error) {
-	f.rows, err = weir.GetValueState[nexmark.Q17Row](ctx, "q17-row")
+	f.rows, err = weir.GetValueStateWithCodec[nexmark.Q17Row](ctx, "q17-row", q17Codec{})
 	return err
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/weirstream/weir/nexmark"
 	"github.com/weirstream/weir/nexmark/reference"
 	"github.com/weirstream/weir/restart"
+	"github.com/weirstream/weir/state/pebblestate"
 )
 
 func TestMain(m *testing.M) { leaktest.Main(m) }
@@ -259,13 +260,27 @@ func allQueries(events weir.Stream[nexmark.Event]) []result {
 }
 
 // Every query gives the reference's rows on generated events, at
-// parallelism 1 and 3 (the source has 4 partitions either way).
+// parallelism 1 and 3 (the source has 4 partitions either way), with
+// keyed state on the heap and in pebble (on fewer events: every state
+// access of pebble goes through the codecs and the LSM).
 func TestQueriesMatchReference(t *testing.T) {
 	cfg := testConfig()
-	events := generated(t, cfg)
-	for _, p := range []int{1, 3} {
-		t.Run(fmt.Sprintf("parallelism%d", p), func(t *testing.T) {
-			env := weir.NewEnvironment(weir.Parallelism(p))
+	all := generated(t, cfg)
+	for _, c := range []struct {
+		p      int
+		pebble bool
+	}{{1, false}, {3, false}, {1, true}, {3, true}} {
+		t.Run(fmt.Sprintf("parallelism%d-pebble%t", c.p, c.pebble), func(t *testing.T) {
+			cfg, events := cfg, all
+			if c.pebble {
+				cfg.MaxEvents = 6000
+				events = all[:cfg.MaxEvents]
+			}
+			opts := []weir.Option{weir.Parallelism(c.p)}
+			if c.pebble {
+				opts = append(opts, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+			}
+			env := weir.NewEnvironment(opts...)
 			results := allQueries(Events(env, NewSource(cfg, testPartitions)))
 			if err := env.Execute(context.Background(), "nexmark"); err != nil {
 				t.Fatal(err)
@@ -418,6 +433,13 @@ func TestHelpers(t *testing.T) {
 	} {
 		if id, ok := ChannelID(c.ch, c.url); id != c.id || ok != c.ok {
 			t.Errorf("ChannelID(%q, %q) = %q, %t", c.ch, c.url, id, ok)
+		}
+	}
+	for _, u := range []string{"https://www.nexmark.com/abc/def/item.htm?query=1", "https://h/a", "https://h/a/", "https://h",
+		"https:", "", "a/b/c/d/e/f/g", "///", "////x//"} {
+		d1, d2, d3 := urlDirs(u)
+		if w1, w2, w3 := splitIndex(u, '/', 3), splitIndex(u, '/', 4), splitIndex(u, '/', 5); d1 != w1 || d2 != w2 || d3 != w3 {
+			t.Errorf("urlDirs(%q) = %q, %q, %q; SPLIT_INDEX gives %q, %q, %q", u, d1, d2, d3, w1, w2, w3)
 		}
 	}
 	if got := splitIndex("a/b/c", '/', 2); got != "c" {

@@ -103,10 +103,10 @@ func (f *q7) Open(ctx *weir.KeyedContext[int64]) (err error) {
 	if f.max, err = weir.GetValueState[int64](ctx, "max-price"); err != nil {
 		return err
 	}
-	if f.top, err = weir.GetListState[nexmark.Bid](ctx, "top-bids"); err != nil {
+	if f.top, err = weir.GetListStateWithCodec[nexmark.Bid](ctx, "top-bids", bidCodec{}); err != nil {
 		return err
 	}
-	f.edges, err = weir.GetListState[nexmark.Bid](ctx, "edge-bids")
+	f.edges, err = weir.GetListStateWithCodec[nexmark.Bid](ctx, "edge-bids", bidCodec{})
 	return err
 }
 
