@@ -146,6 +146,10 @@ type splitWatermarks[T any] struct {
 	lastSent int64
 	idle     bool
 	now      func() int64
+	// lastGen and lastOut are the generator of the record being emitted
+	// and its output (onRecord to afterRecord).
+	lastGen WatermarkGenerator[T]
+	lastOut *splitOutput[T]
 	// clock is the time of the last periodic emission: records are timed
 	// with it (reading the clock per record cost a sixth of a source's
 	// time), so idleness is detected to within AutoWatermarkInterval.
@@ -184,16 +188,23 @@ func (s *splitWatermarks[T]) generator(split int) (WatermarkGenerator[T], *split
 	return g, s.outs[split]
 }
 
-// onRecord stamps a record of split (returns its timestamp) and lets the
-// split's generator see it.
+// onRecord stamps a record of split (returns its timestamp); the caller
+// emits the record, then calls afterRecord.
 func (s *splitWatermarks[T]) onRecord(r T, split int, ts int64) int64 {
 	if s.ws.assigner != nil {
 		ts = s.ws.assigner(r, ts)
 	}
-	g, out := s.generator(split)
+	s.lastGen, s.lastOut = s.generator(split)
 	s.apply(s.splits.OnRecord(split, s.clock))
-	g.OnEvent(r, ts, out)
 	return ts
+}
+
+// afterRecord lets the generator of the split of the record just stamped
+// and emitted see it. The record goes out first, as in Flink: a watermark
+// the generator derives from the record (a punctuated one) must not
+// overtake it, or it would make its own record late.
+func (s *splitWatermarks[T]) afterRecord(r T, ts int64) {
+	s.lastGen.OnEvent(r, ts, s.lastOut)
 }
 
 // periodic runs every generator's periodic emission and the idleness
@@ -295,8 +306,10 @@ func (o *assignerOp[T]) schedule() {
 }
 
 func (o *assignerOp[T]) Collect(r T) {
-	*o.ts = o.wms.onRecord(r, 0, *o.ts)
+	ts := o.wms.onRecord(r, 0, *o.ts)
+	*o.ts = ts
 	o.out.Collect(r)
+	o.wms.afterRecord(r, ts)
 }
 
 // ProcessWatermark drops upstream watermarks: this operator generates its
