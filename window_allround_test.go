@@ -408,11 +408,18 @@ func TestWindowsSavepointThenFailure(t *testing.T) {
 			// The savepoint, then a failure after a later checkpoint.
 			var failNow, failed atomic.Bool
 			first := newEpochSink()
-			job, err := savepointJob(first, t.TempDir(), 150, &failNow, &failed, newMinOff(), opts()...).Start(ctx, "windows")
+			job, err := savepointJob(first, t.TempDir(), 100, &failNow, &failed, newMinOff(), opts()...).Start(ctx, "windows")
 			if err != nil {
 				t.Fatal(err)
 			}
 			waitForCheckpoint(t, job, 2)
+			for len(first.Written()) == 0 { // a window fired: the savepoint comes after it
+				select {
+				case <-job.Done():
+					t.Fatalf("the job ended before a window fired: %v", job.Wait())
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
 			sp, err := job.TriggerSavepoint(ctx)
 			if err != nil {
 				t.Fatalf("savepoint: %v", err)
