@@ -147,8 +147,10 @@ func (o *sourceOp[T]) readStamped() (runtime.ReadStatus, error) {
 		if i < len(o.splits) {
 			split = o.splits[i]
 		}
-		*o.ts = o.wms.onRecord(r, split, NoTimestamp)
+		ts := o.wms.onRecord(r, split, NoTimestamp)
+		*o.ts = ts
 		o.out.Collect(r)
+		o.wms.afterRecord(r, ts)
 	}
 	clear(buf)
 	if st == EndOfInput && err == nil {

@@ -205,8 +205,8 @@ func (s *splitWatermarks[T]) split(split int) *splitState[T] {
 	return st
 }
 
-// onRecord stamps a record of split (returns its timestamp) and lets the
-// split's generator see it.
+// onRecord stamps a record of split (returns its timestamp); the caller
+// emits the record, then calls afterRecord.
 func (s *splitWatermarks[T]) onRecord(r T, split int, ts int64) int64 {
 	if s.ws.assigner != nil {
 		ts = s.ws.assigner(r, ts)
@@ -216,8 +216,15 @@ func (s *splitWatermarks[T]) onRecord(r T, split int, ts int64) int64 {
 		st.seen = true
 		s.apply(s.splits.OnRecord(split, s.clock))
 	}
-	st.gen.OnEvent(r, ts, st.out)
 	return ts
+}
+
+// afterRecord lets the generator of the split of the record just stamped
+// and emitted see it. The record goes out first, as in Flink: a watermark
+// the generator derives from the record (a punctuated one) must not
+// overtake it, or it would make its own record late.
+func (s *splitWatermarks[T]) afterRecord(r T, ts int64) {
+	s.last.gen.OnEvent(r, ts, s.last.out)
 }
 
 // periodic runs every generator's periodic emission and the idleness
@@ -320,8 +327,10 @@ func (o *assignerOp[T]) schedule() {
 }
 
 func (o *assignerOp[T]) Collect(r T) {
-	*o.ts = o.wms.onRecord(r, 0, *o.ts)
+	ts := o.wms.onRecord(r, 0, *o.ts)
+	*o.ts = ts
 	o.out.Collect(r)
+	o.wms.afterRecord(r, ts)
 }
 
 // ProcessWatermark drops upstream watermarks: this operator generates its

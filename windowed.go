@@ -115,7 +115,9 @@ func (c *WindowContext[K]) CurrentProcessingTime() int64 { return c.keyed.Curren
 func (c *WindowContext[K]) Keyed() *KeyedContext[K] { return c.keyed }
 
 // ProcessWindowFunction computes a window's result from all of its
-// records (in arrival order; elems is valid only during the call).
+// records (in arrival order, except that when session windows merge,
+// each merged window's records stay together, one window after the other;
+// elems is valid only during the call).
 // Implementations may also implement KeyedOpener.
 type ProcessWindowFunction[K comparable, IN, OUT any] interface {
 	Process(ctx *WindowContext[K], elems []IN, out Collector[OUT]) error
