@@ -204,7 +204,8 @@ func windowNode[K comparable, T, OUT any](w WindowedStream[K, T], kind string, n
 			}
 		}
 	}
-	spec := windowSpec{assigner: w.assigner, trigger: trigger, lateness: w.lateness, lateTag: w.lateTag}
+	spec := windowSpec{assigner: w.assigner, trigger: trigger, lateness: w.lateness, lateTag: w.lateTag,
+		eventTime: w.assigner != nil && w.assigner.IsEventTime()}
 	if w.assigner != nil && w.assigner.IsMerging() {
 		probe := newContents(nil)
 		if err := probe.canMerge(); err != nil {
@@ -230,6 +231,8 @@ type windowSpec struct {
 	trigger  Trigger
 	lateness int64
 	lateTag  string
+	// eventTime is assigner.IsEventTime(), asked once.
+	eventTime bool
 }
 
 // cleanupTime is when w's state is dropped: its end plus the allowed
@@ -239,7 +242,7 @@ func (s *windowSpec) cleanupTime(w TimeWindow) int64 {
 	if w == GlobalWindow {
 		return math.MaxInt64
 	}
-	if !s.assigner.IsEventTime() {
+	if !s.eventTime {
 		return w.MaxTimestamp()
 	}
 	t := w.MaxTimestamp() + s.lateness

@@ -136,7 +136,7 @@ func (l *windowLogic[K, T, OUT]) process(ctx *KeyedContext[K], in T) error {
 
 // isLate says whether w's cleanup time passed: records for it are late.
 func (l *windowLogic[K, T, OUT]) isLate(w TimeWindow) bool {
-	return l.spec.assigner.IsEventTime() && l.spec.cleanupTime(w) <= *l.ctx.wm
+	return l.spec.eventTime && l.spec.cleanupTime(w) <= *l.ctx.wm
 }
 
 func (l *windowLogic[K, T, OUT]) registerCleanup(w TimeWindow) {

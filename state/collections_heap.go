@@ -13,6 +13,24 @@ import (
 type collTables[K comparable, C any] struct {
 	b      *HeapKeyedBackend[K]
 	groups []*kgTable[K, C]
+	// hint is the slot where the current key was last found (a Get is
+	// mostly followed by a Put of the same key), checked before use.
+	hint int
+}
+
+// find returns the current key's slot in g (the table of its key group).
+func (t *collTables[K, C]) find(g *kgTable[K, C]) (int, bool) {
+	b := t.b
+	if i := t.hint; uint(i) < uint(len(g.slots)) {
+		if s := &g.slots[i]; s.used && s.hash == b.curHash && s.key == b.curKey {
+			return i, true
+		}
+	}
+	i, ok := g.find(b.curKey, b.curHash)
+	if ok {
+		t.hint = i
+	}
+	return i, ok
 }
 
 // writable returns the table of key group kg, cloned first if a live
@@ -40,7 +58,7 @@ func (t *collTables[K, C]) writable(kg int) *kgTable[K, C] {
 func (t *collTables[K, C]) cur() (C, bool) {
 	b := t.b
 	if g := t.groups[b.curKG]; g != nil {
-		if i, ok := g.find(b.curKey, b.curHash); ok {
+		if i, ok := t.find(g); ok {
 			return g.slots[i].val, true
 		}
 	}
@@ -286,7 +304,7 @@ func (m *heapMap[K, UK, UV]) mutable(create bool) *userMap[UK, UV] {
 	g := m.groups[b.curKG]
 	i, ok := -1, false
 	if g != nil {
-		i, ok = g.find(b.curKey, b.curHash)
+		i, ok = m.find(g)
 	}
 	if !ok {
 		if !create {

@@ -56,7 +56,7 @@ func flat(t *testing.T, what string, small, big opCost) {
 
 func testPerEntryCostFlat(t *testing.T, b Backend) {
 	const big, ops = 100_000, 4000
-	_, heap := b.New(t, FullRange()).(*state.HeapKeyedBackend[string])
+	heap := b.MapCopiedPerKey
 	setup := func(size int) (state.KeyedBackend[string], state.MapState[int64, int64], state.ListState[int64]) {
 		kb := b.New(t, FullRange())
 		m := must[state.MapState[int64, int64]](t)(state.GetMapState[string, int64, int64](kb, "m", state.CodecFor[int64](), state.CodecFor[int64]()))
