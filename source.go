@@ -1,12 +1,15 @@
 package weir
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/weirstream/weir/checkpoint"
 	"github.com/weirstream/weir/runtime"
+	"github.com/weirstream/weir/runtime/watermark"
 )
 
 // ReadStatus is what SourceReader.Read reports.
@@ -94,6 +97,12 @@ type sourceOp[T any] struct {
 	wms      *splitWatermarks[T]
 	interval time.Duration
 	splits   []int
+	// restoredWM is the watermark every source subtask of the restored
+	// checkpoint had emitted before its barrier (the minimum over them):
+	// emitted again before the first record read after the restore, so
+	// that downstream operators judge lateness as they did before.
+	restoredWM    int64
+	hasRestoredWM bool
 }
 
 func (o *sourceOp[T]) Open(ctx *runtime.OperatorContext) error {
@@ -101,8 +110,11 @@ func (o *sourceOp[T]) Open(ctx *runtime.OperatorContext) error {
 	if ctx.Restored {
 		sc.RestoredCheckpoint = ctx.RestoredCheckpoint
 		for _, l := range ctx.RestoredList {
-			if l.Name == sourceStateName {
+			switch l.Name {
+			case sourceStateName:
 				sc.Restored = append(sc.Restored, l.Entries...)
+			case sourceWatermarkName:
+				o.restoreWatermark(l.Entries)
 			}
 		}
 	}
@@ -131,6 +143,10 @@ func (o *sourceOp[T]) Read() (runtime.ReadStatus, error) {
 // feeds its split's watermark generator; the end of the input emits
 // MaxWatermark.
 func (o *sourceOp[T]) readStamped() (runtime.ReadStatus, error) {
+	if o.hasRestoredWM {
+		o.hasRestoredWM = false
+		o.wms.apply(watermark.Output{Watermark: o.restoredWM, HasWatermark: true})
+	}
 	var buf []T
 	var st ReadStatus
 	var err error
@@ -166,7 +182,37 @@ func (o *sourceOp[T]) SnapshotState(id checkpoint.ID) (runtime.OperatorSnapshot,
 	if err != nil {
 		return runtime.OperatorSnapshot{}, err
 	}
-	return runtime.OperatorSnapshot{List: []checkpoint.ListStateSnapshot{{Name: sourceStateName, Mode: checkpoint.Union, Entries: entries}}}, nil
+	snap := runtime.OperatorSnapshot{List: []checkpoint.ListStateSnapshot{{Name: sourceStateName, Mode: checkpoint.Union, Entries: entries}}}
+	if o.wms != nil {
+		wm := o.wms.lastSent
+		if o.hasRestoredWM { // nothing read since the restore
+			wm = max(wm, o.restoredWM)
+		}
+		snap.List = append(snap.List, checkpoint.ListStateSnapshot{Name: sourceWatermarkName, Mode: checkpoint.Union,
+			Entries: [][]byte{binary.BigEndian.AppendUint64(nil, uint64(wm))}})
+	}
+	return snap, nil
+}
+
+// sourceWatermarkName is the operator list state of an event-time
+// source's last emitted watermark: one entry per subtask, 8 bytes big
+// endian.
+const sourceWatermarkName = "source-watermark"
+
+// restoreWatermark takes the minimum of the old subtasks' watermarks. A
+// malformed entry restores none (the watermark then starts over, as
+// without this state).
+func (o *sourceOp[T]) restoreWatermark(entries [][]byte) {
+	wm := int64(math.MaxInt64)
+	for _, e := range entries {
+		if len(e) != 8 {
+			return
+		}
+		wm = min(wm, int64(binary.BigEndian.Uint64(e)))
+	}
+	if len(entries) > 0 && wm > MinWatermark {
+		o.restoredWM, o.hasRestoredWM = wm, true
+	}
 }
 
 func (o *sourceOp[T]) NotifyCheckpointComplete(id checkpoint.ID) error {
