@@ -172,6 +172,9 @@ type Job struct {
 	// disposer deletes what the job no longer needs from its storage
 	// (nil without checkpointing).
 	disposer *disposer
+	// unlock releases the job's lock on its checkpoint storage (nil: none
+	// taken), when the job has ended.
+	unlock storage.Unlock
 
 	mu struct {
 		sync.Mutex
@@ -329,13 +332,18 @@ func StartWith(ctx context.Context, g *JobGraph, cfg Config, exec Executor) (*Jo
 	j := &Job{graph: g, cfg: cfg, log: cfg.Logger.With("job", g.Name), done: make(chan struct{}), exec: exec, started: time.Now()}
 	j.mu.waiters = map[checkpoint.ID][]chan CheckpointStats{}
 	j.mu.attemptChanged = make(chan struct{})
+	if err := j.lockStorage(); err != nil {
+		return nil, err
+	}
 	var initial *RestorePoint
 	if cfg.RestoreStorage != nil {
 		md, err := cfg.RestoreStorage.ReadMetadata(ctx, cfg.RestoreID)
 		if err != nil {
+			j.releaseStorage()
 			return nil, fmt.Errorf("cannot restore job %s: %w", g.Name, restoreFailure(ctx, cfg.RestoreStorage, cfg.RestoreID, err, cfg.Storage))
 		}
 		if err := checkRestorable(g, md, cfg.AllowNonRestoredState); err != nil {
+			j.releaseStorage()
 			return nil, fmt.Errorf("cannot restore job %s from checkpoint %d in %s: %w", g.Name, cfg.RestoreID, cfg.RestoreStorage, err)
 		}
 		initial = newRestorePoint(cfg.RestoreStorage, md, g, cfg.Storage)
@@ -344,6 +352,39 @@ func StartWith(ctx context.Context, g *JobGraph, cfg Config, exec Executor) (*Jo
 	ctx, j.cancel = context.WithCancel(ctx)
 	go j.run(ctx, initial)
 	return j, nil
+}
+
+// lockStorage takes the exclusive lock of the job's checkpoint storage
+// when the job writes checkpoints into it, so that a second job started
+// on the same directory fails at once instead of overwriting and sweeping
+// this one's checkpoints. A store that cannot lock (memory, S3) is not
+// locked; with high availability the leader election already keeps a
+// second job manager out (and a standby that takes over must not wait
+// for a lock an old leader, cut off but alive, still holds).
+func (j *Job) lockStorage() error {
+	if !j.cfg.Checkpointing || j.cfg.HA != nil {
+		return nil
+	}
+	unlock, err := j.cfg.Storage.TryLock(storage.Holder(j.graph.Name))
+	if errors.Is(err, storage.ErrLockUnsupported) {
+		j.log.Warn("cannot lock the checkpoint storage; nothing keeps a second job from writing into it", "storage", j.cfg.Storage, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot start job %s: %w", j.graph.Name, err)
+	}
+	j.unlock = unlock
+	return nil
+}
+
+// releaseStorage releases the lock of lockStorage, if taken.
+func (j *Job) releaseStorage() {
+	if j.unlock == nil {
+		return
+	}
+	if err := j.unlock(); err != nil {
+		j.log.Warn("cannot release the lock of the checkpoint storage", "err", err)
+	}
 }
 
 // Wait blocks until the job ends and returns nil when it finished, the
@@ -504,6 +545,7 @@ func (j *Job) ownedCheckpoints(ctx context.Context) ([]checkpoint.ID, error) {
 
 func (j *Job) run(ctx context.Context, restore *RestorePoint) {
 	defer close(j.done)
+	defer j.releaseStorage() // after the disposer's last deletes, before Wait returns
 	defer j.runEndHooks()
 	defer func() {
 		j.mu.Lock()
