@@ -69,6 +69,13 @@
 // at most a temporary file, which List returns so that the sweeps delete
 // it. Delete removes the directories it leaves empty.
 //
+// A FileStore is a Locker: TryLock takes an flock(2) on <root>/_lock
+// (LockName) that a job writing checkpoints holds while it runs, so a
+// second writer of the directory fails with ErrLocked naming the holder.
+// The lock file is not under chk- or shared/, so no listing sees it.
+// MemoryStore and the S3 store cannot lock; Storage.TryLock takes no lock
+// on them.
+//
 // MemoryStore keeps blobs in a map; a memory:// storage lives as long as
 // the process that opened it, and only that process sees it.
 //
