@@ -58,6 +58,7 @@ var allowed = map[string][]string{
 	"internal/pgtest":             {},
 	"internal/etcdtest":           {},
 	"internal/leaktest":           {},
+	"internal/tmpfstest":          {},
 	"internal/layers":             {},
 	"internal/s3test":             {"storage", "storage/s3"},
 	"internal/sinktest":           {".", "restart"},

@@ -1,0 +1,39 @@
+// Package tmpfstest mounts small tmpfs file systems for tests of what
+// happens when a disk is full.
+package tmpfstest
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+)
+
+// Mount mounts a tmpfs of size bytes on a new temporary directory and
+// unmounts it when the test ends. It needs root (mount(8)); without it,
+// or when the mount fails, the test skips, except in CI (CI=true), where
+// it fails.
+func Mount(t testing.TB, size int64) string {
+	t.Helper()
+	skip := func(why string) {
+		t.Helper()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot mount a tmpfs (CI=true): %s", why)
+		}
+		t.Skipf("cannot mount a tmpfs, which this test needs to fill a disk: %s (run as root; skipped because CI is not set)", why)
+	}
+	if os.Geteuid() != 0 {
+		skip("not root")
+	}
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.FormatInt(size, 10), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		skip(err.Error() + ": " + string(out))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("cannot unmount the tmpfs on %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
