@@ -208,7 +208,12 @@ func (f *Flags) run(ctx context.Context, env *weir.Environment, jobName string, 
 			jc.Cancel()
 		case stop = <-stopping:
 			stopping = nil
-			if stop.err != nil {
+			switch {
+			case stop.err == nil:
+			case userCancelled:
+				// The second signal cancelled the stop: no error of the job.
+				log.Info("the stop with a savepoint was abandoned: the job was cancelled")
+			default:
 				log.Error("cannot stop the job with a savepoint; cancelling it", "err", stop.err)
 				jc.Cancel()
 			}

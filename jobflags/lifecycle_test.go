@@ -51,10 +51,17 @@ type row struct{ Key, Seq, Cnt int64 }
 type counter struct {
 	cnt     weir.ValueState[int64]
 	panicAt int64
+	// padBytes, if not 0, keeps that many bytes more per key in state,
+	// to make checkpoints large.
+	padBytes int
+	pad      weir.ValueState[[]byte]
 }
 
 func (c *counter) Open(ctx *weir.KeyedContext[int64]) (err error) {
-	c.cnt, err = weir.GetValueState[int64](ctx, "cnt")
+	if c.cnt, err = weir.GetValueState[int64](ctx, "cnt"); err != nil {
+		return err
+	}
+	c.pad, err = weir.GetValueState[[]byte](ctx, "pad")
 	return err
 }
 
@@ -62,6 +69,11 @@ func (c *counter) ProcessElement(_ *weir.KeyedContext[int64], in rec, out weir.C
 	if in.Key == 0 && in.Seq == c.panicAt {
 		var m map[string]int
 		m["boom"]++ // a panic in user code: assignment to a nil map
+	}
+	if c.padBytes > 0 {
+		if p, _ := c.pad.Value(); len(p) == 0 {
+			c.pad.Update(bytes.Repeat([]byte{'p'}, c.padBytes))
+		}
 	}
 	n, _ := c.cnt.Value()
 	n++
@@ -81,6 +93,7 @@ func testJob(args []string) error {
 	rate := fs.Float64("rate", 0, "records per second per source subtask (0: no bound)")
 	out := fs.String("out", "", "the output directory")
 	panicAt := fs.Int64("panic-at", 0, "panic in the counter at this sequence number (0: never)")
+	pad := fs.Int("pad", 0, "bytes of padding kept in state per key (0: none)")
 	if err := fs.Set("parallelism", "2"); err != nil {
 		return err
 	}
@@ -94,7 +107,7 @@ func testJob(args []string) error {
 	env := weir.NewEnvironment(opts...)
 	gen := weir.Generator(*keys, *count, func(p int, off int64) rec { return rec{Key: int64(p), Seq: off + 1} }).WithRate(*rate)
 	recs := weir.FromSource(env, gen, "sequences").UID("sequences")
-	rows := weir.Process(weir.KeyBy(recs, func(r rec) int64 { return r.Key }), &counter{panicAt: *panicAt}).Name("count").UID("count")
+	rows := weir.Process(weir.KeyBy(recs, func(r rec) int64 { return r.Key }), &counter{panicAt: *panicAt, padBytes: *pad}).Name("count").UID("count")
 	rows.SinkTo(files.Sink(*out, ".txt", func(dst []byte, r row) []byte {
 		return fmt.Appendf(dst, "%d %d %d\n", r.Key, r.Seq, r.Cnt)
 	})).Name("files").UID("sink")
@@ -604,5 +617,120 @@ func TestSignalWhileStandby(t *testing.T) {
 	log := standby.stderr.String()
 	if !strings.Contains(log, `msg="cancelled while starting" signal=terminated`) || strings.Contains(log, "elected leader") {
 		t.Fatalf("the standby did not end its wait:\n%s", log)
+	}
+}
+
+// checkLatestRestorable checks that what --restore latest picks in chk is
+// a complete checkpoint (readable metadata, every state blob of the size
+// it recorded) and that no checkpoint in flight was left behind.
+func checkLatestRestorable(t *testing.T, chk string) checkpoint.ID {
+	t.Helper()
+	st, err := storage.NewFile(chk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok, err := st.Latest(t.Context())
+	if err != nil || !ok {
+		t.Fatalf("no completed checkpoint in %s: %v", chk, err)
+	}
+	md, err := st.ReadMetadata(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range md.Operators {
+		for _, sub := range op.Subtasks {
+			for _, h := range sub.Keyed {
+				r, err := st.OpenStream(t.Context(), h.Stream)
+				if err != nil {
+					t.Fatalf("checkpoint %d: %v", id, err)
+				}
+				r.Close()
+			}
+		}
+	}
+	if inc, err := st.Incomplete(t.Context()); err != nil || len(inc) != 0 {
+		t.Fatalf("incomplete checkpoints left in %s: %v %v", chk, inc, err)
+	}
+	return id
+}
+
+// A second signal while the stop-with-savepoint of the first is in
+// flight cancels the job: the process exits 0 and logs "cancelled", and
+// --restore latest picks a complete checkpoint, from which the job
+// finishes exactly once.
+func TestSecondSignalDuringSavepoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs job processes")
+	}
+	out, chk := t.TempDir(), t.TempDir()
+	const keys, count = 4, 4000
+	common := []string{"--out", out, "--checkpoint-dir", chk, "--checkpoint-interval", "50ms",
+		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--pad", fmt.Sprint(4 << 20)}
+	p := startJob(t, append(common, "--rate", "200", "--stop-with-savepoint-on-sigterm")...)
+	p.waitCheckpoint(t, chk)
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "stopping the job with a savepoint")
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, time.Minute); err != nil {
+		t.Fatalf("exit: %v, want 0\n%s", err, p.stderr)
+	}
+	log := p.stderr.String()
+	if !strings.Contains(log, "msg=cancelled") && !strings.Contains(log, "job stopped with a savepoint") {
+		t.Fatalf("neither cancelled nor stopped:\n%s", log)
+	}
+	if strings.Contains(log, "testjob:") || strings.Contains(log, "level=ERROR") {
+		t.Fatalf("the second signal logged an error:\n%s", log)
+	}
+	checkLatestRestorable(t, chk)
+	again := startJob(t, append(common, "--restore", "latest")...)
+	if err := again.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("restart with --restore latest: %v\n%s", err, again.stderr)
+	}
+	verifyOutput(t, out, keys, count)
+}
+
+// A signal while the job restores a large checkpoint cancels it: the
+// process exits 0 promptly and logs "cancelled", and --restore latest
+// still picks a complete checkpoint.
+func TestSignalDuringRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs job processes")
+	}
+	out, chk := t.TempDir(), t.TempDir()
+	const keys, count = 4, 4000
+	common := []string{"--out", out, "--checkpoint-dir", chk, "--checkpoint-interval", "200ms",
+		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--pad", fmt.Sprint(16 << 20), "--rate", "200"}
+	p := startJob(t, common...)
+	p.waitCheckpoint(t, chk)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, time.Minute); err != nil {
+		t.Fatalf("exit: %v, want 0\n%s", err, p.stderr)
+	}
+	before := checkLatestRestorable(t, chk)
+
+	again := startJob(t, append(common, "--restore", "latest")...)
+	again.waitLog(t, "msg=restoring")
+	if err := again.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.wait(t, time.Minute); err != nil {
+		t.Fatalf("exit: %v, want 0\n%s", err, again.stderr)
+	}
+	log := again.stderr.String()
+	t.Logf("the restoring job:\n%s", log)
+	if !strings.Contains(log, "cancelled") {
+		t.Fatalf("no cancellation logged:\n%s", log)
+	}
+	if strings.Contains(log, "testjob:") || strings.Contains(log, "level=ERROR") {
+		t.Fatalf("a cancelled restore logged an error:\n%s", log)
+	}
+	if after := checkLatestRestorable(t, chk); after < before {
+		t.Fatalf("the latest checkpoint went back from %d to %d", before, after)
 	}
 }
