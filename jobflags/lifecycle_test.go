@@ -734,3 +734,39 @@ func TestSignalDuringRestore(t *testing.T) {
 		t.Fatalf("the latest checkpoint went back from %d to %d", before, after)
 	}
 }
+
+// Two processes of a job binary on one --checkpoint-dir: the second
+// exits 1 at once, naming the directory and the first one's pid; after
+// the first one is killed with SIGKILL the directory is free again (the
+// kernel dropped the lock) and --restore latest resumes it.
+func TestSecondProcessOnCheckpointDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs job processes")
+	}
+	out, chk := t.TempDir(), t.TempDir()
+	const keys, count = 4, 2000
+	common := []string{"--out", out, "--checkpoint-dir", chk, "--checkpoint-interval", "50ms",
+		"--keys", fmt.Sprint(keys), "--count", fmt.Sprint(count), "--restore", "latest"}
+	p := startJob(t, append(common, "--rate", "500")...)
+	p.waitCheckpoint(t, chk)
+	second := startJob(t, common...)
+	err := second.wait(t, time.Minute)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("the second process: %v, want exit status 1\n%s", err, second.stderr)
+	}
+	log := second.stderr.String()
+	for _, want := range []string{"checkpoint directory " + chk + " is in use by another job", fmt.Sprintf("pid %d on host", p.cmd.Process.Pid)} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the second process does not say %q:\n%s", want, log)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, time.Minute)
+	again := startJob(t, common...)
+	if err := again.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("after the holder was killed: %v\n%s", err, again.stderr)
+	}
+	verifyOutput(t, out, keys, count)
+}
