@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/runtime"
@@ -234,8 +235,20 @@ func (f *Flags) run(ctx context.Context, env *weir.Environment, jobName string, 
 		if signalled != nil {
 			attrs = append(attrs, "signal", signalled.String())
 		}
-		if id := jc.LatestCheckpoint(); id != 0 && jc.Storage() != nil {
-			attrs = append(attrs, "latestCheckpoint", storage.Location(jc.Storage(), id))
+		if st := jc.Storage(); st != nil {
+			id := jc.LatestCheckpoint()
+			if id == 0 {
+				// Cancelled before a checkpoint of its own (while it
+				// restored, say): --restore latest finds an older one.
+				lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				if l, ok, err := st.Latest(lctx); err == nil && ok {
+					id = l
+				}
+				cancel()
+			}
+			if id != 0 {
+				attrs = append(attrs, "latestCheckpoint", storage.Location(st, id))
+			}
 		}
 		log.Info("cancelled", attrs...)
 		return nil

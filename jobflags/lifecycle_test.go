@@ -724,8 +724,8 @@ func TestSignalDuringRestore(t *testing.T) {
 	}
 	log := again.stderr.String()
 	t.Logf("the restoring job:\n%s", log)
-	if !strings.Contains(log, "cancelled") {
-		t.Fatalf("no cancellation logged:\n%s", log)
+	if want := fmt.Sprintf("msg=cancelled signal=interrupt latestCheckpoint=%s", filepath.Join(chk, fmt.Sprintf("chk-%d", before))); !strings.Contains(log, want) {
+		t.Fatalf("no cancellation naming the checkpoint to resume from (%s) logged:\n%s", want, log)
 	}
 	if strings.Contains(log, "testjob:") || strings.Contains(log, "level=ERROR") {
 		t.Fatalf("a cancelled restore logged an error:\n%s", log)
