@@ -218,6 +218,12 @@ func run(args []string) error {
 	var results []measurement
 	for _, name := range run {
 		m, err := runQuery(ctx, jf, name, cfg, parts, *paced, *outFile)
+		if err != nil && ctx.Err() != nil {
+			// Ctrl-C or SIGTERM: the queries measured so far are
+			// printed, and the process exits 0 as a cancelled job does.
+			fmt.Fprintf(os.Stderr, "%s: cancelled\n", name)
+			break
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
