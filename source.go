@@ -147,27 +147,35 @@ func (o *sourceOp[T]) readStamped() (runtime.ReadStatus, error) {
 		o.hasRestoredWM = false
 		o.wms.apply(watermark.Output{Watermark: o.restoredWM, HasWatermark: true})
 	}
-	var buf []T
-	var st ReadStatus
-	var err error
-	if sr, ok := o.reader.(SplitReader[T]); ok {
-		buf, o.splits, st, err = sr.ReadSplits(o.buf[:0], o.splits[:0])
-		if err == nil && len(o.splits) != len(buf) {
-			err = fmt.Errorf("source reader returned %d records and %d splits", len(buf), len(o.splits))
+	sr, ok := o.reader.(SplitReader[T])
+	if !ok {
+		buf, st, err := o.reader.Read(o.buf[:0])
+		if len(buf) > 0 {
+			o.wms.emitRun(buf, 0, o.ts, o.out)
 		}
-	} else {
-		buf, st, err = o.reader.Read(o.buf[:0])
+		return o.endStamped(buf, st, err)
 	}
-	for i, r := range buf {
-		split := 0
-		if i < len(o.splits) {
-			split = o.splits[i]
+	buf, splits, st, err := sr.ReadSplits(o.buf[:0], o.splits[:0])
+	o.splits = splits
+	if len(splits) != len(buf) {
+		if err == nil {
+			err = fmt.Errorf("source reader returned %d records and %d splits", len(buf), len(splits))
 		}
-		ts := o.wms.onRecord(r, split, NoTimestamp)
-		*o.ts = ts
-		o.out.Collect(r)
-		o.wms.afterRecord(r, ts)
+		return o.endStamped(buf, st, err)
 	}
+	// Records come in runs of one split.
+	for i := 0; i < len(splits); {
+		j := i + 1
+		for j < len(splits) && splits[j] == splits[i] {
+			j++
+		}
+		o.wms.emitRun(buf[i:j], splits[i], o.ts, o.out)
+		i = j
+	}
+	return o.endStamped(buf, st, err)
+}
+
+func (o *sourceOp[T]) endStamped(buf []T, st ReadStatus, err error) (runtime.ReadStatus, error) {
 	clear(buf)
 	if st == EndOfInput && err == nil {
 		o.wms.end()

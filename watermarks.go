@@ -69,6 +69,19 @@ func ForBoundedOutOfOrderness[T any](maxOutOfOrderness time.Duration) WatermarkS
 // order); the watermark is the largest timestamp seen, minus 1 ms.
 func ForMonotonousTimestamps[T any]() WatermarkStrategy[T] { return ForBoundedOutOfOrderness[T](0) }
 
+// NoWatermarks stamps records (with WithTimestampAssigner) but generates
+// no watermarks (Flink's WatermarkStrategy.noWatermarks): event-time
+// timers and windows downstream fire only at the end of the input, when
+// the source emits MaxWatermark.
+func NoWatermarks[T any]() WatermarkStrategy[T] {
+	return WatermarkStrategy[T]{newGenerator: func() WatermarkGenerator[T] { return noWatermarks[T]{} }}
+}
+
+type noWatermarks[T any] struct{}
+
+func (noWatermarks[T]) OnEvent(T, int64, WatermarkOutput) {}
+func (noWatermarks[T]) OnPeriodicEmit(WatermarkOutput)    {}
+
 // ForGenerator uses a generator of your own, one per split.
 func ForGenerator[T any](newGenerator func() WatermarkGenerator[T]) WatermarkStrategy[T] {
 	return WatermarkStrategy[T]{newGenerator: newGenerator}
@@ -158,7 +171,13 @@ type splitWatermarks[T any] struct {
 // splitState is one split's generator and output.
 type splitState[T any] struct {
 	gen WatermarkGenerator[T]
-	out *splitOutput[T]
+	// bounded is gen when it is the built-in bounded-out-of-orderness
+	// generator, whose OnEvent afterRecord does inline (an interface
+	// call per record cost a tenth of the watermark path), and none
+	// is set when gen is noWatermarks.
+	bounded *boundedOutOfOrderness[T]
+	none    bool
+	out     *splitOutput[T]
 	// seen says the split's activity at clock is recorded: its records
 	// until the next periodic emission need not tell the idleness
 	// tracking again (only the periodic emission and the generator's
@@ -197,6 +216,12 @@ func (s *splitWatermarks[T]) split(split int) *splitState[T] {
 	st, ok := s.states[split]
 	if !ok {
 		st = &splitState[T]{gen: s.ws.newGenerator()}
+		switch g := st.gen.(type) {
+		case *boundedOutOfOrderness[T]:
+			st.bounded = g
+		case noWatermarks[T]:
+			st.none = true
+		}
 		st.out = &splitOutput[T]{s: s, split: split, state: st}
 		s.states[split] = st
 		s.splits.Add(split, s.clock)
@@ -219,12 +244,45 @@ func (s *splitWatermarks[T]) onRecord(r T, split int, ts int64) int64 {
 	return ts
 }
 
+// emitRun stamps and emits records of one split, with the source's
+// timestamp assigner (a source's records have no timestamp of their
+// own), each seen by the split's generator after it went out (see
+// afterRecord): the per-record work of an event-time source, in one loop.
+func (s *splitWatermarks[T]) emitRun(rs []T, split int, ts *int64, out runtime.Collector[T]) {
+	st := s.split(split)
+	assign := s.ws.assigner
+	for _, r := range rs {
+		t := NoTimestamp
+		if assign != nil {
+			t = assign(r, NoTimestamp)
+		}
+		if !st.seen {
+			st.seen = true
+			s.apply(s.splits.OnRecord(split, s.clock))
+		}
+		*ts = t
+		out.Collect(r)
+		if b := st.bounded; b != nil {
+			b.maxTS = max(b.maxTS, t)
+		} else if !st.none {
+			st.gen.OnEvent(r, t, st.out)
+		}
+	}
+}
+
 // afterRecord lets the generator of the split of the record just stamped
 // and emitted see it. The record goes out first, as in Flink: a watermark
 // the generator derives from the record (a punctuated one) must not
 // overtake it, or it would make its own record late.
 func (s *splitWatermarks[T]) afterRecord(r T, ts int64) {
-	s.last.gen.OnEvent(r, ts, s.last.out)
+	st := s.last
+	if b := st.bounded; b != nil {
+		b.maxTS = max(b.maxTS, ts)
+		return
+	}
+	if !st.none {
+		st.gen.OnEvent(r, ts, st.out)
+	}
 }
 
 // periodic runs every generator's periodic emission and the idleness

@@ -378,6 +378,76 @@ func newMinOff() *[2]atomic.Int64 {
 	return &m
 }
 
+// savepointThenFailure runs savepointJob at rate records/s per partition:
+// it takes a savepoint once a window fired, then fails once after a later
+// checkpoint and recovers. It returns the sink and the savepoint, or why
+// the run proves nothing (the input ended before the savepoint, the later
+// checkpoint or the failure).
+func savepointThenFailure(t *testing.T, ctx context.Context, rate float64, opts []weir.Option) (*epochSink, string, checkpoint.ID, string) {
+	t.Helper()
+	var failNow, failed atomic.Bool
+	first := newEpochSink()
+	job, err := savepointJob(first, t.TempDir(), rate, &failNow, &failed, newMinOff(), opts...).Start(ctx, "windows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := func(what string) string {
+		if err := job.Wait(); err != nil {
+			t.Fatalf("job: %v", err)
+		}
+		return "the input ended before " + what
+	}
+	waitFor := func(what string, ok func() bool) bool {
+		for !ok() {
+			select {
+			case <-job.Done():
+				return false
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+		return true
+	}
+	if !waitFor("checkpoint 2", func() bool { return job.LatestCheckpoint() >= 2 }) {
+		return nil, "", 0, ended("checkpoint 2")
+	}
+	// A window fired: the savepoint comes after it.
+	if !waitFor("a window", func() bool { return len(first.Written()) > 0 }) {
+		return nil, "", 0, ended("a window fired")
+	}
+	sp, err := job.TriggerSavepoint(ctx)
+	if err != nil {
+		select {
+		case <-job.Done():
+			return nil, "", 0, ended("the savepoint")
+		default:
+		}
+		t.Fatalf("savepoint: %v", err)
+	}
+	var spID checkpoint.ID
+	for _, c := range job.Checkpoints() {
+		if c.Kind == checkpoint.KindSavepoint && c.Completed {
+			spID = c.ID
+		}
+	}
+	if spID == 0 {
+		t.Fatalf("savepoint %s is not among the job's completed checkpoints", sp)
+	}
+	if !waitFor("a checkpoint after the savepoint", func() bool { return job.LatestCheckpoint() > spID }) {
+		return nil, "", 0, ended("a checkpoint after the savepoint")
+	}
+	failNow.Store(true)
+	if err := job.Wait(); err != nil {
+		t.Fatalf("job: %v", err)
+	}
+	if !failed.Load() {
+		return nil, "", 0, "the input ended before the injected failure"
+	}
+	if job.Restarts() != 1 {
+		t.Fatalf("failure injected, restarts %d, want 1", job.Restarts())
+	}
+	return first, sp, spID, ""
+}
+
 // A windowed job takes a savepoint while windows are open, then fails
 // after a later checkpoint and recovers from that checkpoint; a new job
 // restores the savepoint, twice, one after the other. The failed-over
@@ -405,41 +475,25 @@ func TestWindowsSavepointThenFailure(t *testing.T) {
 			want := ref.Committed()
 			checkSeqWindows(t, "reference run", want, allroundPerKey)
 
-			// The savepoint, then a failure after a later checkpoint.
-			var failNow, failed atomic.Bool
-			first := newEpochSink()
-			job, err := savepointJob(first, t.TempDir(), 100, &failNow, &failed, newMinOff(), opts()...).Start(ctx, "windows")
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitForCheckpoint(t, job, 2)
-			for len(first.Written()) == 0 { // a window fired: the savepoint comes after it
-				select {
-				case <-job.Done():
-					t.Fatalf("the job ended before a window fired: %v", job.Wait())
-				case <-time.After(2 * time.Millisecond):
+			// The savepoint, then a failure after a later checkpoint. On a
+			// loaded machine the paced input can end before all of that
+			// happened: the attempt then proves nothing and is repeated
+			// with slower input.
+			var (
+				first *epochSink
+				sp    string
+				spID  checkpoint.ID
+			)
+			for attempt, rate := 1, 100.0; ; attempt, rate = attempt+1, rate/2 {
+				var why string
+				first, sp, spID, why = savepointThenFailure(t, ctx, rate, opts())
+				if why == "" {
+					break
 				}
-			}
-			sp, err := job.TriggerSavepoint(ctx)
-			if err != nil {
-				t.Fatalf("savepoint: %v", err)
-			}
-			var spID checkpoint.ID
-			for _, c := range job.Checkpoints() {
-				if c.Kind == checkpoint.KindSavepoint && c.Completed {
-					spID = c.ID
+				if attempt == 4 {
+					t.Fatalf("attempt %d at %.0f records/s: %s: the run proves nothing", attempt, rate, why)
 				}
-			}
-			if spID == 0 {
-				t.Fatalf("savepoint %s is not among the job's completed checkpoints", sp)
-			}
-			waitForCheckpoint(t, job, spID+1)
-			failNow.Store(true)
-			if err := job.Wait(); err != nil {
-				t.Fatalf("job: %v", err)
-			}
-			if !failed.Load() || job.Restarts() != 1 {
-				t.Fatalf("failure injected %v, restarts %d: the run proves nothing", failed.Load(), job.Restarts())
+				t.Logf("attempt %d at %.0f records/s: %s; again, slower", attempt, rate, why)
 			}
 			checkSeqWindows(t, "failed over after the savepoint", first.Committed(), allroundPerKey)
 			sameLines(t, "failed over after the savepoint against the reference", first.Committed(), want)

@@ -191,7 +191,11 @@ func (et edgeType[T]) newWriter(ctx context.Context, kind PartitionKind, channel
 			sh = func(r Stamped[T]) uint32 { return hash(r.Value) }
 		}
 		w := NewRecordWriter(ctx, kind, outs, bufSize, sh, kgToChannel, onFail)
-		return Collector[T](&stampingWriter[T]{w: w, ts: ts}), w
+		s := &stampingWriter[T]{w: w, ts: ts}
+		if kind == Hash {
+			s.hash = hash
+		}
+		return Collector[T](s), w
 	}
 	outs := make([]OutputChannel[T], len(channels))
 	for i, c := range channels {
@@ -205,9 +209,21 @@ func (et edgeType[T]) newWriter(ctx context.Context, kind PartitionKind, channel
 type stampingWriter[T any] struct {
 	w  *RecordWriter[Stamped[T]]
 	ts *int64
+	// hash, on a Hash edge, routes by the record's key here rather than
+	// through the writer's hash of the stamped record, which would wrap
+	// it in one more function call per record.
+	hash func(T) uint32
 }
 
-func (s *stampingWriter[T]) Collect(r T)               { s.w.Collect(Stamped[T]{Timestamp: *s.ts, Value: r}) }
+func (s *stampingWriter[T]) Collect(r T) {
+	if s.hash != nil {
+		w := s.w
+		w.add(int(w.kgToChan[s.hash(r)%w.maxPar]), Stamped[T]{Timestamp: *s.ts, Value: r})
+		return
+	}
+	s.w.Collect(Stamped[T]{Timestamp: *s.ts, Value: r})
+}
+
 func (s *stampingWriter[T]) ProcessWatermark(wm int64) { s.w.ProcessWatermark(wm) }
 func (s *stampingWriter[T]) ProcessStatus(idle bool)   { s.w.ProcessStatus(idle) }
 

@@ -44,6 +44,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/signal"
@@ -94,9 +95,9 @@ func query[T any](q func(weir.Stream[nexmark.Event]) weir.Stream[T]) func(weir.S
 	return func(s weir.Stream[nexmark.Event], o *output) { sinkTo(o, q(s)) }
 }
 
-// q10 logs the bids into weir's exactly-once file sink as JSON lines
-// (the reference writes them to a file system table partitioned by day
-// and minute; here the day and minute are columns of one directory).
+// q10 logs the bids into weir's exactly-once file sink as JSON lines,
+// partitioned like the reference's file system table: a directory per
+// day and, in it, per minute ("dt=2015-07-15/hm=00:01").
 func q10(s weir.Stream[nexmark.Event], o *output) {
 	rows := queries.Q10(s)
 	if o.lines != nil {
@@ -104,7 +105,13 @@ func q10(s weir.Stream[nexmark.Event], o *output) {
 		return
 	}
 	counted := weir.Map(rows, func(r nexmark.Q10Row) nexmark.Q10Row { return r }).Name("q10-rows")
-	counted.SinkTo(files.Sink(o.dir, ".jsonl", appendJSONLine[nexmark.Q10Row])).Name("q10-files").UID("sink")
+	counted.SinkTo(files.BucketedSinkWith(o.dir, files.SinkOptions{Suffix: ".jsonl"}, q10Bucket, appendJSONLine[nexmark.Q10Row])).
+		Name("q10-files").UID("sink")
+}
+
+// q10Bucket is the reference's partition of a row: PARTITIONED BY (dt, hm).
+func q10Bucket(r nexmark.Q10Row) string {
+	return "dt=" + r.Dt + "/hm=" + r.Hm
 }
 
 // appendJSONLine appends r as a JSON line.
@@ -218,6 +225,12 @@ func run(args []string) error {
 	var results []measurement
 	for _, name := range run {
 		m, err := runQuery(ctx, jf, name, cfg, parts, *paced, *outFile)
+		if err != nil && ctx.Err() != nil {
+			// Ctrl-C or SIGTERM: the queries measured so far are
+			// printed, and the process exits 0 as a cancelled job does.
+			fmt.Fprintf(os.Stderr, "%s: cancelled\n", name)
+			break
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -374,23 +387,20 @@ func runQuery(ctx context.Context, jf *jobflags.Flags, name string, cfg nexmark.
 	return m, nil
 }
 
-// countLines counts the lines of the committed files of dir (-1 if it
-// cannot read them).
+// countLines counts the lines of the committed files under dir, in
+// every bucket (-1 if it cannot read them).
 func countLines(dir string) int64 {
-	entries, err := os.ReadDir(dir)
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		n += int64(bytes.Count(b, []byte{'\n'}))
+		return err
+	})
 	if err != nil {
 		return -1
-	}
-	var n int64
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return -1
-		}
-		n += int64(bytes.Count(b, []byte{'\n'}))
 	}
 	return n
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/jobflags"
 	"github.com/weirstream/weir/nexmark"
+	"github.com/weirstream/weir/nexmark/queries"
 	"github.com/weirstream/weir/nexmark/reference"
 )
 
@@ -118,5 +122,63 @@ func TestMeasurement(t *testing.T) {
 	if m.Events != 50_000 || m.Rows != 46_000 || m.CPUSeconds <= 0 || m.EventsPerCPUSecond <= 0 ||
 		m.CheckpointInterval != "50ms exactly-once" {
 		t.Fatalf("%+v", m)
+	}
+}
+
+// q10 writes every bid exactly once into the directory of its day and
+// minute, as the reference's table PARTITIONED BY (dt, hm).
+func TestQ10Partitions(t *testing.T) {
+	cfg := nexmark.DefaultConfig()
+	cfg.MaxEvents, cfg.EventsPerSecond = 20_000, 100 // 200 s of event time: several minutes
+	dir := t.TempDir()
+	env := weir.NewEnvironment(weir.Parallelism(2), weir.Checkpointing(20*time.Millisecond, weir.ExactlyOnce), weir.CheckpointStorage(t.TempDir()))
+	q10(queries.Events(env, queries.NewSource(cfg, 2)), &output{dir: dir})
+	if err := env.Execute(context.Background(), "q10"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := nexmark.NewGenerator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make([]nexmark.Event, cfg.MaxEvents)
+	for n := range events {
+		events[n] = g.Event(int64(n))
+	}
+	want := reference.Q10(events)
+	got := 0
+	minutes := map[string]bool{}
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			return fmt.Errorf("left behind: %s", path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r nexmark.Q10Row
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			rel, _ := filepath.Rel(dir, filepath.Dir(path))
+			if bucket := filepath.ToSlash(rel); bucket != "dt="+r.Dt+"/hm="+r.Hm {
+				return fmt.Errorf("row of %s %s in %s", r.Dt, r.Hm, bucket)
+			}
+			minutes[rel] = true
+			got++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != len(want) || len(minutes) < 3 {
+		t.Fatalf("%d rows in %d minute directories, the reference has %d rows", got, len(minutes), len(want))
+	}
+	if n := countLines(dir); n != int64(len(want)) {
+		t.Fatalf("countLines: %d, want %d", n, len(want))
 	}
 }

@@ -52,12 +52,10 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/weirstream/weir"
@@ -231,9 +229,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		lateLines.Print()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return env.Execute(ctx, "windowcount")
+	// Ctrl-C or SIGTERM cancels the job (or stops it with a savepoint,
+	// with --stop-with-savepoint-on-sigterm) and exits 0.
+	return jf.Run(context.Background(), env, "windowcount")
 }
 
 type countWords struct{}

@@ -21,8 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/weirstream/weir"
@@ -116,7 +114,7 @@ func run(args []string) error {
 		return fmt.Sprintf("late %s at %s", c.User, time.UnixMilli(c.TS).UTC().Format("15:04:05.000"))
 	}).Print()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return env.Execute(ctx, "windows")
+	// Ctrl-C or SIGTERM cancels the job (or stops it with a savepoint,
+	// with --stop-with-savepoint-on-sigterm) and exits 0.
+	return jf.Run(context.Background(), env, "windows")
 }
