@@ -215,13 +215,16 @@ func (u *userMap[UK, UV]) all(yield func(UK, UV) bool) {
 	}
 }
 
-// clone returns a copy of u stamped with owner. The copy shares u's trie
-// under a token of its own: neither version mutates the other's nodes.
+// clone returns a copy of u stamped with owner. The two share u's trie
+// and each takes a fresh edit token, so that neither mutates a node the
+// other reads. (The backend never writes u after cloning it, but a
+// version written after its clone must not change the clone either.)
 func (u *userMap[UK, UV]) clone(owner uint64) *userMap[UK, UV] {
 	c := *u
 	c.owner = owner
 	c.token = 0
 	if u.root != nil {
+		u.token = newEditToken()
 		c.token = newEditToken()
 	}
 	return &c
