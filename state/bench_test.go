@@ -259,3 +259,48 @@ func BenchmarkMapState(b *testing.B) {
 }
 
 var sink int64
+
+// BenchmarkHashTrieVsMap compares, without the backend around them, the
+// storage of a heap MapState's map beyond its inline entries (userMap's
+// hash trie) with a Go map, on Get and Put (overwrite) of existing keys:
+// the measurement behind userMap having no Go map tier.
+func BenchmarkHashTrieVsMap(b *testing.B) {
+	hash := hasherOf[int64]()
+	for _, size := range []int{10, 100, 1_000, 100_000} {
+		u := newUserMap[int64, int64](1)
+		m := map[int64]int64{}
+		for i := range int64(size) {
+			u.put(i*7919, i, hash)
+			m[i*7919] = i
+		}
+		keys := make([]int64, 4096)
+		for i := range keys {
+			keys[i] = int64((i*31)%size) * 7919
+		}
+		b.Run(fmt.Sprintf("trie-get/entries=%d", size), func(b *testing.B) {
+			var sum int64
+			for i := range b.N {
+				v, _ := u.get(keys[i&4095], hash)
+				sum += v
+			}
+			sink = sum
+		})
+		b.Run(fmt.Sprintf("map-get/entries=%d", size), func(b *testing.B) {
+			var sum int64
+			for i := range b.N {
+				sum += m[keys[i&4095]]
+			}
+			sink = sum
+		})
+		b.Run(fmt.Sprintf("trie-put/entries=%d", size), func(b *testing.B) {
+			for i := range b.N {
+				u.put(keys[i&4095], int64(i), hash)
+			}
+		})
+		b.Run(fmt.Sprintf("map-put/entries=%d", size), func(b *testing.B) {
+			for i := range b.N {
+				m[keys[i&4095]] = int64(i)
+			}
+		})
+	}
+}

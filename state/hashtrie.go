@@ -64,6 +64,10 @@ func (n *trieNode[K, V]) own(token uint64) *trieNode[K, V] {
 	if n.edit == token {
 		return n
 	}
+	return n.copyFor(token)
+}
+
+func (n *trieNode[K, V]) copyFor(token uint64) *trieNode[K, V] {
 	c := &trieNode[K, V]{edit: token, dataMap: n.dataMap, nodeMap: n.nodeMap}
 	if len(n.entries) > 0 {
 		// One spare slot: the write that copies the node is often an
