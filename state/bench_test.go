@@ -206,12 +206,12 @@ func BenchmarkRestore(b *testing.B) {
 }
 
 // BenchmarkMapState measures the heap backend's MapState on one key whose
-// map holds 10, 1k or 100k entries: Get and Put (overwrite) of existing
+// map holds 3 (inline), 10, 1k or 100k entries: Get and Put (overwrite) of existing
 // entries, and the first Put into the map after a snapshot while the
 // snapshot is live (copy-on-write: what that Put copies). The key is set
 // once, outside the loop.
 func BenchmarkMapState(b *testing.B) {
-	for _, size := range []int{10, 1_000, 100_000} {
+	for _, size := range []int{3, 10, 1_000, 100_000} {
 		setup := func(b *testing.B) (*HeapKeyedBackend[int64], MapState[int64, int64]) {
 			be := newBackend(checkpoint.KeyGroupRange{Start: 0, End: 127})
 			m, err := GetMapState[int64, int64, int64](be, "m", CodecFor[int64](), CodecFor[int64]())
