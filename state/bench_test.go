@@ -204,3 +204,103 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	b.ReportMetric(1_000_000, "keys")
 }
+
+// BenchmarkMapState measures the heap backend's MapState on one key whose
+// map holds 3 (inline), 10, 1k or 100k entries: Get and Put (overwrite) of existing
+// entries, and the first Put into the map after a snapshot while the
+// snapshot is live (copy-on-write: what that Put copies). The key is set
+// once, outside the loop.
+func BenchmarkMapState(b *testing.B) {
+	for _, size := range []int{3, 10, 1_000, 100_000} {
+		setup := func(b *testing.B) (*HeapKeyedBackend[int64], MapState[int64, int64]) {
+			be := newBackend(checkpoint.KeyGroupRange{Start: 0, End: 127})
+			m, err := GetMapState[int64, int64, int64](be, "m", CodecFor[int64](), CodecFor[int64]())
+			if err != nil {
+				b.Fatal(err)
+			}
+			be.SetCurrentKey(1)
+			for i := range int64(size) {
+				m.Put(i*7919, i)
+			}
+			return be, m
+		}
+		b.Run(fmt.Sprintf("get/entries=%d", size), func(b *testing.B) {
+			_, m := setup(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			var sum int64
+			for i := range b.N {
+				v, _ := m.Get(int64(i%size) * 7919)
+				sum += v
+			}
+			sink = sum
+		})
+		b.Run(fmt.Sprintf("put/entries=%d", size), func(b *testing.B) {
+			_, m := setup(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				m.Put(int64(i%size)*7919, int64(i))
+			}
+		})
+		// One snapshot per iteration, then one Put while it is live: the
+		// snapshot's synchronous part and the copy the first write makes.
+		b.Run(fmt.Sprintf("put-after-snapshot/entries=%d", size), func(b *testing.B) {
+			be, m := setup(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				s := be.Snapshot()
+				m.Put(int64(i%size)*7919, int64(i))
+				s.Release()
+			}
+		})
+	}
+}
+
+var sink int64
+
+// BenchmarkHashTrieVsMap compares, without the backend around them, the
+// storage of a heap MapState's map beyond its inline entries (userMap's
+// hash trie) with a Go map, on Get and Put (overwrite) of existing keys:
+// the measurement behind userMap having no Go map tier.
+func BenchmarkHashTrieVsMap(b *testing.B) {
+	hash := hasherOf[int64]()
+	for _, size := range []int{10, 100, 1_000, 100_000} {
+		u := newUserMap[int64, int64](1)
+		m := map[int64]int64{}
+		for i := range int64(size) {
+			u.put(i*7919, i, hash)
+			m[i*7919] = i
+		}
+		keys := make([]int64, 4096)
+		for i := range keys {
+			keys[i] = int64((i*31)%size) * 7919
+		}
+		b.Run(fmt.Sprintf("trie-get/entries=%d", size), func(b *testing.B) {
+			var sum int64
+			for i := range b.N {
+				v, _ := u.get(keys[i&4095], hash)
+				sum += v
+			}
+			sink = sum
+		})
+		b.Run(fmt.Sprintf("map-get/entries=%d", size), func(b *testing.B) {
+			var sum int64
+			for i := range b.N {
+				sum += m[keys[i&4095]]
+			}
+			sink = sum
+		})
+		b.Run(fmt.Sprintf("trie-put/entries=%d", size), func(b *testing.B) {
+			for i := range b.N {
+				u.put(keys[i&4095], int64(i), hash)
+			}
+		})
+		b.Run(fmt.Sprintf("map-put/entries=%d", size), func(b *testing.B) {
+			for i := range b.N {
+				m[keys[i&4095]] = int64(i)
+			}
+		})
+	}
+}

@@ -12,14 +12,18 @@ import (
 // "list"), stored per entry: a Put, Remove or Add touches one entry, not
 // the whole collection.
 //
-//   - The heap backend keeps a key's map (a Go map) or list (a slice)
-//     behind a pointer in the key group's kgTable, stamped with the epoch
-//     it was created or cloned in. A snapshot captures the key group
-//     tables as for value states (O(key groups), nothing per entry); the
-//     first write to a key's collection of an older epoch while a snapshot
-//     is live clones that one collection (O(its entries)), so collections
-//     of keys not written during a snapshot are never copied, and a write
-//     with no snapshot live mutates in place.
+//   - The heap backend keeps a key's map (up to 4 entries inline, then a
+//     persistent hash trie, see userMap) or list (a slice) behind a
+//     pointer in the key group's kgTable, stamped with the epoch it was
+//     created or cloned in. A snapshot captures the key group tables as
+//     for value states (O(key groups), nothing per entry); the first
+//     write to a key's collection of an older epoch while a snapshot is
+//     live clones that collection's header, never its entries: a list
+//     gets a new slice header over the same array (appends land past what
+//     the snapshot reads), a map shares its trie with the snapshot's
+//     version and copies one path of it, O(log n) nodes, on each write
+//     into a part not copied yet (entry-level copy-on-write). A write with
+//     no snapshot live mutates in place.
 //   - A RawKeyedBackend (pebble) stores one key per map entry (key group,
 //     name, 0x00, uvarint length of the key's encoding, the key's
 //     encoding, the map key's encoding → the map value's encoding) and

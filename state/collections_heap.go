@@ -3,7 +3,6 @@ package state
 import (
 	"fmt"
 	"iter"
-	"maps"
 
 	"github.com/weirstream/weir/checkpoint"
 )
@@ -108,12 +107,28 @@ func (t *collTables[K, C]) decodeKey(name string, kg int, key []byte) (K, uint32
 // is cloned before a write. Up to smallMap entries live inline, in the
 // same allocation (most keys of a window operator hold one to a few
 // windows, and a lookup then touches one cache line or two instead of a
-// Go map's header and group); a larger map moves to a Go map for good.
+// Go map's header and group); a larger map moves to a hash trie for good
+// (see hashtrie.go), whose nodes the clones share: a clone copies the
+// root pointer and takes a fresh edit token, and each version copies a
+// node (one path, O(log n)) the first time it writes into it. So the
+// first write into a key's map after a snapshot costs about what any
+// write costs, however large the map.
+//
+// No Go map tier sits between the two: measured without the backend
+// (BenchmarkHashTrieVsMap, on a loaded 2-core machine), Get and Put of
+// the trie cost what a Go map's do at 10 to 1k entries (20-60 ns), so a
+// Go map there would buy nothing and bring back a copy of up to its size.
+// Only large maps pay for the trie: at 100k entries it costs 3-6 times a
+// Go map's Get and Put (a miss or two per level, about 4 levels, against
+// one or two), the price of the O(log n) first write after a snapshot.
 type userMap[UK comparable, UV any] struct {
 	owner uint64
-	n     int // entries in small while m is nil
+	n     int // entries (in small while root is nil)
 	small [smallMap]mapEntry[UK, UV]
-	m     map[UK]UV
+	root  *trieNode[UK, UV]
+	// token is the edit token of this version: it mutates the trie
+	// nodes that carry it in place and copies the others.
+	token uint64
 }
 
 const smallMap = 4
@@ -127,10 +142,11 @@ func newUserMap[UK comparable, UV any](owner uint64) *userMap[UK, UV] {
 	return &userMap[UK, UV]{owner: owner}
 }
 
-func (u *userMap[UK, UV]) get(k UK) (UV, bool) {
-	if u.m != nil {
-		v, ok := u.m[k]
-		return v, ok
+// get returns the value of k; hash is the trie's hash of map keys, as
+// for every method below.
+func (u *userMap[UK, UV]) get(k UK, hash func(UK) uint64) (UV, bool) {
+	if u.root != nil {
+		return trieGet(u.root, k, hash(k))
 	}
 	for i := range u.n {
 		if u.small[i].k == k {
@@ -141,9 +157,11 @@ func (u *userMap[UK, UV]) get(k UK) (UV, bool) {
 	return zero, false
 }
 
-func (u *userMap[UK, UV]) put(k UK, v UV) {
-	if u.m != nil {
-		u.m[k] = v
+func (u *userMap[UK, UV]) put(k UK, v UV, hash func(UK) uint64) {
+	if u.root != nil {
+		if triePut(&u.root, k, hash(k), v, u.token, hash) {
+			u.n++
+		}
 		return
 	}
 	for i := range u.n {
@@ -157,17 +175,22 @@ func (u *userMap[UK, UV]) put(k UK, v UV) {
 		u.n++
 		return
 	}
-	u.m = make(map[UK]UV, 2*smallMap)
-	for i := range u.n {
-		u.m[u.small[i].k] = u.small[i].v
+	if u.token == 0 {
+		u.token = newEditToken()
 	}
-	u.m[k] = v
-	u.small, u.n = [smallMap]mapEntry[UK, UV]{}, 0
+	for i := range u.n {
+		triePut(&u.root, u.small[i].k, hash(u.small[i].k), u.small[i].v, u.token, hash)
+	}
+	triePut(&u.root, k, hash(k), v, u.token, hash)
+	u.small, u.n = [smallMap]mapEntry[UK, UV]{}, u.n+1
 }
 
-func (u *userMap[UK, UV]) remove(k UK) {
-	if u.m != nil {
-		delete(u.m, k)
+func (u *userMap[UK, UV]) remove(k UK, hash func(UK) uint64) {
+	if u.root != nil {
+		if root, ok := trieRemove(u.root, k, hash(k), 0, u.token); ok {
+			u.root = root
+			u.n--
+		}
 		return
 	}
 	for i := range u.n {
@@ -180,40 +203,34 @@ func (u *userMap[UK, UV]) remove(k UK) {
 	}
 }
 
-func (u *userMap[UK, UV]) len() int {
-	if u.m != nil {
-		return len(u.m)
-	}
-	return u.n
-}
+func (u *userMap[UK, UV]) len() int { return u.n }
 
-// all yields the entries; the caller may put and remove meanwhile.
+// all yields the entries as they are. The map must not change meanwhile:
+// it serves snapshots (over a version nobody writes) and Entries; the
+// iterators of MapState use heapMap.iterate.
 func (u *userMap[UK, UV]) all(yield func(UK, UV) bool) {
-	if u.m != nil {
-		for k, v := range u.m {
-			if !yield(k, v) {
-				return
-			}
-		}
+	if u.root != nil {
+		trieAll(u.root, yield)
 		return
 	}
-	// Over a copy, looking each entry up again: like a Go map's range,
-	// an entry removed before it is reached is not produced, and one
-	// removed or moved meanwhile is not skipped.
-	small, n := u.small, u.n
-	for i := range n {
-		if v, ok := u.get(small[i].k); ok && !yield(small[i].k, v) {
+	for i := range u.n {
+		if !yield(u.small[i].k, u.small[i].v) {
 			return
 		}
 	}
 }
 
-// clone returns a copy of u stamped with owner.
+// clone returns a copy of u stamped with owner. The two share u's trie
+// and each takes a fresh edit token, so that neither mutates a node the
+// other reads. (The backend never writes u after cloning it, but a
+// version written after its clone must not change the clone either.)
 func (u *userMap[UK, UV]) clone(owner uint64) *userMap[UK, UV] {
 	c := *u
 	c.owner = owner
-	if u.m != nil {
-		c.m = maps.Clone(u.m)
+	c.token = 0
+	if u.root != nil {
+		u.token = newEditToken()
+		c.token = newEditToken()
 	}
 	return &c
 }
@@ -226,6 +243,11 @@ type heapMap[K, UK comparable, UV any] struct {
 	kc   Codec[UK]
 	vc   Codec[UV]
 	dec  mapDecoders[UK, UV]
+	// hash hashes map keys for the tries (hasherOf).
+	hash func(UK) uint64
+	// writes counts the writes into the state's maps, so that an
+	// iteration knows whether its map may have changed since it started.
+	writes uint64
 }
 
 func getHeapMap[K, UK comparable, UV any](b *HeapKeyedBackend[K], name string, kc Codec[UK], vc Codec[UV]) (*heapMap[K, UK, UV], error) {
@@ -241,7 +263,7 @@ func getHeapMap[K, UK comparable, UV any](b *HeapKeyedBackend[K], name string, k
 		return nil, err
 	}
 	m := &heapMap[K, UK, UV]{collTables: collTables[K, *userMap[UK, UV]]{b: b, groups: make([]*kgTable[K, *userMap[UK, UV]], b.nGroups)},
-		name: name, meta: meta, kc: kc, vc: vc}
+		name: name, meta: meta, kc: kc, vc: vc, hash: hasherOf[UK]()}
 	if err := m.useStored(b.stored[name]); err != nil {
 		return nil, err
 	}
@@ -301,6 +323,7 @@ func (m *heapMap[K, UK, UV]) useStored(stored checkpoint.StateMeta) error {
 // read it.
 func (m *heapMap[K, UK, UV]) mutable(create bool) *userMap[UK, UV] {
 	b := m.b
+	m.writes++
 	g := m.groups[b.curKG]
 	i, ok := -1, false
 	if g != nil {
@@ -319,6 +342,9 @@ func (m *heapMap[K, UK, UV]) mutable(create bool) *userMap[UK, UV] {
 		return um
 	}
 	if b.live.Load() == 0 {
+		// No snapshot reads um or its trie any more: adopt it, with its
+		// token (iterate gives a map a fresh token while it iterates,
+		// so nodes an iteration walks stay immutable all the same).
 		um.owner = b.epoch
 		return um
 	}
@@ -330,7 +356,7 @@ func (m *heapMap[K, UK, UV]) mutable(create bool) *userMap[UK, UV] {
 
 func (m *heapMap[K, UK, UV]) Get(k UK) (UV, bool) {
 	if um, ok := m.cur(); ok {
-		return um.get(k)
+		return um.get(k, m.hash)
 	}
 	var zero UV
 	return zero, false
@@ -338,20 +364,20 @@ func (m *heapMap[K, UK, UV]) Get(k UK) (UV, bool) {
 
 func (m *heapMap[K, UK, UV]) Contains(k UK) bool { _, ok := m.Get(k); return ok }
 
-func (m *heapMap[K, UK, UV]) Put(k UK, v UV) { m.mutable(true).put(k, v) }
+func (m *heapMap[K, UK, UV]) Put(k UK, v UV) { m.mutable(true).put(k, v, m.hash) }
 
 func (m *heapMap[K, UK, UV]) Remove(k UK) {
 	if !m.Contains(k) {
 		return
 	}
 	um := m.mutable(false)
-	um.remove(k)
+	um.remove(k, m.hash)
 	if um.len() == 0 {
 		m.clearCurrent()
 	}
 }
 
-func (m *heapMap[K, UK, UV]) Clear() { m.clearCurrent() }
+func (m *heapMap[K, UK, UV]) Clear() { m.writes++; m.clearCurrent() }
 
 func (m *heapMap[K, UK, UV]) IsEmpty() bool { _, ok := m.cur(); return !ok }
 
@@ -359,9 +385,6 @@ func (m *heapMap[K, UK, UV]) Entries() map[UK]UV {
 	um, ok := m.cur()
 	if !ok {
 		return nil
-	}
-	if um.m != nil {
-		return um.m
 	}
 	e := make(map[UK]UV, um.n)
 	for k, v := range um.all {
@@ -372,40 +395,88 @@ func (m *heapMap[K, UK, UV]) Entries() map[UK]UV {
 
 func (m *heapMap[K, UK, UV]) All() iter.Seq2[UK, UV] {
 	um, ok := m.cur()
+	kg, key, h := m.b.curKG, m.b.curKey, m.b.curHash
 	return func(yield func(UK, UV) bool) {
-		if !ok {
-			return
+		if ok {
+			m.iterate(um, kg, key, h, yield)
 		}
-		um.all(yield)
 	}
 }
 
 func (m *heapMap[K, UK, UV]) Keys() iter.Seq[UK] {
 	um, ok := m.cur()
+	kg, key, h := m.b.curKG, m.b.curKey, m.b.curHash
 	return func(yield func(UK) bool) {
-		if !ok {
-			return
-		}
-		for k := range um.all {
-			if !yield(k) {
-				return
-			}
+		if ok {
+			m.iterate(um, kg, key, h, func(k UK, _ UV) bool { return yield(k) })
 		}
 	}
 }
 
 func (m *heapMap[K, UK, UV]) Values() iter.Seq[UV] {
 	um, ok := m.cur()
+	kg, key, h := m.b.curKG, m.b.curKey, m.b.curHash
 	return func(yield func(UV) bool) {
-		if !ok {
-			return
+		if ok {
+			m.iterate(um, kg, key, h, func(_ UK, v UV) bool { return yield(v) })
 		}
-		for _, v := range um.all {
-			if !yield(v) {
+	}
+}
+
+// iterate yields the entries of um, the map of key (of hash h, in key
+// group kg) when the iteration was created, while the caller may put and
+// remove meanwhile. Like a Go map's range, an entry removed before it is
+// reached is not produced, one removed or moved meanwhile is not skipped,
+// and one added may or may not be.
+//
+// It walks um as it was when the walk started: the inline entries from a
+// copy, the trie from its root, after giving um a fresh edit token, so
+// that writes during the walk copy the nodes it walks instead of
+// mutating them. While nothing was written into the state, each entry is
+// produced as the walk finds it; after a write, it is looked up again in
+// the key's current map (which may be a clone of um, or gone).
+func (m *heapMap[K, UK, UV]) iterate(um *userMap[UK, UV], kg int, key K, h uint32, yield func(UK, UV) bool) {
+	w := m.writes
+	visit := func(k UK, v UV) bool {
+		if m.writes != w {
+			var ok bool
+			if v, ok = m.lookup(kg, key, h, k); !ok {
+				return true
+			}
+		}
+		return yield(k, v)
+	}
+	root := um.root
+	if root == nil {
+		small, n := um.small, um.n
+		for i := range n {
+			if !visit(small[i].k, small[i].v) {
 				return
 			}
 		}
+		return
 	}
+	before := um.token
+	um.token = newEditToken()
+	token := um.token
+	trieAll(root, visit)
+	if um.token == token && um.root == root {
+		// Nothing was written into um during the walk (a write would
+		// have copied the root): the nodes may be mutated again.
+		um.token = before
+	}
+}
+
+// lookup returns the value of map key mk of key (of hash h, in key group
+// kg).
+func (m *heapMap[K, UK, UV]) lookup(kg int, key K, h uint32, mk UK) (UV, bool) {
+	if g := m.groups[kg]; g != nil {
+		if i, ok := g.find(key, h); ok {
+			return g.slots[i].val.get(mk, m.hash)
+		}
+	}
+	var zero UV
+	return zero, false
 }
 
 // put adds a restored entry to key k of key group kg (relative).
@@ -414,7 +485,7 @@ func (m *heapMap[K, UK, UV]) put(kg int, k K, h uint32, mk UK, mv UV) {
 	i, ok := g.find(k, h)
 	if !ok {
 		um := newUserMap[UK, UV](m.b.epoch)
-		um.put(mk, mv)
+		um.put(mk, mv, m.hash)
 		g.put(k, h, um)
 		return
 	}
@@ -423,7 +494,7 @@ func (m *heapMap[K, UK, UV]) put(kg int, k K, h uint32, mk UK, mv UV) {
 		um = um.clone(m.b.epoch)
 		g.slots[i].val = um
 	}
-	um.put(mk, mv)
+	um.put(mk, mv, m.hash)
 }
 
 func (m *heapMap[K, UK, UV]) restoreEntry(kg int, key, val []byte) error {

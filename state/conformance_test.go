@@ -32,8 +32,7 @@ func TestConformanceWrappedBackend(t *testing.T) {
 	heap := statetest.Heap()
 	var wrapped []*counting[string]
 	statetest.Run(t, statetest.Backend{
-		Name:            "wrapped-heap",
-		MapCopiedPerKey: heap.MapCopiedPerKey,
+		Name: "wrapped-heap",
 		New: func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[string] {
 			c := &counting[string]{KeyedBackend: heap.New(t, r)}
 			wrapped = append(wrapped, c)

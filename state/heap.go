@@ -17,7 +17,10 @@ import (
 // states, not to the state size. A write to a table created in an earlier
 // epoch, while a snapshot is live, first clones that table; the snapshot
 // goroutine only reads tables nobody mutates any more. Once every snapshot
-// is released, writes mutate in place again.
+// is released, writes mutate in place again. Map and list states go one
+// level further, per entry: the clone of a key's map or list copies no
+// entries (see collections.go), so no write after a snapshot copies more
+// than O(log n) of a key's map, however large.
 //
 // Every method runs on the task goroutine; only a KeyedSnapshot's
 // WriteKeyGroups and Release may run elsewhere. The backend is not safe for

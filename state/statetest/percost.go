@@ -56,7 +56,6 @@ func flat(t *testing.T, what string, small, big opCost) {
 
 func testPerEntryCostFlat(t *testing.T, b Backend) {
 	const big, ops = 100_000, 4000
-	heap := b.MapCopiedPerKey
 	setup := func(size int) (state.KeyedBackend[string], state.MapState[int64, int64], state.ListState[int64]) {
 		kb := b.New(t, FullRange())
 		m := must[state.MapState[int64, int64]](t)(state.GetMapState[string, int64, int64](kb, "m", state.CodecFor[int64](), state.CodecFor[int64]()))
@@ -102,13 +101,6 @@ func testPerEntryCostFlat(t *testing.T, b Backend) {
 	flat(t, "MapState.Put+Remove (new entry)", small.insert, large.insert)
 	flat(t, "ListState.Add", small.add, large.add)
 	firstAfterSnapshot(t, "ListState.Add after a snapshot", small.addSnap, large.addSnap)
-	if heap {
-		// Known limit: the heap backend copies a key's map on the key's
-		// first write after a snapshot while the snapshot is written
-		// (copy-on-write per key, not per entry).
-		t.Logf("MapState.Put after a snapshot (heap, copies the key's map once per snapshot): 10 entries %v; 100k entries %v", small.putSnap, large.putSnap)
-		return
-	}
 	firstAfterSnapshot(t, "MapState.Put after a snapshot", small.putSnap, large.putSnap)
 }
 

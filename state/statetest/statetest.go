@@ -47,18 +47,13 @@ type Backend struct {
 	// NewInt64 is New with int64 keys (state.CodecFor[int64]()): a
 	// snapshot of string keys restored into it is a changed key type.
 	NewInt64 func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[int64]
-	// MapCopiedPerKey says the backend copies a key's whole map on the
-	// key's first write after a snapshot (the heap backend's known
-	// limit): the per-entry cost test logs that case instead of failing.
-	MapCopiedPerKey bool
 }
 
 // Heap is the heap backend (state.HeapKeyedBackend): the reference the
 // other backends exchange savepoints with.
 func Heap() Backend {
 	return Backend{
-		Name:            "heap",
-		MapCopiedPerKey: true,
+		Name: "heap",
 		New: func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[string] {
 			c := state.CodecFor[string]()
 			return state.NewHeapKeyedBackend[string](c, state.HasherFor(c), MaxParallelism, r)
