@@ -12,7 +12,7 @@ import (
 // "list"), stored per entry: a Put, Remove or Add touches one entry, not
 // the whole collection.
 //
-//   - The heap backend keeps a key's map (up to 4 entries inline, then a
+//   - The heap backend keeps a key's map (up to 6 entries inline, then a
 //     persistent hash trie, see userMap) or list (a slice) behind a
 //     pointer in the key group's kgTable, stamped with the epoch it was
 //     created or cloned in. A snapshot captures the key group tables as
