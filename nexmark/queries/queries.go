@@ -172,27 +172,50 @@ func Q14(events weir.Stream[nexmark.Event]) weir.Stream[nexmark.Q14Row] {
 // parameter of the URL (at its start or after '&'); ok is false when
 // there is none.
 func ChannelID(channel, url string) (id string, ok bool) {
-	for i, hot := range [...]string{"apple", "google", "facebook", "baidu"} {
-		if strings.EqualFold(channel, hot) {
-			return [...]string{"0", "1", "2", "3"}[i], true
-		}
+	if i := hotChannel(channel); i >= 0 {
+		return [...]string{"0", "1", "2", "3"}[i], true
 	}
+	// The first "channel_id=" at the start or after a '&': searching for
+	// "&channel_id=" skips the URL's other 'c's (a third of q21's time
+	// went to the plain search and the case folding).
 	const param = "channel_id="
-	for from := 0; ; {
-		i := strings.Index(url[from:], param)
-		if i < 0 {
-			return "", false
-		}
-		i += from
-		if i == 0 || url[i-1] == '&' {
-			v := url[i+len(param):]
-			if j := strings.IndexByte(v, '&'); j >= 0 {
-				v = v[:j]
-			}
-			return v, true
-		}
-		from = i + 1
+	var v string
+	if strings.HasPrefix(url, param) {
+		v = url[len(param):]
+	} else if i := strings.Index(url, "&"+param); i >= 0 {
+		v = url[i+1+len(param):]
+	} else {
+		return "", false
 	}
+	if j := strings.IndexByte(v, '&'); j >= 0 {
+		v = v[:j]
+	}
+	return v, true
+}
+
+var hotChannels = [...]string{"apple", "google", "facebook", "baidu"}
+
+// hotChannel is the index of the hot channel that channel is, ignoring
+// case (the reference's lower(channel) = 'apple' ...), or -1. An ASCII
+// channel can only be one of its length; others fold by Unicode rules
+// (the Kelvin sign folds to 'k').
+func hotChannel(channel string) int {
+	for i := 0; i < len(channel); i++ {
+		if channel[i] >= 0x80 {
+			for i, hot := range hotChannels {
+				if strings.EqualFold(channel, hot) {
+					return i
+				}
+			}
+			return -1
+		}
+	}
+	for i, hot := range hotChannels {
+		if len(channel) == len(hot) && strings.EqualFold(channel, hot) {
+			return i
+		}
+	}
+	return -1
 }
 
 // Q21 adds the channel id to bids and drops bids without one.
@@ -222,23 +245,29 @@ func splitIndex(s string, sep byte, i int) string {
 // urlDirs is SPLIT_INDEX(url, '/', 3), (.., 4) and (.., 5) in one pass
 // over url.
 func urlDirs(url string) (d1, d2, d3 string) {
-	rest := url
-	for range 3 { // skip "https:", "" and the host
-		j := strings.IndexByte(rest, '/')
-		if j < 0 {
-			return "", "", ""
-		}
-		rest = rest[j+1:]
-	}
+	// One pass over the bytes: a URL is short, and a loop beats six
+	// calls of strings.IndexByte (98 ns against 20 ns per URL).
 	var dirs [3]string
-	for i := range dirs {
-		j := strings.IndexByte(rest, '/')
-		if j < 0 {
-			dirs[i] = rest
-			break
+	slashes, from := 0, 0
+	for i := 0; i < len(url); i++ {
+		if url[i] != '/' {
+			continue
 		}
-		dirs[i], rest = rest[:j], rest[j+1:]
+		// Slashes 1 to 3 end "https:", "" and the host; slash 3+k
+		// starts directory k.
+		if slashes >= 3 {
+			dirs[slashes-3] = url[from:i]
+			if slashes == 5 {
+				return dirs[0], dirs[1], dirs[2]
+			}
+		}
+		slashes++
+		from = i + 1
 	}
+	if slashes < 3 {
+		return "", "", ""
+	}
+	dirs[slashes-3] = url[from:]
 	return dirs[0], dirs[1], dirs[2]
 }
 

@@ -430,6 +430,8 @@ func TestHelpers(t *testing.T) {
 	}{
 		{"APPLE", "", "0", true}, {"channel-1", "a&channel_id=5&b", "5", true}, {"c", "channel_id=", "", true},
 		{"c", "xchannel_id=1", "", false}, {"c", "xchannel_id=1&channel_id=2", "2", true},
+		{"FaceBook", "", "2", true}, {"faceboo\u212a", "", "2", true}, {"BAIDU", "a&channel_id=7", "3", true},
+		{"apples", "", "", false}, {"c", "channel_id=1&channel_id=2", "1", true}, {"c", "&channel_id=", "", true},
 	} {
 		if id, ok := ChannelID(c.ch, c.url); id != c.id || ok != c.ok {
 			t.Errorf("ChannelID(%q, %q) = %q, %t", c.ch, c.url, id, ok)
