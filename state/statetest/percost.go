@@ -41,6 +41,20 @@ func measure(n int, op func(i int)) opCost {
 	return opCost{float64(after.Mallocs-before.Mallocs) / float64(n), float64(after.TotalAlloc-before.TotalAlloc) / float64(n)}
 }
 
+// measureMin runs measure three times and keeps the least allocations
+// and bytes: a backend's background work (pebble flushing and compacting
+// the 100k entries just written) lands in some runs and not others,
+// while a write that copied or read the collection would cost its size
+// in every run.
+func measureMin(n int, op func(i int)) opCost {
+	c := measure(n, op)
+	for range 2 {
+		d := measure(n, op)
+		c.allocs, c.bytes = min(c.allocs, d.allocs), min(c.bytes, d.bytes)
+	}
+	return c
+}
+
 // flat fails unless big costs about what small costs: at most one more
 // allocation per operation, and at most twice small's bytes plus 16 KiB.
 // A write that copied or read the collection would cost at least its
@@ -72,10 +86,11 @@ func testPerEntryCostFlat(t *testing.T, b Backend) {
 		kb, m, l := setup(size)
 		var c costs
 		// Overwrite existing entries (the map keeps its size).
-		c.put = measure(ops, func(i int) { m.Put(int64(i*7919%size), int64(i)) })
+		c.put = measureMin(ops, func(i int) { m.Put(int64(i*7919%size), int64(i)) })
 		// Insert a new entry and remove it again.
-		c.insert = measure(ops, func(i int) { m.Put(-1-int64(i), 1); m.Remove(-1 - int64(i)) })
-		c.add = measure(ops, func(i int) { l.Add(int64(i)) })
+		c.insert = measureMin(ops, func(i int) { m.Put(-1-int64(i), 1); m.Remove(-1 - int64(i)) })
+		added := 0
+		c.add = measureMin(ops, func(i int) { l.Add(int64(i)); added++ })
 		// The first write of each collection after a snapshot, while the
 		// snapshot is being written: copy-on-write must not copy the
 		// collection.
@@ -88,7 +103,7 @@ func testPerEntryCostFlat(t *testing.T, b Backend) {
 		snap.Release()
 		// The snapshot read what it saw: the collections still hold their
 		// entries.
-		if got, want := len(l.Get()), size+ops+1; got != want {
+		if got, want := len(l.Get()), size+added+1; got != want {
 			t.Fatalf("list of %d entries after the test holds %d", want, got)
 		}
 		if v, _ := m.Get(0); v != -1 || len(m.Entries()) != size {
