@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -54,6 +55,23 @@ func pebbleBackend(full bool, fs vfs.FS) statetest.Backend {
 		NewInt64: func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[int64] {
 			return newPebble[int64](t, full, fs, r)
 		},
+		Settle: settle,
+	}
+}
+
+// settle flushes the backend's memtable and waits until no flush or
+// compaction runs (at most a minute).
+func settle(t *testing.T, kb state.KeyedBackend[string]) {
+	db := kb.(*state.RawKeyedBackend[string]).Store().(*pebblestate.Store).DB()
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for idle, deadline := 0, time.Now().Add(time.Minute); idle < 5 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := db.Metrics(); m.Flush.NumInProgress == 0 && m.Compact.NumInProgress == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
 	}
 }
 

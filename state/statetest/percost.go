@@ -84,6 +84,9 @@ func testPerEntryCostFlat(t *testing.T, b Backend) {
 	type costs struct{ put, insert, add, putSnap, addSnap opCost }
 	run := func(size int) costs {
 		kb, m, l := setup(size)
+		if b.Settle != nil {
+			b.Settle(t, kb)
+		}
 		var c costs
 		// Overwrite existing entries (the map keeps its size).
 		c.put = measureMin(ops, func(i int) { m.Put(int64(i*7919%size), int64(i)) })

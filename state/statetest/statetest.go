@@ -47,6 +47,10 @@ type Backend struct {
 	// NewInt64 is New with int64 keys (state.CodecFor[int64]()): a
 	// snapshot of string keys restored into it is a changed key type.
 	NewInt64 func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[int64]
+	// Settle, if set, waits until the backend's background work (flushes,
+	// compactions) for what was written so far is done: the per-entry
+	// cost test counts the allocations of the whole process.
+	Settle func(t *testing.T, kb state.KeyedBackend[string])
 }
 
 // Heap is the heap backend (state.HeapKeyedBackend): the reference the
