@@ -389,3 +389,22 @@ func TestDistributions(t *testing.T) {
 		within(fmt.Sprintf("bids priced in [10^%d, 10^%d) dollars", d, d+1), c, bids, 1.0/6, 0.01)
 	}
 }
+
+// nextPrice's table and polynomial agree with 100·e^x computed by
+// math.Exp for the same x, to a cent's rounding, over the whole range.
+func TestNextPrice(t *testing.T) {
+	r := rng{s: 1}
+	for range 1_000_000 {
+		probe := r
+		u := probe.next()
+		x := (float64(u>>56) + float64(u<<8>>11)/(1<<53)) * priceStep
+		want := 100 * math.Exp(x)
+		got := nextPrice(&r)
+		if math.Abs(float64(got)-want) > 0.5+want*1e-10 {
+			t.Fatalf("nextPrice for x=%v: %d, want %v rounded", x, got, want)
+		}
+		if got < 100 || got > 100_000_000 {
+			t.Fatalf("nextPrice %d outside $1 to $1M", got)
+		}
+	}
+}
