@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/weirstream/weir/connector/kafka"
 	"github.com/weirstream/weir/connector/mysql"
 	"github.com/weirstream/weir/connector/postgres"
+	"github.com/weirstream/weir/storage"
 )
 
 // weir txn: the two-phase-commit sinks' transactions of a job, found from
@@ -49,7 +52,12 @@ Each transaction found is one of:
 "weir txn commit" then "weir txn abort" leave the external systems as a
 restore from the checkpoint would, for a job that will not run again.
 Run them only while the job is not running: a running job's transactions
-look lingering to an older checkpoint, and aborting one loses its records.`
+look lingering to an older checkpoint, and aborting one loses its records.
+A job writing checkpoints into a directory holds its lock (_lock), so abort
+and commit refuse a checkpoint in the directory of a running job, and hold
+the lock themselves while they work, so the job cannot start meanwhile; list
+only warns. A savepoint kept outside the job's checkpoint directory, or
+checkpoints in S3, cannot be checked this way.`
 
 // txnFlags are the flags of weir txn.
 type txnFlags struct {
@@ -118,6 +126,29 @@ restore from the checkpoint does first. Lingering ones are left alone.`,
 	return txn
 }
 
+// lockAgainstJob takes the lock of the checkpoint directory for abort and
+// commit, refusing when a running job holds it; list only warns. A
+// directory that cannot be locked (read-only, no flock) is noted and
+// not refused: the lock is a safeguard, not a requirement.
+func lockAgainstJob(st *storage.Storage, verb string, notes io.Writer) (storage.Unlock, error) {
+	host, _ := os.Hostname()
+	unlock, err := st.TryLock(fmt.Sprintf("weir txn %s, pid %d on host %s, started %s", verb, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339)))
+	switch {
+	case err == nil && verb == "list":
+		// Listing needs no lock; holding it would only keep a job out.
+		return func() error { return nil }, unlock()
+	case err == nil:
+		return unlock, nil
+	case errors.Is(err, storage.ErrLocked) && verb == "list":
+		fmt.Fprintf(notes, "note: %v; its open transactions are listed as lingering\n", err)
+	case errors.Is(err, storage.ErrLocked):
+		return nil, fmt.Errorf("refusing to %s the transactions while the job runs: %w", verb, err)
+	default:
+		fmt.Fprintf(notes, "note: cannot tell whether the job is running: %v\n", err)
+	}
+	return func() error { return nil }, nil
+}
+
 // sinkUnit is one sink subtask's record in the checkpoint.
 type sinkUnit struct {
 	sink string // operator UID
@@ -180,13 +211,18 @@ func runTxn(cmd *cobra.Command, f *txnFlags, path, verb string) error {
 	if f.postgres == "" && f.mysql == "" && f.kafka == "" {
 		return errors.New("no external system to look in: give --postgres DSN, --mysql DSN or --kafka BROKERS")
 	}
-	_, md, err := openCheckpoint(ctx, path, f.id)
+	st, md, err := openCheckpoint(ctx, path, f.id)
 	if err != nil {
 		return err
 	}
 	if f.job != "" && md.JobName != f.job {
 		return fmt.Errorf("%s %d at %s is of job %q, not %q", md.Kind, md.CheckpointID, path, md.JobName, f.job)
 	}
+	unlock, err := lockAgainstJob(st, verb, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	units, err := sinkUnits(md, f.sink, cmd.ErrOrStderr())
 	if err != nil {
 		return err

@@ -539,3 +539,51 @@ func TestTxnBadInput(t *testing.T) {
 		t.Fatalf("bad output: %v", err)
 	}
 }
+
+// A running job holds its checkpoint directory's lock: abort and commit
+// refuse to settle its transactions, naming the holder, and list warns;
+// once the job is gone they go on.
+func TestTxnRefusesRunningJob(t *testing.T) {
+	dir := t.TempDir()
+	st, err := storage.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := &checkpoint.Metadata{Version: checkpoint.MetadataVersion, JobName: "j", CheckpointID: 3,
+		TriggeredAt: time.Unix(10, 0), CompletedAt: time.Unix(11, 0), MaxParallelism: 128}
+	if err := st.Commit(t.Context(), md); err != nil {
+		t.Fatal(err)
+	}
+	// What a running job takes (runtime's lockStorage).
+	unlock, err := st.TryLock(storage.Holder("j"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{dir, dir + "/chk-3", dir + "/chk-3/_metadata"} {
+		for _, verb := range []string{"abort", "commit"} {
+			_, err := runCmd("txn", verb, path, "--postgres", "postgres://x@127.0.0.1:1/db")
+			if err == nil || !strings.Contains(err.Error(), "refusing to "+verb+" the transactions while the job runs") ||
+				!strings.Contains(err.Error(), "locked by job j, pid "+strconv.Itoa(os.Getpid())) {
+				t.Fatalf("txn %s %s while the job holds the lock: %v", verb, path, err)
+			}
+		}
+	}
+	_, notes, err := runCmdNotes("txn", "list", dir, "--postgres", "postgres://x@127.0.0.1:1/db")
+	if !strings.Contains(notes, "note: checkpoint directory "+dir+" is in use by another job: locked by job j") ||
+		err == nil || !strings.Contains(err.Error(), "has no two-phase-commit sink state") {
+		t.Fatalf("txn list while the job runs: %v\n%s", err, notes)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	// The job is gone: abort gets past the lock (to this checkpoint's lack
+	// of sinks), and releases it when done.
+	if _, err := runCmd("txn", "abort", dir, "--postgres", "x"); err == nil || !strings.Contains(err.Error(), "has no two-phase-commit sink state") {
+		t.Fatalf("txn abort after the job ended: %v", err)
+	}
+	again, err := st.TryLock(storage.Holder("j"))
+	if err != nil {
+		t.Fatalf("weir txn abort kept the directory locked: %v", err)
+	}
+	_ = again()
+}
