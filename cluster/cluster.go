@@ -36,8 +36,11 @@ type Config struct {
 	// TLS, if set, secures the control plane (the server side on the job
 	// manager, the client side on task managers).
 	ServerTLS, ClientTLS *tls.Config
-	// HeartbeatInterval is how often task managers report (default 1s);
-	// a task manager silent for HeartbeatTimeout (default 5s) is lost.
+	// HeartbeatInterval is how often task managers report and the job
+	// manager answers (default 1s); a task manager silent for
+	// HeartbeatTimeout (default 5s) is lost, and a task manager that
+	// hears nothing from the job manager for HeartbeatTimeout stops its
+	// subtasks and dials again.
 	HeartbeatInterval, HeartbeatTimeout time.Duration
 	// SlotTimeout bounds how long an attempt waits for enough task slots
 	// (default 60s); then it fails with the reason.
@@ -284,6 +287,10 @@ func (jm *JobManager) connect(stream grpc.ServerStream) error {
 			}
 		}
 	}()
+	// A heartbeat every HeartbeatInterval tells the task manager this
+	// job manager still has it (see taskManager.session).
+	hb := time.NewTicker(jm.cfg.HeartbeatInterval)
+	defer hb.Stop()
 	var batch []ctlMsg
 	for {
 		select {
@@ -293,6 +300,10 @@ func (jm *JobManager) connect(stream grpc.ServerStream) error {
 			return errors.New("weir: task manager dropped")
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-hb.C:
+			if err := stream.SendMsg(&ctlMsg{Kind: msgHeartbeat}); err != nil {
+				return err
+			}
 		case <-c.out.C():
 			batch = c.out.Drain(batch[:0])
 			for _, m := range batch {
@@ -734,9 +745,40 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, tokenHeader, tm.cc.Token))
 	defer cancel()
+	// The job manager sends a heartbeat every HeartbeatInterval. A task
+	// manager that hears nothing for HeartbeatTimeout while it waits (a
+	// partition: no error arrives until TCP gives up, many minutes later)
+	// ends the session, which stops its subtasks: the job manager has
+	// failed the job over by then, and subtasks running on unseen would
+	// go on reading sources and writing sinks beside the new attempt.
+	var heard atomic.Int64 // when the session last heard the job manager, or began to wait for it
+	heard.Store(time.Now().UnixNano())
+	var silent atomic.Bool
+	go func() {
+		t := time.NewTicker(min(tm.cc.HeartbeatInterval, tm.cc.HeartbeatTimeout) / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case now := <-t.C:
+				if now.Sub(time.Unix(0, heard.Load())) > tm.cc.HeartbeatTimeout {
+					silent.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	silence := func(err error) error {
+		if silent.Load() {
+			return fmt.Errorf("the job manager at %s was silent for longer than the heartbeat timeout (%v)", addr, tm.cc.HeartbeatTimeout)
+		}
+		return err
+	}
 	stream, err := conn.NewStream(sctx, &ctlServiceDesc.Streams[0], ctlMethod, grpc.CallContentSubtype(ctlCodecName))
 	if err != nil {
-		return false, ctlError(err)
+		return false, silence(ctlError(err))
 	}
 	out := runtime.NewQueue[ctlMsg]()
 	defer tm.stopCurrent()
@@ -769,14 +811,16 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 	}()
 	for {
 		var m ctlMsg
+		heard.Store(time.Now().UnixNano())
 		if err := stream.RecvMsg(&m); err != nil {
 			select {
 			case e := <-sendErr:
 				err = e
 			default:
 			}
-			return false, ctlError(err)
+			return false, silence(ctlError(err))
 		}
+		heard.Store(time.Now().UnixNano())
 		switch m.Kind {
 		case msgRegistered:
 			tm.log.Info("registered with the job manager", "jobmanager", addr, "slots", tm.cc.Slots)

@@ -46,8 +46,9 @@ const (
 // it in its registration; a job manager refuses another version, so that
 // processes of different weir builds never exchange messages whose fields
 // they read differently. Bump it when a message changes meaning.
-// Version 3 added the subtasks' metrics to heartbeats.
-const ctlVersion = 3
+// Version 3 added the subtasks' metrics to heartbeats; version 4 the job
+// manager's heartbeats, without which a task manager of version 4 leaves.
+const ctlVersion = 4
 
 type msgKind string
 
@@ -61,7 +62,7 @@ const (
 	msgFinished    msgKind = "finished"
 	msgFailed      msgKind = "failed"
 	msgCancelled   msgKind = "cancelled"
-	// job manager → task manager
+	// job manager → task manager (and msgHeartbeat)
 	msgRegistered msgKind = "registered"
 	msgDeploy     msgKind = "deploy"
 	msgCancel     msgKind = "cancel"
