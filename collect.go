@@ -16,18 +16,26 @@ import (
 //
 // A CollectSink outlives the attempts of a job (it lives in the test's
 // memory), so its pending transactions survive failover like prepared
-// transactions in a database.
+// transactions in a database. Several sinks of a job may share one
+// (their operators' UIDs keep their transactions apart).
 type CollectSink[T any] struct {
 	mu        sync.Mutex
 	committed []T
 	written   []T
-	// pending[subtask][checkpoint] holds pre-committed epochs.
-	pending map[int]map[checkpoint.ID][]T
+	// pending[sink subtask][checkpoint] holds pre-committed epochs.
+	pending map[collectKey]map[checkpoint.ID][]T
+}
+
+// collectKey is a sink subtask: one CollectSink may back several sink
+// operators of a job.
+type collectKey struct {
+	uid     string
+	subtask int
 }
 
 // NewCollectSink returns an empty sink.
 func NewCollectSink[T any]() *CollectSink[T] {
-	return &CollectSink[T]{pending: map[int]map[checkpoint.ID][]T{}}
+	return &CollectSink[T]{pending: map[collectKey]map[checkpoint.ID][]T{}}
 }
 
 // Committed returns the committed records, in commit order.
@@ -51,15 +59,16 @@ func (c *CollectSink[T]) Written() []T {
 func (c *CollectSink[T]) CreateWriter(ctx SinkContext) (SinkWriter[T], error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p := c.pending[ctx.Subtask]
+	key := collectKey{ctx.OperatorUID, ctx.Subtask}
+	p := c.pending[key]
 	if p == nil {
 		p = map[checkpoint.ID][]T{}
-		c.pending[ctx.Subtask] = p
+		c.pending[key] = p
 	}
 	// Epochs of old subtask s are settled by new subtask s mod parallelism
 	// (after a rescale down, subtasks that no longer exist left some).
-	for s, q := range c.pending {
-		if s%max(ctx.Parallelism, 1) != ctx.Subtask {
+	for k, q := range c.pending {
+		if k.uid != ctx.OperatorUID || k.subtask%max(ctx.Parallelism, 1) != ctx.Subtask {
 			continue
 		}
 		if ctx.Restored {
@@ -67,7 +76,7 @@ func (c *CollectSink[T]) CreateWriter(ctx SinkContext) (SinkWriter[T], error) {
 		}
 		clear(q)
 	}
-	return &collectWriter[T]{c: c, subtask: ctx.Subtask, checkpointing: ctx.Checkpointing}, nil
+	return &collectWriter[T]{c: c, key: key, checkpointing: ctx.Checkpointing}, nil
 }
 
 func (c *CollectSink[T]) commitLocked(p map[checkpoint.ID][]T, upTo checkpoint.ID) {
@@ -89,7 +98,7 @@ func (c *CollectSink[T]) commitLocked(p map[checkpoint.ID][]T, upTo checkpoint.I
 
 type collectWriter[T any] struct {
 	c             *CollectSink[T]
-	subtask       int
+	key           collectKey
 	checkpointing bool
 	epoch         []T
 }
@@ -104,7 +113,7 @@ func (w *collectWriter[T]) Write(r T) error {
 
 func (w *collectWriter[T]) SnapshotState(id checkpoint.ID) ([][]byte, error) {
 	w.c.mu.Lock()
-	w.c.pending[w.subtask][id] = w.epoch
+	w.c.pending[w.key][id] = w.epoch
 	w.c.mu.Unlock()
 	w.epoch = nil
 	return nil, nil
@@ -112,7 +121,7 @@ func (w *collectWriter[T]) SnapshotState(id checkpoint.ID) ([][]byte, error) {
 
 func (w *collectWriter[T]) NotifyCheckpointComplete(id checkpoint.ID) error {
 	w.c.mu.Lock()
-	w.c.commitLocked(w.c.pending[w.subtask], id)
+	w.c.commitLocked(w.c.pending[w.key], id)
 	w.c.mu.Unlock()
 	return nil
 }

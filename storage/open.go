@@ -116,6 +116,17 @@ func ResolveRestorePath(ctx context.Context, path string) (*Storage, checkpoint.
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot restore from %s: %w", path, err)
 	}
+	if _, err := os.Stat(filepath.Join(abs, metadataName)); err == nil {
+		// A checkpoint directory. Under another name than its own
+		// chk-<id> (a savepoint renamed or copied), it is read where it is.
+		st, id, inPlace, err := relocated(abs, path)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !inPlace {
+			return st, id, nil
+		}
+	}
 	if id, ok := parseChkDir(filepath.Base(abs)); ok {
 		if _, err := os.Stat(filepath.Join(abs, metadataName)); err != nil {
 			return nil, 0, fmt.Errorf("cannot restore from %s: checkpoint %d is incomplete (no _metadata)", path, id)
