@@ -25,7 +25,11 @@
 //
 // The Path of a handle is relative to the root ("chk-7/3-1-0.keyed",
 // "shared/7-3-1-0-000012.sst"), so a storage root can be copied or moved
-// as a whole. Names of shared blobs start with the id of the checkpoint
+// as a whole. A single checkpoint directory with no shared files (every
+// savepoint) can be too, under any name: ResolveRestorePath reads a
+// directory whose _metadata names another id than its own chk-<id> as
+// that checkpoint, its blobs in the directory itself (read only); a
+// moved one that references shared files is refused, naming them. Names of shared blobs start with the id of the checkpoint
 // that uploaded them (SharedName); the collector (CollectShared) deletes a
 // shared blob when no completed checkpoint references it and its creator
 // is not in flight. OpenStream checks on every store that a blob has the
