@@ -116,14 +116,12 @@ func ResolveRestorePath(ctx context.Context, path string) (*Storage, checkpoint.
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot restore from %s: %w", path, err)
 	}
-	if _, err := os.Stat(filepath.Join(abs, metadataName)); err == nil {
-		// A checkpoint directory. Under another name than its own
-		// chk-<id> (a savepoint renamed or copied), it is read where it is.
-		st, id, inPlace, err := relocated(abs, path)
-		if err != nil {
+	// A checkpoint directory under another name than its own chk-<id>
+	// (a savepoint renamed or copied) is read where it is.
+	if dir, err := NewFileStore(abs); err == nil {
+		if st, id, found, inPlace, err := relocated(ctx, dir, filepath.Base(abs), path); err != nil {
 			return nil, 0, err
-		}
-		if !inPlace {
+		} else if found && !inPlace {
 			return st, id, nil
 		}
 	}
@@ -160,6 +158,18 @@ func resolveURL(ctx context.Context, path string) (*Storage, checkpoint.ID, erro
 	}
 	if query != "" {
 		root += "?" + query
+		loc += "?" + query
+	}
+	// A checkpoint directory under another name than its own chk-<id>
+	// (a savepoint copied to another prefix) is read where it is.
+	if last != "" {
+		if dir, err := Open(ctx, loc); err == nil {
+			if st, id, found, inPlace, err := relocated(ctx, dir.store, last, path); err != nil {
+				return nil, 0, err
+			} else if found && !inPlace {
+				return st, id, nil
+			}
+		}
 	}
 	st, err := Open(ctx, root)
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/weirstream/weir/checkpoint"
@@ -20,9 +18,10 @@ import (
 // it holds, whatever its name.
 
 // relocatedStore is a read-only store of one checkpoint directory dir
-// holding checkpoint id: key "chk-<id>/<name>" is dir/<name>.
+// (a store rooted there) holding checkpoint id: key "chk-<id>/<name>" is
+// dir's <name>.
 type relocatedStore struct {
-	dir    *FileStore
+	dir    BlobStore
 	prefix string // "chk-<id>/"
 }
 
@@ -31,7 +30,7 @@ func (r relocatedStore) String() string { return r.dir.String() }
 func (r relocatedStore) key(key string) (string, error) {
 	name, ok := strings.CutPrefix(key, r.prefix)
 	if !ok {
-		return "", fmt.Errorf("%s is outside the checkpoint directory %s (which holds only %s*): %w", key, r.dir.Root(), r.prefix, ErrNotExist)
+		return "", fmt.Errorf("%s is outside the checkpoint directory %s (which holds only %s*): %w", key, r.dir, r.prefix, ErrNotExist)
 	}
 	return name, nil
 }
@@ -73,32 +72,37 @@ func (r relocatedStore) List(ctx context.Context, prefix string) ([]string, erro
 	return out, nil
 }
 
-// relocated opens dir, a checkpoint directory with a _metadata of its own,
-// as that checkpoint when it is not named chk-<its id> (then inPlace is
-// true, and the caller reads it under its parent). A checkpoint referring
-// to blobs outside its directory (an incremental checkpoint's shared
-// files) cannot be read elsewhere: the error says so.
-func relocated(dir, path string) (st *Storage, id checkpoint.ID, inPlace bool, err error) {
-	b, err := os.ReadFile(filepath.Join(dir, metadataName))
+// relocated reads dir, a store rooted at a directory named base, as the
+// checkpoint directory it is when it has a _metadata of its own (found).
+// Named chk-<its id> it is read in place, under its parent (inPlace);
+// under another name it is st, read where it is. A checkpoint referring to
+// blobs outside its directory (an incremental checkpoint's shared files)
+// cannot be read elsewhere: the error says so.
+func relocated(ctx context.Context, dir BlobStore, base, path string) (st *Storage, id checkpoint.ID, found, inPlace bool, err error) {
+	r, _, err := dir.Open(ctx, metadataName)
+	if errors.Is(err, ErrNotExist) {
+		return nil, 0, false, false, nil
+	}
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("cannot restore from %s: %w", path, err)
+		return nil, 0, false, false, fmt.Errorf("cannot restore from %s: %w", path, err)
+	}
+	b, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		return nil, 0, false, false, fmt.Errorf("cannot restore from %s: %s: %w", path, dir.Locate(metadataName), err)
 	}
 	md, err := DecodeMetadata(b)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("cannot restore from %s: %s: %w", path, filepath.Join(dir, metadataName), err)
+		return nil, 0, false, false, fmt.Errorf("cannot restore from %s: %s: %w", path, dir.Locate(metadataName), err)
 	}
-	if filepath.Base(dir) == chkDir(md.CheckpointID) {
-		return nil, md.CheckpointID, true, nil
+	if base == chkDir(md.CheckpointID) {
+		return nil, md.CheckpointID, true, true, nil
 	}
 	shared := map[string]bool{}
 	SharedReferences(md, shared)
 	if len(shared) > 0 {
-		return nil, 0, false, fmt.Errorf("cannot restore from %s: %s %d refers to %d shared files of the checkpoint directory it was taken in (incremental state): restore it from there, named %s, or take a savepoint, which is self-contained",
+		return nil, 0, true, false, fmt.Errorf("cannot restore from %s: %s %d refers to %d shared files of the checkpoint directory it was taken in (incremental state): restore it from there, named %s, or take a savepoint, which is self-contained",
 			path, md.Kind, md.CheckpointID, len(shared), chkDir(md.CheckpointID))
 	}
-	fs, err := NewFileStore(dir)
-	if err != nil {
-		return nil, 0, false, err
-	}
-	return New(relocatedStore{dir: fs, prefix: chkDir(md.CheckpointID) + "/"}), md.CheckpointID, false, nil
+	return New(relocatedStore{dir: dir, prefix: chkDir(md.CheckpointID) + "/"}), md.CheckpointID, true, false, nil
 }
