@@ -751,7 +751,10 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 	// ends the session, which stops its subtasks: the job manager has
 	// failed the job over by then, and subtasks running on unseen would
 	// go on reading sources and writing sinks beside the new attempt.
-	var heard atomic.Int64 // when the session last heard the job manager, or began to wait for it
+	// heard is when the session began to wait for the job manager, or 0
+	// while it handles a message (a deployment restoring large state may
+	// take minutes, and does not count as silence).
+	var heard atomic.Int64
 	heard.Store(time.Now().UnixNano())
 	var silent atomic.Bool
 	go func() {
@@ -762,7 +765,7 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 			case <-sctx.Done():
 				return
 			case now := <-t.C:
-				if now.Sub(time.Unix(0, heard.Load())) > tm.cc.HeartbeatTimeout {
+				if h := heard.Load(); h != 0 && now.Sub(time.Unix(0, h)) > tm.cc.HeartbeatTimeout {
 					silent.Store(true)
 					cancel()
 					return
@@ -820,7 +823,7 @@ func (tm *taskManager) session(ctx context.Context) (ended bool, err error) {
 			}
 			return false, silence(ctlError(err))
 		}
-		heard.Store(time.Now().UnixNano())
+		heard.Store(0)
 		switch m.Kind {
 		case msgRegistered:
 			tm.log.Info("registered with the job manager", "jobmanager", addr, "slots", tm.cc.Slots)
