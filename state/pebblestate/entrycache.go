@@ -118,14 +118,18 @@ func (c *entryCache) write(key, val []byte, found bool) {
 func (c *entryCache) full() bool { return c.size > c.limit }
 
 // writeBack writes the dirty slots to db in one batch; they are clean
-// afterwards. On an error they stay dirty.
-func (c *entryCache) writeBack(db *pebble.DB) error {
+// afterwards. On an error they stay dirty. track, if not nil, is called
+// with every key before the batch is committed.
+func (c *entryCache) writeBack(db *pebble.DB, track func(key []byte)) error {
 	if len(c.dirty) == 0 {
 		return nil
 	}
 	b := db.NewBatch()
 	for _, i := range c.dirty {
 		s := &c.slots[i]
+		if track != nil {
+			track(s.key)
+		}
 		var err error
 		if s.found {
 			err = b.Set(s.key, s.val, nil)

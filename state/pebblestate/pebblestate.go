@@ -234,12 +234,19 @@ func (s *Store) DB() *pebble.DB {
 	return s.db
 }
 
-// writeBack writes the cache's dirty entries to the database.
+// writeBack writes the cache's dirty entries to the database. It is
+// where the cache's writes are tracked (see track): each written key once
+// per write-back, however often the task wrote it meanwhile, and only
+// when it reaches the database.
 func (s *Store) writeBack() error {
 	if s.cache == nil {
 		return nil
 	}
-	if err := s.cache.writeBack(s.db); err != nil {
+	var track func([]byte)
+	if s.tracking.Load() > 0 {
+		track = s.track
+	}
+	if err := s.cache.writeBack(s.db, track); err != nil {
 		return fmt.Errorf("cannot write cached state entries to pebble: %w", err)
 	}
 	return nil
@@ -294,40 +301,41 @@ func (s *Store) Get(key, dst []byte) ([]byte, bool, error) {
 
 // Set implements state.RawStore.
 func (s *Store) Set(key, val []byte) error {
-	if s.tracking.Load() > 0 {
-		s.track(key)
+	if s.cache != nil && s.cache.cacheable(len(val)) {
+		s.cache.write(key, val, true)
+		return s.makeRoom()
 	}
-	if s.cache == nil {
-		return s.db.Set(key, val, pebble.NoSync)
-	}
-	if !s.cache.cacheable(len(val)) {
+	if s.cache != nil {
 		// Too big to cache: straight to the database, after the cache,
 		// which may hold the key, is written back and emptied.
 		if err := s.writeBack(); err != nil {
 			return err
 		}
 		s.cache.reset()
-		return s.db.Set(key, val, pebble.NoSync)
 	}
-	s.cache.write(key, val, true)
-	return s.makeRoom()
+	if s.tracking.Load() > 0 {
+		s.track(key)
+	}
+	return s.db.Set(key, val, pebble.NoSync)
 }
 
 // Delete implements state.RawStore.
 func (s *Store) Delete(key []byte) error {
+	if s.cache != nil {
+		s.cache.write(key, nil, false)
+		return s.makeRoom()
+	}
 	if s.tracking.Load() > 0 {
 		s.track(key)
 	}
-	if s.cache == nil {
-		return s.db.Delete(key, pebble.NoSync)
-	}
-	s.cache.write(key, nil, false)
-	return s.makeRoom()
+	return s.db.Delete(key, pebble.NoSync)
 }
 
-// writeSet records the keys written while a native snapshot makes its
-// Pebble checkpoint: those writes may be in the checkpoint's files and are
-// rewound to the snapshot's values afterwards. Keys are appended to one
+// writeSet records the keys written to the database while a native
+// snapshot makes its Pebble checkpoint: those writes may be in the
+// checkpoint's files and are rewound to the snapshot's values afterwards.
+// A key is recorded before its write reaches the database (a write the
+// entry cache holds is recorded when it is written back). Keys are appended to one
 // buffer (no allocation per write once it has grown).
 type writeSet struct {
 	keys []byte
