@@ -36,6 +36,9 @@ type entryCache struct {
 	dirty []int32 // the dirty slots, each once
 	size  int64   // bytes of keys and values, plus slotOverhead a slot
 	limit int64
+	// last is the slot find returned or insert added last (-1: none): a
+	// Set mostly follows a Get of the same key.
+	last int32
 }
 
 // slotOverhead is what a slot costs besides its key and value: the slot,
@@ -50,7 +53,7 @@ type cacheSlot struct {
 }
 
 func newEntryCache(limit int64) *entryCache {
-	return &entryCache{seed: maphash.MakeSeed(), index: map[uint64]int32{}, limit: limit}
+	return &entryCache{seed: maphash.MakeSeed(), index: map[uint64]int32{}, limit: limit, last: -1}
 }
 
 // cacheable says whether an entry with a value of n bytes goes through the
@@ -58,12 +61,16 @@ func newEntryCache(limit int64) *entryCache {
 // the slots keep stay small next to the limit.
 func (c *entryCache) cacheable(n int) bool { return int64(n) <= c.limit/64 }
 
-// find returns the slot of key, or -1, and key's hash.
+// find returns the slot of key, or -1 and key's hash.
 func (c *entryCache) find(key []byte) (int32, uint64) {
+	if c.last >= 0 && bytes.Equal(c.slots[c.last].key, key) {
+		return c.last, 0
+	}
 	h := maphash.Bytes(c.seed, key)
 	i, ok := c.index[h]
 	for ok && i >= 0 {
 		if bytes.Equal(c.slots[i].key, key) {
+			c.last = i
 			return i, h
 		}
 		i = c.slots[i].next
@@ -89,6 +96,7 @@ func (c *entryCache) insert(key []byte, h uint64) int32 {
 	}
 	c.index[h] = i
 	c.size += int64(len(key)) + slotOverhead
+	c.last = i
 	return i
 }
 
@@ -157,6 +165,7 @@ func (c *entryCache) writeBack(db *pebble.DB, track func(key []byte)) error {
 // back first, or mean to discard them.
 func (c *entryCache) reset() {
 	clear(c.index)
+	c.last = -1
 	c.slots = c.slots[:0]
 	c.dirty = c.dirty[:0]
 	c.size = 0
