@@ -573,17 +573,23 @@ func (noMerge) Result(acc int64) int64    { return acc }
 
 // A windowed count with failures injected (exactly once, into the
 // collecting sink) commits the same windows as the model: each window
-// once, with its exact count, on the heap and in pebble.
+// once, with its exact count, on the heap and in pebble; and in pebble
+// with an entry cache of 1 KiB, which writes its entries back to the
+// database every few records, so that checkpoints are taken, and restored
+// windows get their next records, with the cache in every state.
 func TestWindowsFailureInjection(t *testing.T) {
-	for _, backend := range []string{"heap", "pebble"} {
+	for _, backend := range []string{"heap", "pebble", "pebble-tiny-cache"} {
 		t.Run(backend, func(t *testing.T) {
 			const n, size = 6000, 200
 			inj := sinktest.NewInjector(3, 6)
 			opts := []weir.Option{weir.Parallelism(2), weir.Checkpointing(15*time.Millisecond, weir.ExactlyOnce),
 				weir.CheckpointStorage(t.TempDir()), weir.RestartStrategy(restart.FixedDelay(100, time.Millisecond)),
 				weir.AutoWatermarkInterval(2 * time.Millisecond)}
-			if backend == "pebble" {
+			switch backend {
+			case "pebble":
 				opts = append(opts, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()})))
+			case "pebble-tiny-cache":
+				opts = append(opts, weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir(), EntryCacheSize: 1 << 10})))
 			}
 			env := weir.NewEnvironment(opts...)
 			// In-order timestamps per partition: nothing is ever late, so

@@ -30,8 +30,15 @@ func TestMain(m *testing.M) { leaktest.Main(m) }
 // backend with incremental checkpoints and with full checkpoints, and
 // savepoints move between them and the heap backend. The tests below it
 // are about what only pebble does: native files, injected disk faults.
+//
+// Two more runs cover the entry cache: a cache of 2 KiB, full after a
+// few dozen entries, so that nearly every access writes the cache back
+// and empties it (the backend's contents must not depend on when that
+// happens), and no cache at all.
 func TestConformance(t *testing.T) {
-	for _, b := range []statetest.Backend{pebbleBackend(false, nil), pebbleBackend(true, nil)} {
+	for _, b := range []statetest.Backend{pebbleBackend(false, nil), pebbleBackend(true, nil),
+		pebbleBackendWith("pebble-tiny-cache", pebblestate.Options{EntryCacheSize: 2 << 10}),
+		pebbleBackendWith("pebble-no-cache", pebblestate.Options{EntryCacheSize: -1})} {
 		t.Run(b.Name, func(t *testing.T) { statetest.Run(t, b) })
 	}
 }
@@ -47,13 +54,19 @@ func pebbleBackend(full bool, fs vfs.FS) statetest.Backend {
 	if full {
 		name = "pebble-full"
 	}
+	return pebbleBackendWith(name, pebblestate.Options{Full: full, FS: fs})
+}
+
+// pebbleBackendWith is the pebble backend with opts (Dir and Logger
+// filled in).
+func pebbleBackendWith(name string, opts pebblestate.Options) statetest.Backend {
 	return statetest.Backend{
 		Name: name,
 		New: func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[string] {
-			return newPebble[string](t, full, fs, r)
+			return newPebbleWith[string](t, opts, r)
 		},
 		NewInt64: func(t *testing.T, r checkpoint.KeyGroupRange) state.KeyedBackend[int64] {
-			return newPebble[int64](t, full, fs, r)
+			return newPebbleWith[int64](t, opts, r)
 		},
 		Settle: settle,
 	}
@@ -79,7 +92,14 @@ func settle(t *testing.T, kb state.KeyedBackend[string]) {
 // uses (state.CodecFor[K]), closed at tb's cleanup.
 func newPebble[K comparable](tb testing.TB, full bool, fs vfs.FS, r checkpoint.KeyGroupRange) *state.RawKeyedBackend[K] {
 	tb.Helper()
-	f := pebblestate.New(pebblestate.Options{Dir: tb.TempDir(), Full: full, FS: fs, Logger: quiet})
+	return newPebbleWith[K](tb, pebblestate.Options{Full: full, FS: fs}, r)
+}
+
+// newPebbleWith is newPebble with opts (Dir and Logger filled in).
+func newPebbleWith[K comparable](tb testing.TB, opts pebblestate.Options, r checkpoint.KeyGroupRange) *state.RawKeyedBackend[K] {
+	tb.Helper()
+	opts.Dir, opts.Logger = tb.TempDir(), quiet
+	f := pebblestate.New(opts)
 	store, err := f.NewRawStore(state.StoreInfo{Job: "j", OperatorUID: "op", Subtask: r.Start})
 	if err != nil {
 		tb.Fatal(err)

@@ -90,6 +90,15 @@ type Options struct {
 	// CacheSize is the size of the block cache of each database (default
 	// 64 MiB).
 	CacheSize int64
+	// EntryCacheSize bounds the bytes of state entries (keys and values,
+	// plus 64 bytes each) each database keeps in memory in front of it:
+	// the entries the task read or wrote last. Written entries reach the
+	// database together, in one batch, when the cache is full and before
+	// every scan, snapshot and checkpoint. Default 4 MiB, at most a
+	// quarter of MemTableSize (a batch of half of it would bypass the
+	// memtable as a flushable batch of its own); negative: no cache,
+	// every state access goes to the database.
+	EntryCacheSize int64
 	// FS replaces the file system (for fault injection); default the OS.
 	FS vfs.FS
 	// Logger receives Pebble's errors (default slog.Default()).
@@ -113,6 +122,10 @@ func New(opts Options) *Factory {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = 64 << 20
 	}
+	if opts.EntryCacheSize == 0 {
+		opts.EntryCacheSize = 4 << 20
+	}
+	opts.EntryCacheSize = min(opts.EntryCacheSize, int64(opts.MemTableSize/4))
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -135,6 +148,9 @@ func (f *Factory) NewRawStore(info state.StoreInfo) (state.RawStore, error) {
 	inst := fmt.Sprintf("%s-%s-%d-%s", sanitize(info.Job), sanitize(info.OperatorUID), info.Subtask, hex.EncodeToString(rnd[:]))
 	s := &Store{opts: f.opts, fs: f.opts.FS, dir: filepath.Join(f.opts.Dir, inst), instance: hex.EncodeToString(rnd[:]),
 		pending: map[checkpoint.ID]map[string]checkpoint.NamedStream{}}
+	if f.opts.EntryCacheSize > 0 {
+		s.cache = newEntryCache(f.opts.EntryCacheSize)
+	}
 	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create pebble state directory %s: %w", s.dir, err)
 	}
@@ -162,6 +178,9 @@ type Store struct {
 	dir      string // instance directory: db/, chk-<id>/, restore-*/
 	instance string // random, part of uploaded names
 	db       *pebble.DB
+	// cache holds the entries read and written last (nil: none); the
+	// store's contents are db overlaid with it (see entryCache).
+	cache *entryCache
 
 	// tracking counts the native snapshots recording the write set
 	// (trackers, under trackMu).
@@ -206,13 +225,65 @@ func (s *Store) open() error {
 // Dir is the store's working directory.
 func (s *Store) Dir() string { return s.dir }
 
-// DB is the underlying database (for tests and tools).
-func (s *Store) DB() *pebble.DB { return s.db }
+// DB is the underlying database (for tests and tools), with every
+// entry the cache holds written to it. Call it on the task goroutine.
+func (s *Store) DB() *pebble.DB {
+	if err := s.writeBack(); err != nil {
+		s.opts.Logger.Error("cannot write cached pebble state entries", "err", err)
+	}
+	return s.db
+}
+
+// writeBack writes the cache's dirty entries to the database. It is
+// where the cache's writes are tracked (see track): each written key once
+// per write-back, however often the task wrote it meanwhile, and only
+// when it reaches the database.
+func (s *Store) writeBack() error {
+	if s.cache == nil {
+		return nil
+	}
+	var track func([]byte)
+	if s.tracking.Load() > 0 {
+		track = s.track
+	}
+	if err := s.cache.writeBack(s.db, track); err != nil {
+		return fmt.Errorf("cannot write cached state entries to pebble: %w", err)
+	}
+	return nil
+}
+
+// makeRoom empties the cache when it is full, writing its dirty entries
+// back first.
+func (s *Store) makeRoom() error {
+	if !s.cache.full() {
+		return nil
+	}
+	if err := s.writeBack(); err != nil {
+		return err
+	}
+	s.cache.reset()
+	return nil
+}
 
 // Get implements state.RawStore.
 func (s *Store) Get(key, dst []byte) ([]byte, bool, error) {
+	c := s.cache
+	var h uint64
+	if c != nil {
+		var i int32
+		if i, h = c.find(key); i >= 0 {
+			if sl := &c.slots[i]; sl.found {
+				return append(dst, sl.val...), true, nil
+			}
+			return dst, false, nil
+		}
+	}
 	v, closer, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
+		if c != nil {
+			c.insert(key, h) // found false: absent
+			return dst, false, s.makeRoom()
+		}
 		return dst, false, nil
 	}
 	if err != nil {
@@ -220,11 +291,28 @@ func (s *Store) Get(key, dst []byte) ([]byte, bool, error) {
 	}
 	dst = append(dst, v...)
 	closer.Close()
+	if c != nil && c.cacheable(len(dst)) {
+		v := dst[len(dst)-len(v):]
+		c.setVal(&c.slots[c.insert(key, h)], v, true)
+		return dst, true, s.makeRoom()
+	}
 	return dst, true, nil
 }
 
 // Set implements state.RawStore.
 func (s *Store) Set(key, val []byte) error {
+	if s.cache != nil && s.cache.cacheable(len(val)) {
+		s.cache.write(key, val, true)
+		return s.makeRoom()
+	}
+	if s.cache != nil {
+		// Too big to cache: straight to the database, after the cache,
+		// which may hold the key, is written back and emptied.
+		if err := s.writeBack(); err != nil {
+			return err
+		}
+		s.cache.reset()
+	}
 	if s.tracking.Load() > 0 {
 		s.track(key)
 	}
@@ -233,15 +321,21 @@ func (s *Store) Set(key, val []byte) error {
 
 // Delete implements state.RawStore.
 func (s *Store) Delete(key []byte) error {
+	if s.cache != nil {
+		s.cache.write(key, nil, false)
+		return s.makeRoom()
+	}
 	if s.tracking.Load() > 0 {
 		s.track(key)
 	}
 	return s.db.Delete(key, pebble.NoSync)
 }
 
-// writeSet records the keys written while a native snapshot makes its
-// Pebble checkpoint: those writes may be in the checkpoint's files and are
-// rewound to the snapshot's values afterwards. Keys are appended to one
+// writeSet records the keys written to the database while a native
+// snapshot makes its Pebble checkpoint: those writes may be in the
+// checkpoint's files and are rewound to the snapshot's values afterwards.
+// A key is recorded before its write reaches the database (a write the
+// entry cache holds is recorded when it is written back). Keys are appended to one
 // buffer (no allocation per write once it has grown).
 type writeSet struct {
 	keys []byte
@@ -333,6 +427,9 @@ func scanUntil(r iterMaker, lower, upper []byte, limit int, closing *atomic.Bool
 
 // Scan implements state.RawStore.
 func (s *Store) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
+	if err := s.writeBack(); err != nil {
+		return err
+	}
 	return scan(s.db, lower, upper, limit, fn)
 }
 
@@ -365,6 +462,9 @@ func (v *view) Close() error {
 
 // View implements state.RawStore: a Pebble snapshot.
 func (s *Store) View() (state.RawView, error) {
+	if err := s.writeBack(); err != nil {
+		return nil, err
+	}
 	s.views.Add(1)
 	return &view{s: s, snap: s.db.NewSnapshot()}, nil
 }
@@ -413,9 +513,13 @@ func (s *Store) NativeSnapshot(id checkpoint.ID) (state.KeyedSnapshot, error) {
 	if s.opts.Full {
 		return nil, nil
 	}
-	// The synchronous part: a Pebble snapshot (a sequence number) and the
-	// start of write tracking. Flushing and the hard-link checkpoint happen
-	// in WriteHandle, while the task goes on.
+	// The synchronous part: the cache's writes to the database, a Pebble
+	// snapshot (a sequence number) and the start of write tracking.
+	// Flushing and the hard-link checkpoint happen in WriteHandle, while
+	// the task goes on.
+	if err := s.writeBack(); err != nil {
+		return nil, err
+	}
 	s.views.Add(1)
 	return &nativeSnapshot{s: s, id: id, snap: s.db.NewSnapshot(), writes: s.startTracking(),
 		dir: filepath.Join(s.dir, fmt.Sprintf("chk-%d", id))}, nil
@@ -592,6 +696,14 @@ func (s *Store) RestoreNative(handles []checkpoint.KeyedStateHandle, open func(c
 		if h.Incremental.Backend != BackendName {
 			return fmt.Errorf("cannot restore a %q snapshot into pebble state (this build reads %q)", h.Incremental.Backend, BackendName)
 		}
+	}
+	// The database changes under the cache: write it back (for the keys
+	// the restore does not replace) and empty it.
+	if err := s.writeBack(); err != nil {
+		return err
+	}
+	if s.cache != nil {
+		s.cache.reset()
 	}
 	if len(handles) == 1 && handles[0].Range == r {
 		// Same key groups: the checkpoint is the database.
