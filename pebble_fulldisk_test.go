@@ -20,8 +20,12 @@ import (
 // partitions × limit records, and emits each key once through a
 // two-phase-commit sink.
 func pebbleFullDiskJob(dir string, limit int64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[int64]) {
-	env := weir.NewEnvironment(append([]weir.Option{weir.Parallelism(2), weir.Checkpointing(100*time.Millisecond, weir.ExactlyOnce),
-		weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: dir}))}, opts...)...)
+	return pebbleFullDiskJobWith(pebblestate.Options{Dir: dir}, limit,
+		append([]weir.Option{weir.Checkpointing(100*time.Millisecond, weir.ExactlyOnce)}, opts...)...)
+}
+
+func pebbleFullDiskJobWith(po pebblestate.Options, limit int64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[int64]) {
+	env := weir.NewEnvironment(append([]weir.Option{weir.Parallelism(2), weir.StateBackend(pebblestate.New(po))}, opts...)...)
 	gen := weir.Generator(2, limit, func(p int, off int64) padRec {
 		r := rand.New(rand.NewPCG(uint64(p), uint64(off)))
 		b := make([]byte, 500)
@@ -140,5 +144,27 @@ func TestPebbleLocalDirFullRestore(t *testing.T) {
 	}
 	if open := openFilesUnder(t, dir); len(open) > 0 {
 		t.Fatalf("files left open in %s after the job finished: %v", dir, open)
+	}
+}
+
+// Without checkpoints the full disk shows in the state writes: the write
+// that finds the directory full fails the task with an error naming it.
+func TestPebbleLocalDirFullOnWrite(t *testing.T) {
+	dir := tmpfstest.Mount(t, 2<<20)
+	env, _ := pebbleFullDiskJobWith(pebblestate.Options{Dir: dir, MemTableSize: 128 << 10}, 5000, weir.RestartStrategy(restart.None()))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := env.Execute(ctx, "full")
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("want the job to fail on the full disk, got %v (context: %v)", err, ctx.Err())
+	}
+	t.Logf("the job failed as expected: %v", err)
+	for _, want := range []string{`cannot write state "`, "local state directory " + dir + " is full (no space left on device)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the job's error does not say %q: %v", want, err)
+		}
+	}
+	if open := openFilesUnder(t, dir); len(open) > 0 {
+		t.Errorf("files left open in %s after the job failed: %v", dir, open)
 	}
 }
