@@ -7,13 +7,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
 	"github.com/weirstream/weir/internal/tmpfstest"
 	"github.com/weirstream/weir/state"
 	"github.com/weirstream/weir/state/pebblestate"
+	"github.com/weirstream/weir/state/statetest"
+	"github.com/weirstream/weir/storage"
 )
 
 // fill writes a file into dir until the disk is full and returns its path.
@@ -164,5 +170,49 @@ func TestDiskFullReserveDefault(t *testing.T) {
 	}
 	if got := pebblestate.DefaultDiskFullReserve(16 << 20); got != 36<<20 {
 		t.Fatalf("default reserve %d", got)
+	}
+}
+
+// A checkpoint whose flush keeps failing (pebble retries a failed flush
+// forever, and DB.Flush waited for it) gives up when its store closes:
+// the task that failed can close its state and end (it hung in Close,
+// leaving the database open).
+func TestSnapshotFlushFailingForever(t *testing.T) {
+	var failing atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && op.Kind.ReadOrWrite() == errorfs.OpIsWrite && strings.HasSuffix(op.Path, ".sst") {
+			return errors.New("injected disk failure")
+		}
+		return nil
+	})
+	f := pebblestate.New(pebblestate.Options{Dir: t.TempDir(), FS: errorfs.Wrap(vfs.Default, inj), Logger: quiet})
+	s, err := f.NewRawStore(state.StoreInfo{Job: "j", OperatorUID: "op"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set([]byte("\x00\x01a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	snap, err := s.NativeSnapshot(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() {
+		_, err := statetest.WriteSnapshot(snap, storage.NewMemory("hang"), 1, "x")
+		snap.Release()
+		written <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs behind a checkpoint whose flush keeps failing")
+	}
+	if err := <-written; err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("the checkpoint of a closed store: %v", err)
 	}
 }
