@@ -1,8 +1,10 @@
 package pebblestate_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -185,8 +187,10 @@ func TestSnapshotFlushFailingForever(t *testing.T) {
 		}
 		return nil
 	})
-	f := pebblestate.New(pebblestate.Options{Dir: t.TempDir(), FS: errorfs.Wrap(vfs.Default, inj), Logger: quiet})
-	s, err := f.NewRawStore(state.StoreInfo{Job: "j", OperatorUID: "op"})
+	// Options.Logger unset: pebble's errors go to the task's logger.
+	logged := &countHandler{}
+	f := pebblestate.New(pebblestate.Options{Dir: t.TempDir(), FS: errorfs.Wrap(vfs.Default, inj)})
+	s, err := f.NewRawStore(state.StoreInfo{Job: "j", OperatorUID: "op", Logger: slog.New(logged)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,4 +219,23 @@ func TestSnapshotFlushFailingForever(t *testing.T) {
 	if err := <-written; err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("the checkpoint of a closed store: %v", err)
 	}
+	// Pebble retries the flush at once, thousands of times a second: the
+	// store logs 5 of them a second.
+	if n := logged.n.Load(); n == 0 || n > 10 {
+		t.Fatalf("%d of pebble's flush errors reached the task's logger, want 1 to 10", n)
+	} else {
+		t.Logf("%d pebble errors logged (the flush was retried until the store closed)", n)
+	}
 }
+
+type countHandler struct{ n atomic.Int64 }
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "injected disk failure") {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }

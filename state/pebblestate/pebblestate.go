@@ -147,9 +147,7 @@ func (f *Factory) NewRawStore(info state.StoreInfo) (state.RawStore, error) {
 	}
 	s := &Store{opts: f.opts, fs: guardedFS{f.guard.fs, disk}, disk: disk, dir: filepath.Join(f.opts.Dir, inst), instance: hex.EncodeToString(rnd[:]),
 		pending: map[checkpoint.ID]map[string]checkpoint.NamedStream{}}
-	if s.opts.Logger == nil {
-		s.opts.Logger = cmp.Or(info.Logger, slog.Default())
-	}
+	s.opts.Logger = limitRepeats(cmp.Or(f.opts.Logger, info.Logger, slog.Default()))
 	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create pebble state directory %s: %w", s.dir, err)
 	}
