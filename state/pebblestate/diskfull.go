@@ -23,8 +23,9 @@ package pebblestate
 //     error if there is not room for it: the disk is still full) and gets
 //     a fresh guard; stores opened before the trip stay failed.
 //
-// The guard is per Factory (shared by all its stores, which share
-// Options.Dir).
+// The guard is per directory: shared by the stores of a Factory, and by
+// the factories of the process that use the same Options.Dir on the OS
+// file system.
 
 import (
 	"fmt"
@@ -70,7 +71,36 @@ type diskGuard struct {
 	cur     *diskTrip
 }
 
+// guards are the guards of the directories on the OS file system: the
+// factories of a process that share a directory share its ballast (the
+// first one's reserve).
+var guards struct {
+	sync.Mutex
+	m map[string]*diskGuard
+}
+
 func newDiskGuard(opts Options) *diskGuard {
+	if opts.FS != vfs.Default {
+		return makeDiskGuard(opts)
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return makeDiskGuard(opts)
+	}
+	guards.Lock()
+	defer guards.Unlock()
+	if g := guards.m[dir]; g != nil {
+		return g
+	}
+	if guards.m == nil {
+		guards.m = map[string]*diskGuard{}
+	}
+	g := makeDiskGuard(opts)
+	guards.m[dir] = g
+	return g
+}
+
+func makeDiskGuard(opts Options) *diskGuard {
 	g := &diskGuard{inner: opts.FS, dir: opts.Dir, reserve: opts.DiskFullReserve, memtab: opts.MemTableSize}
 	g.fs = vfs.OnDiskFull(opts.FS, g.onFull)
 	return g
@@ -108,7 +138,11 @@ func (g *diskGuard) arm() (*diskTrip, error) {
 		}
 		g.ballast = n
 	}
-	g.cur = &diskTrip{dir: g.dir, done: make(chan struct{})}
+	if g.cur == nil || g.cur.tripped() {
+		// A ballast put back after something else removed it keeps the
+		// stores of before on the same guard state.
+		g.cur = &diskTrip{dir: g.dir, done: make(chan struct{})}
+	}
 	return g.cur, nil
 }
 

@@ -68,7 +68,8 @@ func setUntilFull(t *testing.T, s state.RawStore) error {
 // flush into that room, no Fatalf) and every store of the directory then
 // fails its writes and snapshots with an error naming the directory; once
 // there is room, the next store puts the ballast back and works, while
-// the stores of before stay failed.
+// the stores of before stay failed. Factories sharing the directory share
+// the guard.
 func TestDiskFullGuard(t *testing.T) {
 	dir := tmpfstest.Mount(t, 8<<20)
 	const reserve = 2 << 20
@@ -78,7 +79,10 @@ func TestDiskFullGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s1.Close()
-	s2, err := f.NewRawStore(state.StoreInfo{Job: "j", OperatorUID: "op", Subtask: 1})
+	// Another factory (another job of the process) on the same directory
+	// shares its guard.
+	f2 := pebblestate.New(pebblestate.Options{Dir: dir, MemTableSize: 256 << 10, Logger: quiet})
+	s2, err := f2.NewRawStore(state.StoreInfo{Job: "j2", OperatorUID: "op", Subtask: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -494,6 +494,9 @@ func (n *nativeSnapshot) checkpointAt() (linked map[string]bool, err error) {
 	if len(n.writes.ends) == 0 {
 		return linked, nil
 	}
+	if err := s.disk.Err(); err != nil {
+		return nil, err // no new MANIFEST on a full disk
+	}
 	o := s.pebbleOptions()
 	cdb, err := pebble.Open(n.dir, o)
 	if err != nil {
