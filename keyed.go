@@ -339,7 +339,7 @@ func (o *keyedOp[K, IN]) Open(oc *runtime.OperatorContext) error {
 	if o.backend == nil {
 		b = state.NewHeapKeyedBackend[K](o.codec, o.hash, oc.MaxParallelism, oc.KeyGroups)
 	} else {
-		store, err := o.backend.NewRawStore(state.StoreInfo{Job: oc.JobName, OperatorUID: oc.OperatorUID, Subtask: oc.Subtask})
+		store, err := o.backend.NewRawStore(state.StoreInfo{Job: oc.JobName, OperatorUID: oc.OperatorUID, Subtask: oc.Subtask, Logger: oc.Logger})
 		if err != nil {
 			return fmt.Errorf("cannot create the keyed state of %s: %w", oc.OperatorName, err)
 		}

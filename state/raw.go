@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -109,6 +110,9 @@ type StoreInfo struct {
 	Job         string
 	OperatorUID string
 	Subtask     int
+	// Logger is the task's logger (nil: none), for the store's own
+	// errors.
+	Logger *slog.Logger
 }
 
 // RawStoreFactory creates the store of one keyed operator in one subtask

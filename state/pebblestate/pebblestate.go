@@ -49,6 +49,7 @@
 package pebblestate
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -101,12 +102,22 @@ type Options struct {
 	EntryCacheSize int64
 	// FS replaces the file system (for fault injection); default the OS.
 	FS vfs.FS
-	// Logger receives Pebble's errors (default slog.Default()).
+	// Logger receives Pebble's errors (default: the job's logger, with the
+	// job, operator and subtask; slog.Default() outside a job).
 	Logger *slog.Logger
+	// DiskFullReserve is the size of the ballast file Dir keeps against a
+	// full disk (see diskfull.go): 0 means DefaultDiskFullReserve of
+	// MemTableSize (36 MiB by default), capped at 1/16 of the file
+	// system's size; negative, no ballast (running out of space still
+	// fails the tasks, but pebble has no room left to finish its flushes).
+	DiskFullReserve int64
 }
 
 // Factory creates pebble stores; it implements state.RawStoreFactory.
-type Factory struct{ opts Options }
+type Factory struct {
+	opts  Options
+	guard *diskGuard
+}
 
 // New returns the pebble state backend with opts.
 func New(opts Options) *Factory {
@@ -126,10 +137,7 @@ func New(opts Options) *Factory {
 		opts.EntryCacheSize = 4 << 20
 	}
 	opts.EntryCacheSize = min(opts.EntryCacheSize, int64(opts.MemTableSize/4))
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	return &Factory{opts: opts}
+	return &Factory{opts: opts, guard: newDiskGuard(opts)}
 }
 
 func (f *Factory) String() string {
@@ -146,11 +154,16 @@ func (f *Factory) NewRawStore(info state.StoreInfo) (state.RawStore, error) {
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	inst := fmt.Sprintf("%s-%s-%d-%s", sanitize(info.Job), sanitize(info.OperatorUID), info.Subtask, hex.EncodeToString(rnd[:]))
-	s := &Store{opts: f.opts, fs: f.opts.FS, dir: filepath.Join(f.opts.Dir, inst), instance: hex.EncodeToString(rnd[:]),
+	disk, err := f.guard.arm()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{opts: f.opts, fs: guardedFS{f.guard.fs, disk}, disk: disk, dir: filepath.Join(f.opts.Dir, inst), instance: hex.EncodeToString(rnd[:]),
 		pending: map[checkpoint.ID]map[string]checkpoint.NamedStream{}}
 	if f.opts.EntryCacheSize > 0 {
 		s.cache = newEntryCache(f.opts.EntryCacheSize)
 	}
+	s.opts.Logger = limitRepeats(cmp.Or(f.opts.Logger, info.Logger, slog.Default()))
 	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create pebble state directory %s: %w", s.dir, err)
 	}
@@ -181,6 +194,7 @@ type Store struct {
 	// cache holds the entries read and written last (nil: none); the
 	// store's contents are db overlaid with it (see entryCache).
 	cache *entryCache
+	disk  *diskTrip // full disk guard (diskfull.go)
 
 	// tracking counts the native snapshots recording the write set
 	// (trackers, under trackMu).
@@ -301,6 +315,9 @@ func (s *Store) Get(key, dst []byte) ([]byte, bool, error) {
 
 // Set implements state.RawStore.
 func (s *Store) Set(key, val []byte) error {
+	if err := s.disk.Err(); err != nil {
+		return err
+	}
 	if s.cache != nil && s.cache.cacheable(len(val)) {
 		s.cache.write(key, val, true)
 		return s.makeRoom()
@@ -321,6 +338,9 @@ func (s *Store) Set(key, val []byte) error {
 
 // Delete implements state.RawStore.
 func (s *Store) Delete(key []byte) error {
+	if err := s.disk.Err(); err != nil {
+		return err
+	}
 	if s.cache != nil {
 		s.cache.write(key, nil, false)
 		return s.makeRoom()
@@ -448,7 +468,7 @@ type view struct {
 }
 
 func (v *view) Scan(lower, upper []byte, limit int, fn func(k, v []byte) error) error {
-	return scanUntil(v.snap, lower, upper, limit, &v.s.closing, fn)
+	return v.s.closedWhy(scanUntil(v.snap, lower, upper, limit, &v.s.closing, fn))
 }
 
 func (v *view) Close() error {
@@ -462,6 +482,9 @@ func (v *view) Close() error {
 
 // View implements state.RawStore: a Pebble snapshot.
 func (s *Store) View() (state.RawView, error) {
+	if err := s.disk.Err(); err != nil {
+		return nil, err
+	}
 	if err := s.writeBack(); err != nil {
 		return nil, err
 	}
@@ -513,6 +536,9 @@ func (s *Store) NativeSnapshot(id checkpoint.ID) (state.KeyedSnapshot, error) {
 	if s.opts.Full {
 		return nil, nil
 	}
+	if err := s.disk.Err(); err != nil {
+		return nil, err
+	}
 	// The synchronous part: the cache's writes to the database, a Pebble
 	// snapshot (a sequence number) and the start of write tracking.
 	// Flushing and the hard-link checkpoint happen in WriteHandle, while
@@ -550,7 +576,7 @@ func (n *nativeSnapshot) Release() {
 // checkpoint shares with the live database (identical hard links).
 func (n *nativeSnapshot) checkpointAt() (linked map[string]bool, err error) {
 	s := n.s
-	if err := s.db.Flush(); err != nil {
+	if err := s.flush(s.db); err != nil {
 		return nil, fmt.Errorf("cannot flush pebble state for checkpoint %d: %w", n.id, err)
 	}
 	s.fs.RemoveAll(n.dir) // debris of an earlier attempt with this id
@@ -572,6 +598,9 @@ func (n *nativeSnapshot) checkpointAt() (linked map[string]bool, err error) {
 	if len(n.writes.ends) == 0 {
 		return linked, nil
 	}
+	if err := s.disk.Err(); err != nil {
+		return nil, err // no new MANIFEST on a full disk
+	}
 	o := s.pebbleOptions()
 	cdb, err := pebble.Open(n.dir, o)
 	if err != nil {
@@ -580,7 +609,7 @@ func (n *nativeSnapshot) checkpointAt() (linked map[string]bool, err error) {
 	b := cdb.NewBatch()
 	err = n.writes.each(func(key []byte) error {
 		if s.closing.Load() {
-			return errClosed
+			return s.closedWhy(errClosed)
 		}
 		v, closer, err := n.snap.Get(key)
 		switch {
@@ -597,7 +626,7 @@ func (n *nativeSnapshot) checkpointAt() (linked map[string]bool, err error) {
 	}
 	b.Close()
 	if err == nil {
-		err = cdb.Flush()
+		err = s.flush(cdb)
 	}
 	if cerr := cdb.Close(); err == nil {
 		err = cerr
@@ -632,7 +661,7 @@ func (n *nativeSnapshot) WriteHandle(t state.SnapshotTarget) (checkpoint.KeyedSt
 	ssts := map[string]checkpoint.NamedStream{}
 	for _, name := range names {
 		if s.closing.Load() {
-			return checkpoint.KeyedStateHandle{}, errClosed
+			return checkpoint.KeyedStateHandle{}, s.closedWhy(errClosed)
 		}
 		if name == "" || strings.HasPrefix(name, ".") {
 			continue
