@@ -94,8 +94,10 @@ type Options struct {
 	// EntryCacheSize bounds the bytes of state entries (keys and values,
 	// plus 64 bytes each) each database keeps in memory in front of it:
 	// the entries the task read or wrote last. Written entries reach the
-	// database together, in one batch, when the cache is full and before
-	// every scan, snapshot and checkpoint. Default 4 MiB, at most a
+	// database together, in one batch, when they take a quarter of the
+	// cache, when it is full and before every scan, snapshot and
+	// checkpoint (so a checkpoint's synchronous part writes at most a
+	// quarter of it: about a millisecond for the default). Default 4 MiB, at most a
 	// quarter of MemTableSize (a batch of half of it would bypass the
 	// memtable as a flushable batch of its own); negative: no cache,
 	// every state access goes to the database.
@@ -267,15 +269,19 @@ func (s *Store) writeBack() error {
 }
 
 // makeRoom empties the cache when it is full, writing its dirty entries
-// back first.
+// back first, and writes them back when they take more than their share
+// (what a checkpoint's synchronous part would have to write).
 func (s *Store) makeRoom() error {
-	if !s.cache.full() {
+	if s.cache.full() {
+		if err := s.writeBack(); err != nil {
+			return err
+		}
+		s.cache.reset()
 		return nil
 	}
-	if err := s.writeBack(); err != nil {
-		return err
+	if s.cache.tooDirty() {
+		return s.writeBack()
 	}
-	s.cache.reset()
 	return nil
 }
 
