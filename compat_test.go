@@ -126,8 +126,10 @@ func compatJob(dir string, rate float64, opts ...weir.Option) (*weir.Environment
 	return env, outs, wins
 }
 
-// compatFixtures are the fixtures a build writes: name, backend options
-// (a fresh pebble directory each time), and whether it is a savepoint.
+// compatFixtures are the fixtures a build writes, by name, with the
+// options of their state backend (a fresh pebble directory each call).
+// Names ending in -checkpoint are retained checkpoints, the others
+// savepoints.
 func compatFixtures(t *testing.T) map[string]func() []weir.Option {
 	pebble := func() []weir.Option {
 		return []weir.Option{weir.StateBackend(pebblestate.New(pebblestate.Options{Dir: t.TempDir()}))}

@@ -3,6 +3,7 @@ package weir_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,18 +24,42 @@ type padRec struct {
 	Pad string
 }
 
-// fullDiskJob keeps one 500-byte record per key, one key per record of
-// a generator of 2 partitions × limit records, and emits each key once
-// (through a two-phase-commit sink) when its record arrives.
+// fullDiskJob keeps one record of 500 random (incompressible) bytes per
+// key, one key per record of a generator of 2 partitions × limit records,
+// and emits each key once (through a two-phase-commit sink) when its
+// record arrives.
 func fullDiskJob(limit int64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[int64]) {
 	env := weir.NewEnvironment(append([]weir.Option{weir.Parallelism(2), weir.RestartStrategy(restart.None())}, opts...)...)
-	pad := strings.Repeat("x", 500)
-	gen := weir.Generator(2, limit, func(p int, off int64) padRec { return padRec{Key: off*2 + int64(p), Pad: pad} }).WithRate(2000)
+	gen := weir.Generator(2, limit, func(p int, off int64) padRec {
+		r := rand.New(rand.NewPCG(uint64(p), uint64(off)))
+		b := make([]byte, 500)
+		for i := range b {
+			b[i] = byte('a' + r.IntN(26))
+		}
+		return padRec{Key: off*2 + int64(p), Pad: string(b)}
+	}).WithRate(2000)
 	src := weir.FromSource(env, gen, "gen").UID("gen")
 	last := weir.Reduce(weir.KeyBy(src, func(r padRec) int64 { return r.Key }), func(_, b padRec) padRec { return b }).UID("last")
 	sink := weir.NewCollectSink[int64]()
 	weir.Map(last, func(r padRec) int64 { return r.Key }).UID("key").SinkTo(sink).UID("sink")
 	return env, sink
+}
+
+// checkEachKeyOnce checks that the committed output of the runs of a
+// fullDiskJob holds every key exactly once.
+func checkEachKeyOnce(t *testing.T, limit int64, runs ...*weir.CollectSink[int64]) {
+	t.Helper()
+	seen := map[int64]int{}
+	for _, r := range runs {
+		for _, k := range r.Committed() {
+			seen[k]++
+		}
+	}
+	for k := int64(0); k < 2*limit; k++ {
+		if seen[k] != 1 {
+			t.Fatalf("key %d emitted %d times over all runs", k, seen[k])
+		}
+	}
 }
 
 // Checkpoints into a directory that fills up (a 2 MiB tmpfs; the state
@@ -105,15 +130,7 @@ func TestCheckpointsOnFullDisk(t *testing.T) {
 	if err := env2.Execute(ctx, "full"); err != nil {
 		t.Fatalf("restore of checkpoint %d from %s: %v", lastDone, dir, err)
 	}
-	seen := map[int64]int{}
-	for _, k := range append(sink1.Committed(), sink2.Committed()...) {
-		seen[k]++
-	}
-	for k := int64(0); k < 2*limit; k++ {
-		if seen[k] != 1 {
-			t.Fatalf("key %d emitted %d times over both runs", k, seen[k])
-		}
-	}
+	checkEachKeyOnce(t, limit, sink1, sink2)
 	if len(sink1.Committed()) == 0 {
 		t.Fatal("the first run committed nothing: the test did not restore a point mid-way")
 	}

@@ -2,7 +2,6 @@ package weir_test
 
 import (
 	"context"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,30 +14,15 @@ import (
 	"github.com/weirstream/weir/state/pebblestate"
 )
 
-// pebbleFullDiskJob keeps one record of 500 random (incompressible) bytes
-// per key in pebble state in dir, one key per record of a generator of 2
-// partitions × limit records, and emits each key once through a
-// two-phase-commit sink.
+// pebbleFullDiskJob is fullDiskJob with its state in pebble in dir,
+// checkpointed every 100 ms.
 func pebbleFullDiskJob(dir string, limit int64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[int64]) {
 	return pebbleFullDiskJobWith(pebblestate.Options{Dir: dir}, limit,
 		append([]weir.Option{weir.Checkpointing(100*time.Millisecond, weir.ExactlyOnce)}, opts...)...)
 }
 
 func pebbleFullDiskJobWith(po pebblestate.Options, limit int64, opts ...weir.Option) (*weir.Environment, *weir.CollectSink[int64]) {
-	env := weir.NewEnvironment(append([]weir.Option{weir.Parallelism(2), weir.StateBackend(pebblestate.New(po))}, opts...)...)
-	gen := weir.Generator(2, limit, func(p int, off int64) padRec {
-		r := rand.New(rand.NewPCG(uint64(p), uint64(off)))
-		b := make([]byte, 500)
-		for i := range b {
-			b[i] = byte('a' + r.IntN(26))
-		}
-		return padRec{Key: off*2 + int64(p), Pad: string(b)}
-	}).WithRate(2000)
-	src := weir.FromSource(env, gen, "gen").UID("gen")
-	last := weir.Reduce(weir.KeyBy(src, func(r padRec) int64 { return r.Key }), func(_, b padRec) padRec { return b }).UID("last")
-	sink := weir.NewCollectSink[int64]()
-	weir.Map(last, func(r padRec) int64 { return r.Key }).UID("key").SinkTo(sink).UID("sink")
-	return env, sink
+	return fullDiskJob(limit, append([]weir.Option{weir.StateBackend(pebblestate.New(po))}, opts...)...)
 }
 
 // openFilesUnder counts the files this process has open below dir.
@@ -133,15 +117,7 @@ func TestPebbleLocalDirFullRestore(t *testing.T) {
 	if err := env2.Execute(ctx, "full"); err != nil {
 		t.Fatalf("the restore after room was made: %v", err)
 	}
-	seen := map[int64]int{}
-	for _, k := range append(sink1.Committed(), sink2.Committed()...) {
-		seen[k]++
-	}
-	for k := int64(0); k < 2*limit; k++ {
-		if seen[k] != 1 {
-			t.Fatalf("key %d emitted %d times over both runs", k, seen[k])
-		}
-	}
+	checkEachKeyOnce(t, limit, sink1, sink2)
 	if open := openFilesUnder(t, dir); len(open) > 0 {
 		t.Fatalf("files left open in %s after the job finished: %v", dir, open)
 	}

@@ -13,26 +13,6 @@ import (
 	"github.com/weirstream/weir/internal/tmpfstest"
 )
 
-// fill writes a file into dir until the file system is full.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return p
-		}
-	}
-}
-
 // On a full disk a state blob and the commit point fail with errors that
 // name the blob and wrap ENOSPC, leave no temporary file, and leave the
 // previous checkpoint the latest one; with room again, the same commit
@@ -55,7 +35,7 @@ func TestFullDisk(t *testing.T) {
 	if err := s.Commit(ctx, sampleMetadata(1, h)); err != nil {
 		t.Fatal(err)
 	}
-	filler := fill(t, dir)
+	filler := tmpfstest.Fill(t, dir)
 
 	w, err = s.CreateStream(ctx, 2, "a")
 	if err == nil {

@@ -49,11 +49,15 @@ func (s *Storage) TryLock(holder string) (Unlock, error) {
 	return l.TryLock(holder)
 }
 
-// Holder describes this process for a lock file: "job NAME, pid N on host
-// H, started TIME".
-func Holder(job string) string {
+// Holder describes this process, running job, for a lock file: "job
+// NAME, pid N on host H, started TIME".
+func Holder(job string) string { return HolderDoing("job " + job) }
+
+// HolderDoing describes this process doing what for a lock file: "WHAT,
+// pid N on host H, started TIME".
+func HolderDoing(what string) string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("job %s, pid %d on host %s, started %s", job, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
+	return fmt.Sprintf("%s, pid %d on host %s, started %s", what, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
 }
 
 // TryLock locks the file _lock in the root with flock(2): the kernel

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -131,8 +129,7 @@ restore from the checkpoint does first. Lingering ones are left alone.`,
 // directory that cannot be locked (read-only, no flock) is noted and
 // not refused: the lock is a safeguard, not a requirement.
 func lockAgainstJob(st *storage.Storage, verb string, notes io.Writer) (storage.Unlock, error) {
-	host, _ := os.Hostname()
-	unlock, err := st.TryLock(fmt.Sprintf("weir txn %s, pid %d on host %s, started %s", verb, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339)))
+	unlock, err := st.TryLock(storage.HolderDoing("weir txn " + verb))
 	switch {
 	case err == nil && verb == "list":
 		// Listing needs no lock; holding it would only keep a job out.

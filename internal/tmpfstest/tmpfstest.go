@@ -3,9 +3,12 @@
 package tmpfstest
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -36,4 +39,25 @@ func Mount(t testing.TB, size int64) string {
 		}
 	})
 	return dir
+}
+
+// Fill writes the file dir/filler until the file system is full and
+// returns its path (remove it to make room again).
+func Fill(t testing.TB, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return p
+		}
+	}
 }

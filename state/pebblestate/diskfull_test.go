@@ -24,26 +24,6 @@ import (
 	"github.com/weirstream/weir/storage"
 )
 
-// fill writes a file into dir until the disk is full and returns its path.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return p
-		}
-	}
-}
-
 // setUntilFull writes incompressible values into s until a write fails
 // and returns that error.
 func setUntilFull(t *testing.T, s state.RawStore) error {
@@ -91,7 +71,7 @@ func TestDiskFullGuard(t *testing.T) {
 	if fi, err := os.Stat(ballast); err != nil || fi.Size() != reserve {
 		t.Fatalf("ballast: %v %v, want %d bytes", fi, err, reserve)
 	}
-	filler := fill(t, dir)
+	filler := tmpfstest.Fill(t, dir)
 
 	err = setUntilFull(t, s1)
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "no space left on device") {
@@ -154,7 +134,7 @@ func TestDiskFullGuard(t *testing.T) {
 		t.Fatalf("a store of before the trip works again: %v", err)
 	}
 	// And it trips again when the disk fills up again.
-	filler = fill(t, dir)
+	filler = tmpfstest.Fill(t, dir)
 	if err := setUntilFull(t, s3); !errors.As(err, &full) {
 		t.Fatalf("second fill: %v", err)
 	}
